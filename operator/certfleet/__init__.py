@@ -1,0 +1,1 @@
+"""certfleet: keeps a valid TLS certificate on every webserver of a fleet."""

@@ -1,0 +1,1 @@
+"""Pure certificate logic: parsing, validity, renewal time, policy checks, domain names."""
