@@ -1,0 +1,34 @@
+# certfleet's two commands: `make sandbox` (the main job on a local test bed) and `make test`.
+# Both set up what they need on a fresh machine: Debian packages, the Python venv and the
+# test bed's Go-built servers (cached outside the work tree, so only the first run builds).
+
+PYTHON ?= python3
+VENV := .venv
+STAMP := $(VENV)/.installed
+
+.PHONY: setup test lint unit sandbox clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e '.[test]'
+	touch $@
+
+setup: $(STAMP)
+	tests/testbed/install-system-packages.sh
+	tests/testbed/build-binaries.sh >/dev/null
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+test: setup lint
+	$(VENV)/bin/pytest
+
+unit: $(STAMP)
+	$(VENV)/bin/pytest tests/unit
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,1 @@
+"""The test bed: real servers (Kubernetes control plane, ACME CA, S3, nginx) started on loopback."""

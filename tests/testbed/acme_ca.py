@@ -1,0 +1,136 @@
+"""A real ACME CA on loopback: Debian's pebble, with pebble-challtestsrv as its DNS server.
+
+Every name resolves to 127.0.0.1, so pebble validates HTTP-01 against `http_port` on this machine:
+put a webserver there that answers /.well-known/acme-challenge/.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import ssl
+import urllib.request
+from pathlib import Path
+
+from testbed import binaries
+from testbed.pki import TestCA
+from testbed.processes import ServerProcess, free_port, http_ok, tcp_open
+
+# pebble logs one line per new order; counting them proves reuse ("zero new ACME orders").
+_ORDER_LINE = re.compile(rb"Added order \"")
+
+
+class AcmeCA:
+    def __init__(
+        self,
+        workdir: Path,
+        http_port: int | None = None,
+        certificate_validity_seconds: int | None = None,
+        authz_reuse_percent: int = 0,
+    ) -> None:
+        self.workdir = workdir
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.http_port = http_port or free_port()
+        self.certificate_validity_seconds = certificate_validity_seconds
+        self.authz_reuse_percent = authz_reuse_percent
+        self.listener_ca = TestCA(workdir / "pki", "pebble-listener")
+        self.pebble: ServerProcess | None = None
+        self.challtestsrv: ServerProcess | None = None
+        self.directory_url = ""
+        self.management_url = ""
+        self.dns_port = 0
+        self.startup_seconds: dict[str, float] = {}
+
+    def __enter__(self) -> AcmeCA:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+    @property
+    def listener_ca_bundle(self) -> Path:
+        """The CA file that verifies pebble's own HTTPS listener (the ACME directory)."""
+        return self.listener_ca.cert_path
+
+    def ssl_context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=str(self.listener_ca_bundle))
+
+    def start(self) -> None:
+        self.dns_port = free_port()
+        dns_management = free_port()
+        self.challtestsrv = ServerProcess(
+            "pebble-challtestsrv",
+            [
+                str(binaries.system_program("pebble-challtestsrv")),
+                f"-management=127.0.0.1:{dns_management}",
+                f"-dns01=127.0.0.1:{self.dns_port}",
+                "-http01=",
+                "-https01=",
+                "-tlsalpn01=",
+                "-defaultIPv4=127.0.0.1",
+                "-defaultIPv6=",
+            ],
+            self.workdir / "challtestsrv.log",
+        )
+        self.challtestsrv_url = f"http://127.0.0.1:{dns_management}"
+        self.startup_seconds["pebble-challtestsrv"] = self.challtestsrv.wait_until(
+            lambda: tcp_open("127.0.0.1", dns_management)
+        )
+
+        acme_port, management_port = free_port(), free_port()
+        listener = self.listener_ca.serving_pair("pebble", ("localhost", "pebble"))
+        settings: dict[str, object] = {
+            "listenAddress": f"127.0.0.1:{acme_port}",
+            "managementListenAddress": f"127.0.0.1:{management_port}",
+            "certificate": str(listener.cert),
+            "privateKey": str(listener.key),
+            "httpPort": self.http_port,
+            "tlsPort": free_port(),
+            "ocspResponderURL": "",
+            "externalAccountBindingRequired": False,
+        }
+        if self.certificate_validity_seconds is not None:
+            settings["certificateValidityPeriod"] = self.certificate_validity_seconds
+        config = self.workdir / "pebble-config.json"
+        config.write_text(json.dumps({"pebble": settings}, indent=2))
+        self.pebble = ServerProcess(
+            "pebble",
+            [
+                str(binaries.system_program("pebble")),
+                f"-config={config}",
+                f"-dnsserver=127.0.0.1:{self.dns_port}",
+            ],
+            self.workdir / "pebble.log",
+            env={
+                "PEBBLE_VA_NOSLEEP": "1",
+                "PEBBLE_WFE_NONCEREJECT": "0",
+                "PEBBLE_AUTHZREUSE": str(self.authz_reuse_percent),
+            },
+        )
+        self.directory_url = f"https://127.0.0.1:{acme_port}/dir"
+        self.management_url = f"https://127.0.0.1:{management_port}"
+        context = self.ssl_context()
+        self.startup_seconds["pebble"] = self.pebble.wait_until(
+            lambda: http_ok(self.directory_url, context=context, expect=b"newOrder")
+        )
+
+    def stop(self) -> None:
+        for process in (self.pebble, self.challtestsrv):
+            if process is not None:
+                process.stop()
+
+    def issuing_roots_pem(self) -> bytes:
+        """The root that signs the certificates pebble issues (new at every pebble start)."""
+        with urllib.request.urlopen(
+            f"{self.management_url}/roots/0", context=self.ssl_context(), timeout=5
+        ) as response:
+            return bytes(response.read())
+
+    def orders_created(self) -> int:
+        assert self.pebble is not None
+        return len(_ORDER_LINE.findall(self.pebble.log_path.read_bytes()))

@@ -1,0 +1,94 @@
+"""A real S3 server on loopback: versitygw (Apache-2.0, built from its Go module)."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from botocore.config import Config
+
+from testbed import binaries
+from testbed.processes import ServerProcess, free_port, tcp_open
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+REGION = "us-east-1"
+
+
+@dataclass(frozen=True)
+class S3Endpoint:
+    url: str
+    region: str
+    access_key: str
+    secret_key: str
+
+    def client(self, **config: Any) -> S3Client:
+        return boto3.client(
+            "s3",
+            endpoint_url=self.url,
+            region_name=self.region,
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
+            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 2}, **config),
+        )
+
+    def new_bucket(self) -> str:
+        name = f"certfleet-{secrets.token_hex(6)}"
+        self.client().create_bucket(Bucket=name)
+        return name
+
+
+@dataclass(frozen=True)
+class S3Bucket:
+    endpoint: S3Endpoint
+    name: str
+
+
+class S3Server:
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.root = workdir / "s3-root"
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.process: ServerProcess | None = None
+        self._port = 0
+        self.startup_seconds = 0.0
+        self.endpoint = S3Endpoint(
+            url="", region=REGION, access_key="certfleet-test", secret_key=secrets.token_hex(16)
+        )
+
+    def __enter__(self) -> S3Server:
+        self.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        """Starts the server; after a stop, again on the same port and data (outage tests)."""
+        port = self._port = self._port or free_port()
+        self.process = ServerProcess(
+            "versitygw",
+            [
+                str(binaries.go_program("versitygw")),
+                f"--access={self.endpoint.access_key}",
+                f"--secret={self.endpoint.secret_key}",
+                f"--region={REGION}",
+                f"--port=127.0.0.1:{port}",
+                "--quiet",
+                "posix",
+                str(self.root),
+            ],
+            self.workdir / "versitygw.log",
+        )
+        self.startup_seconds = self.process.wait_until(lambda: tcp_open("127.0.0.1", port))
+        self.endpoint = S3Endpoint(
+            f"http://127.0.0.1:{port}", REGION, self.endpoint.access_key, self.endpoint.secret_key
+        )
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()

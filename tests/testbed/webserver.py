@@ -1,0 +1,193 @@
+"""Real nginx instances on loopback, each with its own prefix, config, TLS listener and reload.
+
+Several can run at once (a fleet). Each serves TLS from `certificate_dir` (fullchain.pem and
+privkey.pem, as the agent installs them) and answers /.well-known/acme-challenge/ from a webroot
+or by proxying to certfleet.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import ssl
+import subprocess
+import time
+from pathlib import Path
+
+from cryptography import x509
+
+from testbed import binaries
+from testbed.pki import TestCA
+from testbed.processes import ServerProcess, free_port, tcp_open
+
+NGINX_CONFIG = """\
+{user}
+worker_processes 1;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log info;
+events {{ worker_connections 64; }}
+http {{
+    access_log {prefix}/access.log;
+    client_body_temp_path {prefix}/tmp/body;
+    proxy_temp_path {prefix}/tmp/proxy;
+    fastcgi_temp_path {prefix}/tmp/fastcgi;
+    uwsgi_temp_path {prefix}/tmp/uwsgi;
+    scgi_temp_path {prefix}/tmp/scgi;
+    server {{
+        listen {address}:{http_port};
+        location /.well-known/acme-challenge/ {{
+            {challenge}
+        }}
+        location / {{ return 200 "plain http\\n"; }}
+    }}
+    server {{
+        listen {address}:{https_port} ssl;
+        ssl_certificate {certificate_dir}/fullchain.pem;
+        ssl_certificate_key {certificate_dir}/privkey.pem;
+        location / {{ return 200 "served over tls\\n"; }}
+    }}
+}}
+"""
+
+
+class Nginx:
+    def __init__(
+        self,
+        prefix: Path,
+        certificate_dir: Path,
+        http_port: int | None = None,
+        challenge_webroot: Path | None = None,
+        challenge_proxy: str | None = None,
+        address: str = "127.0.0.1",
+    ) -> None:
+        self.prefix = prefix
+        self.certificate_dir = certificate_dir
+        self.address = address
+        self.http_port = http_port or free_port()
+        self.https_port = free_port()
+        self.challenge_webroot = challenge_webroot or prefix / "webroot"
+        self.challenge_proxy = challenge_proxy
+        self.config_path = prefix / "nginx.conf"
+        self.process: ServerProcess | None = None
+        self.startup_seconds = 0.0
+
+    def __enter__(self) -> Nginx:
+        self.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+    @property
+    def _base_command(self) -> list[str]:
+        return [
+            str(binaries.system_program("nginx")),
+            "-p",
+            str(self.prefix),
+            "-c",
+            str(self.config_path),
+            "-e",
+            str(self.prefix / "error.log"),
+        ]
+
+    @property
+    def test_command(self) -> list[str]:
+        return [*self._base_command, "-t", "-q"]
+
+    @property
+    def reload_command(self) -> list[str]:
+        return [*self._base_command, "-s", "reload"]
+
+    def write_config(self) -> None:
+        for folder in (self.prefix / "tmp", self.challenge_webroot):
+            folder.mkdir(parents=True, exist_ok=True)
+        if self.challenge_proxy:
+            challenge = f"proxy_pass {self.challenge_proxy};"
+        else:
+            challenge = f"root {self.challenge_webroot};"
+        # Workers read the webroot; as root they would run as an unprivileged user who cannot
+        # enter pytest's 0700 temporary folders.
+        user = "user root;" if os.geteuid() == 0 else ""
+        self.config_path.write_text(
+            NGINX_CONFIG.format(
+                user=user,
+                prefix=self.prefix,
+                address=self.address,
+                http_port=self.http_port,
+                https_port=self.https_port,
+                certificate_dir=self.certificate_dir,
+                challenge=challenge,
+            )
+        )
+
+    def install_placeholder_certificate(self) -> None:
+        """A self-signed pair, as a fresh server has before certfleet installs the real one."""
+        self.certificate_dir.mkdir(parents=True, exist_ok=True)
+        pair = TestCA(self.prefix / "placeholder", "placeholder").serving_pair("placeholder")
+        shutil.copyfile(pair.cert, self.certificate_dir / "fullchain.pem")
+        shutil.copyfile(pair.key, self.certificate_dir / "privkey.pem")
+
+    def start(self) -> None:
+        if not (self.certificate_dir / "fullchain.pem").exists():
+            self.install_placeholder_certificate()
+        self.write_config()
+        self.run(self.test_command)
+        self.process = ServerProcess(
+            f"nginx:{self.https_port}",
+            [*self._base_command, "-g", "daemon off;"],
+            self.prefix / "nginx.stdout.log",
+        )
+        self.startup_seconds = self.process.wait_until(
+            lambda: (
+                tcp_open(self.address, self.https_port) and tcp_open(self.address, self.http_port)
+            )
+        )
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+
+    def run(self, command: list[str]) -> None:
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise RuntimeError(f"{' '.join(command)} failed:\n{result.stderr}")
+
+    def reload(self) -> None:
+        self.run(self.test_command)
+        self.run(self.reload_command)
+
+    def served_certificate(self, server_name: str, trust: Path | None = None) -> x509.Certificate:
+        """The leaf this nginx presents in a TLS handshake; verified against `trust` if given."""
+        if trust is None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        else:
+            context = ssl.create_default_context(cafile=str(trust))
+        with (
+            socket.create_connection((self.address, self.https_port), timeout=5) as raw,
+            context.wrap_socket(raw, server_hostname=server_name) as tls,
+        ):
+            der = tls.getpeercert(binary_form=True)
+        assert der is not None
+        return x509.load_der_x509_certificate(der)
+
+    def wait_until_serving(
+        self, serial: int, server_name: str, trust: Path | None = None, timeout: float = 10
+    ) -> x509.Certificate:
+        """Handshakes until the served leaf has `serial`: a graceful reload hands the listener to
+        new workers asynchronously. Fails with what was served instead."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                served: x509.Certificate | str = self.served_certificate(server_name, trust)
+                if isinstance(served, x509.Certificate) and served.serial_number == serial:
+                    return served
+            except OSError as error:  # includes a failed verification
+                served = f"a failed handshake ({error})"
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"nginx {self.https_port} serves {served}, not serial {serial:x}"
+                )
+            time.sleep(0.05)
