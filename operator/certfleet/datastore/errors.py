@@ -1,0 +1,35 @@
+"""Errors of the certificate datastore.
+
+Callers branch on the type, not on the message: the operator maps each type to a status
+condition reason, the agent decides between "retry later" and "alert a human".
+Messages name objects and reasons only; they never carry key material.
+"""
+
+from __future__ import annotations
+
+
+class DatastoreError(Exception):
+    """Base of every datastore failure (also: access denied, missing bucket, bad credentials)."""
+
+
+class DatastoreUnavailableError(DatastoreError):
+    """The datastore could not be reached or answered with a server error: retry later."""
+
+
+class DatastoreConflictError(DatastoreError):
+    """Another writer changed the datastore first (a conditional write was refused)."""
+
+
+class DatastoreIntegrityError(DatastoreError):
+    """What the datastore holds is malformed, oversize, tampered with, or not ours to decrypt."""
+
+
+class UnknownMasterKeyError(DatastoreIntegrityError):
+    """The private key was encrypted under a master key that none of the configured keys matches.
+
+    A subclass so an operator can tell "key rotation went wrong" from "tampered with".
+    """
+
+
+class DatastoreVerificationError(DatastoreError):
+    """A freshly written revision did not read back as written; the pointer was not flipped."""
