@@ -1,0 +1,44 @@
+"""The one exception family of certfleet.
+
+Callers catch ``CertfleetError`` at the edges (handlers, agent loop) and map it to a status
+condition or an event; anything else escaping the core is a bug.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class CertfleetError(Exception):
+    """Base of every error certfleet raises on purpose."""
+
+
+class InvalidDomainError(CertfleetError, ValueError):
+    """A domain name is not acceptable (syntax, length, IDNA, wildcard or path safety)."""
+
+
+class PemProblem(StrEnum):
+    """What exactly is wrong with a PEM input; stable, so tests and callers can branch on it."""
+
+    EMPTY = "empty"
+    TOO_LARGE = "too-large"
+    NO_PEM = "no-pem"
+    TRUNCATED = "truncated"
+    WRONG_BLOCK = "wrong-block"
+    MALFORMED = "malformed"
+    TOO_MANY = "too-many"
+    MULTIPLE_KEYS = "multiple-keys"
+    ENCRYPTED = "encrypted"
+    UNSUPPORTED = "unsupported"
+
+
+class PemError(CertfleetError):
+    """PEM input that is not a usable certificate chain or private key.
+
+    Messages name the block and the problem; they never quote the input, so a private key
+    cannot leak into a log, an event or a status condition.
+    """
+
+    def __init__(self, problem: PemProblem, message: str) -> None:
+        super().__init__(message)
+        self.problem = problem

@@ -1,0 +1,1 @@
+"""Unit tests of certfleet.core (a package, so helper imports are unambiguous)."""
