@@ -1,0 +1,461 @@
+"""The S3 datastore: publish a certificate revision, read the current one, poll for changes.
+
+Write protocol (the operator):
+ 1. Read `current.json` and check it is still the one the caller decided on (its ETag).
+ 2. Write `revisions/N/fullchain.pem` and `revisions/N/privkey.pem.enc` with If-None-Match: *,
+    so a revision, once written, is never replaced.
+ 3. Read both back and compare SHA-256 digests (and decrypt the key) against what was sent.
+ 4. Only then write `current.json` conditionally: If-None-Match: * when there was no pointer,
+    If-Match: ETAG otherwise. Of two concurrent writers exactly one flips the pointer; the
+    other gets DatastoreConflictError. Agents therefore never see a half-written revision.
+
+Read protocol (the agent): poll `current.json` with If-None-Match: ETAG (a 304 costs nothing),
+then fetch the revision it names and verify every digest before installing anything.
+
+The boto3 client is injected: this module never creates one (nor reads credentials).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import hashlib
+import logging
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from certfleet.datastore.encryption import (
+    ENVELOPE_OVERHEAD_BYTES,
+    ENVELOPE_SCHEME,
+    MasterKey,
+    envelope_decrypt,
+    envelope_encrypt,
+)
+from certfleet.datastore.errors import (
+    DatastoreConflictError,
+    DatastoreError,
+    DatastoreIntegrityError,
+    DatastoreVerificationError,
+)
+from certfleet.datastore.location import DatastoreLocation
+from certfleet.datastore.pointer import MAX_POINTER_BYTES, Pointer, parse_pointer
+from certfleet.datastore.s3_errors import (
+    is_not_found,
+    is_not_modified,
+    is_precondition_failed,
+    raise_translated,
+)
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import GetObjectRequestTypeDef, PutObjectRequestTypeDef
+
+log = logging.getLogger(__name__)
+
+# A full chain is a few KiB and a key less: anything near this limit is not ours.
+MAX_OBJECT_BYTES = 1024 * 1024
+# How many revision numbers publish tries past the pointer's before giving up. Numbers are
+# skipped when a publish died after writing its revision but before flipping the pointer.
+MAX_REVISION_PROBES = 8
+
+FULLCHAIN_CONTENT_TYPE = "application/pem-certificate-chain"  # RFC 8555, section 9.1
+PRIVKEY_CONTENT_TYPE = "application/octet-stream"
+POINTER_CONTENT_TYPE = "application/json"
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _bare_etag(etag: str) -> str:
+    """S3 quotes ETags and some servers mark them weak; compare the opaque value only."""
+    value = etag.strip()
+    if value.startswith("W/"):
+        value = value[2:]
+    return value.strip('"')
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StoredCertificate:
+    """A verified revision: digests checked against the pointer, key decrypted."""
+
+    pointer: Pointer
+    pointer_etag: str
+    fullchain: bytes = dataclasses.field(repr=False)
+    privkey: bytes = dataclasses.field(repr=False)
+
+
+class PollStatus(enum.Enum):
+    UNCHANGED = "unchanged"
+    CHANGED = "changed"
+    MISSING = "missing"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PointerPoll:
+    """The answer to a conditional poll of `current.json`.
+
+    UNCHANGED: `etag` is the one polled with, `pointer` is None (nothing was transferred).
+    CHANGED: `pointer` and its new `etag`.
+    MISSING: no pointer exists (nothing published yet); both are None.
+    """
+
+    status: PollStatus
+    etag: str | None = None
+    pointer: Pointer | None = None
+
+    @property
+    def changed(self) -> bool:
+        return self.status is PollStatus.CHANGED
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Fetched:
+    body: bytes
+    etag: str
+
+
+class _NotModifiedError(Exception):
+    """A conditional GET answered 304 (internal: poll_pointer turns it into UNCHANGED)."""
+
+
+class S3Datastore:
+    """Certificates in an S3 bucket, one folder per DatastoreLocation.
+
+    `master_keys[0]` encrypts new private keys; every key in the list can decrypt, so a
+    rotation adds the new key in front and keeps the old one until old revisions are gone.
+    """
+
+    def __init__(
+        self,
+        client: S3Client,
+        master_keys: Sequence[MasterKey],
+        *,
+        clock: Callable[[], datetime] = _utc_now,
+        max_object_bytes: int = MAX_OBJECT_BYTES,
+    ) -> None:
+        if not master_keys:
+            raise ValueError("at least one master key is needed")
+        self._client = client
+        self._master_keys = tuple(master_keys)
+        self._clock = clock
+        self._max_object_bytes = max_object_bytes
+
+    # -- reading ------------------------------------------------------------------------
+
+    def read_current(self, location: DatastoreLocation) -> StoredCertificate | None:
+        """The verified current revision, or None when nothing was published yet."""
+        fetched = self._get(location, location.pointer_key, MAX_POINTER_BYTES)
+        if fetched is None:
+            return None
+        pointer = parse_pointer(fetched.body)
+        return self.read_revision(location, pointer, fetched.etag)
+
+    def read_revision(
+        self, location: DatastoreLocation, pointer: Pointer, pointer_etag: str
+    ) -> StoredCertificate:
+        """Fetch and verify the revision a pointer names (the agent calls this after a poll)."""
+        fullchain_key = location.fullchain_key(pointer.revision)
+        privkey_key = location.privkey_key(pointer.revision)
+        fullchain = self._get_required(location, fullchain_key)
+        if _sha256(fullchain) != pointer.fullchain_sha256:
+            raise DatastoreIntegrityError(
+                f"{location.s3_uri_of(fullchain_key)} does not match the pointer's sha256"
+            )
+        blob = self._get_required(location, privkey_key)
+        if _sha256(blob) != pointer.privkey_enc_sha256:
+            raise DatastoreIntegrityError(
+                f"{location.s3_uri_of(privkey_key)} does not match the pointer's sha256"
+            )
+        privkey = envelope_decrypt(blob, self._master_keys, privkey_key.encode())
+        if _sha256(privkey) != pointer.privkey_sha256:
+            raise DatastoreIntegrityError(
+                f"decrypted {location.s3_uri_of(privkey_key)} does not match the pointer's sha256"
+            )
+        return StoredCertificate(
+            pointer=pointer, pointer_etag=pointer_etag, fullchain=fullchain, privkey=privkey
+        )
+
+    def poll_pointer(self, location: DatastoreLocation, etag: str | None) -> PointerPoll:
+        """Conditional GET of `current.json`: unchanged, changed (parsed), or missing."""
+        try:
+            fetched = self._get(
+                location, location.pointer_key, MAX_POINTER_BYTES, if_none_match=etag
+            )
+        except _NotModifiedError:
+            return PointerPoll(PollStatus.UNCHANGED, etag=etag)
+        if fetched is None:
+            return PointerPoll(PollStatus.MISSING)
+        if etag is not None and _bare_etag(fetched.etag) == _bare_etag(etag):
+            # A server that ignores If-None-Match still must not make the agent reinstall.
+            return PointerPoll(PollStatus.UNCHANGED, etag=etag)
+        return PointerPoll(
+            PollStatus.CHANGED, etag=fetched.etag, pointer=parse_pointer(fetched.body)
+        )
+
+    # -- writing ------------------------------------------------------------------------
+
+    def publish(
+        self,
+        location: DatastoreLocation,
+        fullchain: bytes,
+        privkey: bytes,
+        serial: str,
+        not_before: datetime,
+        not_after: datetime,
+        expected_pointer_etag: str | None,
+    ) -> Pointer:
+        """Write a new revision, verify it, then flip the pointer to it.
+
+        `expected_pointer_etag` is the ETag of the pointer the caller's decision was based on
+        (from read_current), None when it saw no pointer. Raises DatastoreConflictError when
+        the pointer changed since, DatastoreVerificationError when the revision does not read
+        back as written; success means agents will now see the new revision.
+        """
+        # Refuse what agents would refuse to read (the envelope adds a fixed overhead).
+        limits = (
+            ("fullchain", fullchain, self._max_object_bytes),
+            ("privkey", privkey, self._max_object_bytes - ENVELOPE_OVERHEAD_BYTES),
+        )
+        for name, data, limit in limits:
+            if not isinstance(data, bytes) or not data:
+                raise ValueError(f"{name} must be non-empty bytes")
+            if len(data) > limit:
+                raise ValueError(f"{name} is larger than {limit} bytes")
+
+        previous_revision, current_etag = self._check_expected_pointer(
+            location, expected_pointer_etag
+        )
+        fullchain_sha256 = _sha256(fullchain)
+        privkey_sha256 = _sha256(privkey)
+        # Built now so a bad serial or time fails before anything is written; the revision
+        # and the blob's digest are only known after the write.
+        draft = Pointer(
+            revision=previous_revision + 1,
+            serial=serial,
+            not_before=not_before,
+            not_after=not_after,
+            fullchain_sha256=fullchain_sha256,
+            privkey_sha256=privkey_sha256,
+            privkey_enc_sha256="0" * 64,
+            published_at=self._now(),
+        )
+        revision, blob = self._write_revision(location, previous_revision, fullchain, privkey)
+        self._verify_revision(location, revision, fullchain_sha256, _sha256(blob), privkey_sha256)
+
+        pointer = dataclasses.replace(
+            draft, revision=revision, privkey_enc_sha256=_sha256(blob), published_at=self._now()
+        )
+        self._write_pointer(location, pointer, current_etag)
+        log.info(
+            "published %s revision %d (serial %s, not after %s)",
+            location.s3_uri,
+            revision,
+            pointer.serial,
+            pointer.not_after.isoformat(),
+        )
+        return pointer
+
+    def _now(self) -> datetime:
+        return self._clock().astimezone(UTC).replace(microsecond=0)
+
+    def _check_expected_pointer(
+        self, location: DatastoreLocation, expected_etag: str | None
+    ) -> tuple[int, str | None]:
+        """The previous revision number and the pointer's ETag, if still as the caller saw it."""
+        uri = location.s3_uri_of(location.pointer_key)
+        fetched = self._get(location, location.pointer_key, MAX_POINTER_BYTES)
+        if fetched is None:
+            if expected_etag is not None:
+                raise DatastoreConflictError(f"{uri} was removed since it was read")
+            return 0, None
+        if expected_etag is None:
+            raise DatastoreConflictError(f"{uri} was created by another writer since it was read")
+        if _bare_etag(fetched.etag) != _bare_etag(expected_etag):
+            raise DatastoreConflictError(f"{uri} was changed by another writer since it was read")
+        return parse_pointer(fetched.body).revision, fetched.etag
+
+    def _write_revision(
+        self,
+        location: DatastoreLocation,
+        previous_revision: int,
+        fullchain: bytes,
+        privkey: bytes,
+    ) -> tuple[int, bytes]:
+        """Create the first free revision after `previous_revision`; return it and the blob."""
+        for revision in range(previous_revision + 1, previous_revision + 1 + MAX_REVISION_PROBES):
+            fullchain_key = location.fullchain_key(revision)
+            try:
+                self._put(
+                    location,
+                    {
+                        "Bucket": location.bucket,
+                        "Key": fullchain_key,
+                        "Body": fullchain,
+                        "ContentType": FULLCHAIN_CONTENT_TYPE,
+                        "IfNoneMatch": "*",
+                    },
+                )
+            except DatastoreConflictError:
+                # Left by a publish that died before its pointer write, or a concurrent writer
+                # (which the pointer write will sort out): either way, never overwrite it.
+                log.warning(
+                    "%s exists already (an unfinished earlier publish, or a concurrent "
+                    "writer); trying the next revision",
+                    location.s3_uri_of(fullchain_key),
+                )
+                continue
+            privkey_key = location.privkey_key(revision)
+            # The S3 key is the associated data: the blob cannot be moved to another revision.
+            blob = envelope_encrypt(privkey, self._master_keys[0], privkey_key.encode())
+            self._put(
+                location,
+                {
+                    "Bucket": location.bucket,
+                    "Key": privkey_key,
+                    "Body": blob,
+                    "ContentType": PRIVKEY_CONTENT_TYPE,
+                    "Metadata": {
+                        "certfleet-encryption": ENVELOPE_SCHEME,
+                        "certfleet-master-key-id": self._master_keys[0].key_id_hex,
+                    },
+                    "IfNoneMatch": "*",
+                },
+            )
+            return revision, blob
+        raise DatastoreConflictError(
+            f"{location.s3_uri}: revisions {previous_revision + 1} to "
+            f"{previous_revision + MAX_REVISION_PROBES} all exist already without a pointer "
+            "to them; clean up the unreferenced revisions"
+        )
+
+    def _verify_revision(
+        self,
+        location: DatastoreLocation,
+        revision: int,
+        fullchain_sha256: str,
+        blob_sha256: str,
+        privkey_sha256: str,
+    ) -> None:
+        """Read the revision back; any difference is a DatastoreVerificationError."""
+        fullchain_key = location.fullchain_key(revision)
+        privkey_key = location.privkey_key(revision)
+        try:
+            fullchain = self._get_required(location, fullchain_key)
+            blob = self._get_required(location, privkey_key)
+            if _sha256(fullchain) != fullchain_sha256:
+                raise DatastoreIntegrityError(f"{location.s3_uri_of(fullchain_key)} differs")
+            if _sha256(blob) != blob_sha256:
+                raise DatastoreIntegrityError(f"{location.s3_uri_of(privkey_key)} differs")
+            # Decrypting proves the master key and the binding to the key work for agents too.
+            plaintext = envelope_decrypt(blob, self._master_keys, privkey_key.encode())
+            if _sha256(plaintext) != privkey_sha256:
+                raise DatastoreIntegrityError(
+                    f"decrypted {location.s3_uri_of(privkey_key)} differs"
+                )
+        except DatastoreIntegrityError as exc:
+            raise DatastoreVerificationError(
+                f"revision {revision} did not read back as written, the pointer was not "
+                f"changed: {exc}"
+            ) from exc
+
+    def _write_pointer(
+        self, location: DatastoreLocation, pointer: Pointer, current_etag: str | None
+    ) -> None:
+        request: PutObjectRequestTypeDef = {
+            "Bucket": location.bucket,
+            "Key": location.pointer_key,
+            "Body": pointer.to_json(),
+            "ContentType": POINTER_CONTENT_TYPE,
+            # Agents poll it; no cache in between may serve an old one.
+            "CacheControl": "no-cache",
+        }
+        if current_etag is None:
+            request["IfNoneMatch"] = "*"
+        else:
+            request["IfMatch"] = current_etag
+        self._put(location, request, missing_is_conflict=True)
+
+    # -- S3 calls -----------------------------------------------------------------------
+
+    def _put(
+        self,
+        location: DatastoreLocation,
+        request: PutObjectRequestTypeDef,
+        *,
+        missing_is_conflict: bool = False,
+    ) -> None:
+        uri = location.s3_uri_of(request["Key"])
+        try:
+            self._client.put_object(**request)
+        except ClientError as exc:
+            if is_precondition_failed(exc) or (missing_is_conflict and is_not_found(exc)):
+                # If-Match on a key deleted meanwhile answers 404 NoSuchKey: also a conflict.
+                raise DatastoreConflictError(
+                    f"PutObject {uri} refused: another writer changed it first"
+                ) from exc
+            raise_translated(exc, operation="PutObject", uri=uri)
+        except BotoCoreError as exc:
+            raise_translated(exc, operation="PutObject", uri=uri)
+
+    def _get_required(self, location: DatastoreLocation, key: str) -> bytes:
+        fetched = self._get(location, key, self._max_object_bytes)
+        if fetched is None:
+            raise DatastoreIntegrityError(
+                f"{location.s3_uri_of(key)} is missing, yet the pointer names its revision"
+            )
+        return fetched.body
+
+    def _get(
+        self,
+        location: DatastoreLocation,
+        key: str,
+        limit: int,
+        *,
+        if_none_match: str | None = None,
+    ) -> _Fetched | None:
+        """GET with a size bound; None when the object does not exist.
+
+        With `if_none_match`, raises _NotModifiedError when the server answers 304.
+        """
+        uri = location.s3_uri_of(key)
+        request: GetObjectRequestTypeDef = {"Bucket": location.bucket, "Key": key}
+        if if_none_match is not None:
+            request["IfNoneMatch"] = if_none_match
+        try:
+            response = self._client.get_object(**request)
+        except ClientError as exc:
+            if if_none_match is not None and is_not_modified(exc):
+                raise _NotModifiedError from None
+            if is_not_found(exc):
+                return None
+            raise_translated(exc, operation="GetObject", uri=uri)
+        except BotoCoreError as exc:
+            raise_translated(exc, operation="GetObject", uri=uri)
+
+        body = response["Body"]
+        try:
+            # Refuse before reading when the server says it is too big; read with a bound in
+            # case it does not say, or says wrong.
+            length = response.get("ContentLength")
+            if isinstance(length, int) and length > limit:
+                raise DatastoreIntegrityError(f"{uri} is {length} bytes, over the {limit} limit")
+            try:
+                data = body.read(limit + 1)
+            except BotoCoreError as exc:
+                raise_translated(exc, operation="GetObject", uri=uri)
+            if len(data) > limit:
+                raise DatastoreIntegrityError(f"{uri} is over the {limit} byte limit")
+        finally:
+            body.close()
+        etag = response.get("ETag")
+        if not isinstance(etag, str) or not etag:
+            raise DatastoreError(f"GetObject {uri}: the server sent no ETag")
+        return _Fetched(body=data, etag=etag)
