@@ -42,3 +42,7 @@ class PemError(CertfleetError):
     def __init__(self, problem: PemProblem, message: str) -> None:
         super().__init__(message)
         self.problem = problem
+
+    def __reduce__(self) -> tuple[type[PemError], tuple[PemProblem, str]]:
+        # Exceptions pickle their args; ours has two constructor arguments, args has one.
+        return (type(self), (self.problem, str(self)))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import pickle
 from collections.abc import Callable
 
 import pytest
@@ -147,6 +148,12 @@ def test_chain_errors(data: bytes, problem: PemProblem, message: str) -> None:
     assert isinstance(caught.value, CertfleetError)
     for line in body_lines(RSA_KEY) + body_lines(key_pem(EC_LEAF.key, "traditional")):
         assert line not in str(caught.value)
+
+
+def test_pem_errors_survive_pickling() -> None:
+    error = PemError(PemProblem.TRUNCATED, "block 1 has no END line")
+    copy = pickle.loads(pickle.dumps(error))
+    assert (copy.problem, str(copy)) == (error.problem, str(error))
 
 
 def test_chain_must_be_bytes() -> None:

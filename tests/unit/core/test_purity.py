@@ -48,6 +48,23 @@ def test_importing_the_core_loads_nothing_heavy() -> None:
     assert result.stdout.strip() == "[]"
 
 
+@pytest.mark.parametrize("source", SOURCES, ids=[s.name for s in SOURCES])
+def test_core_imports_no_higher_layer(source: Path) -> None:
+    """Within certfleet, the core is the bottom layer: it imports only itself."""
+    tree = ast.parse(source.read_text(), filename=str(source))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            assert node.level == 0, f"{source.name}:{node.lineno}: use absolute imports"
+            modules = [node.module or ""]
+        elif isinstance(node, ast.Import):
+            modules = [alias.name for alias in node.names]
+        else:
+            continue
+        for module in modules:
+            if module.split(".")[0] == "certfleet":
+                assert module.startswith("certfleet.core"), f"{source.name} imports {module}"
+
+
 FORBIDDEN_CALLS = {"now", "utcnow", "today", "time", "monotonic", "open", "urandom"}
 
 
