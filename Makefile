@@ -27,6 +27,9 @@ lint: $(STAMP)
 test: setup lint
 	$(VENV)/bin/pytest
 
+sandbox: setup
+	PYTHONPATH=tests $(VENV)/bin/python -m testbed.sandbox $(SANDBOX_ARGS)
+
 unit: $(STAMP)
 	$(VENV)/bin/pytest tests/unit
 

@@ -145,6 +145,10 @@ class ControlPlane:
         self._write_kubeconfig(path, user, pair.cert, pair.key)
         return path
 
+    @property
+    def kubectl_path(self) -> Path:
+        return binaries.go_program("kubectl")
+
     def kubectl(
         self,
         *args: str,

@@ -1,0 +1,455 @@
+"""The operator's main job for one ManagedCertificate, in the order of DESIGN.md steps 1 to 4:
+
+1. a valid certificate in the S3 datastore is reused (no issuance);
+2. else a valid one in the cluster cache Secret is reused and published;
+3. else AUTOMATIC issues through ACME, MANUAL waits for the Secret a person supplies;
+4. publish to S3 (read back, digests compared, pointer written last), then Ready.
+
+Gathering (reads) and acting (writes) go through small ports; every decision is the core's
+pure policy with the clock passed in. A new certificate is saved in the cache Secret before it
+is published, so an operator killed in between finds it there and never orders it again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from certfleet.core.errors import CertfleetError
+from certfleet.core.facts import CertificateFacts
+from certfleet.core.policy import Failure, Valid, Verdict, evaluate
+from certfleet.datastore.errors import (
+    DatastoreError,
+    DatastoreIntegrityError,
+    DatastoreUnavailableError,
+)
+from certfleet.datastore.location import DatastoreLocation
+from certfleet.datastore.s3_store import S3Datastore, StoredCertificate
+from certfleet.resources import (
+    CertificateSpec,
+    CloudHostConfig,
+    GenerationMethod,
+    InvalidSpecError,
+    cache_secret_name,
+    parse_certificate_spec,
+    parse_cloudhost,
+)
+
+log = logging.getLogger(__name__)
+
+TLS_CERT_KEY = "tls.crt"
+TLS_PRIVATE_KEY = "tls.key"
+TLS_SECRET_TYPE = "kubernetes.io/tls"  # noqa: S105 - a Secret type, not a password
+
+
+class DatastoreNotConfiguredError(CertfleetError):
+    """The spec's cloudhost has no usable CloudHost (missing, invalid, or its Secrets are)."""
+
+
+@dataclass(frozen=True)
+class IssuedCertificate:
+    fullchain_pem: bytes
+    private_key_pem: bytes = field(repr=False)
+
+
+class Secrets(Protocol):
+    def read_tls(self, namespace: str, name: str) -> tuple[bytes, bytes] | None:
+        """(tls.crt, tls.key) of a Secret; empty bytes for a missing key; None if no Secret."""
+
+    def write_tls(
+        self,
+        namespace: str,
+        name: str,
+        fullchain: bytes,
+        key: bytes,
+        labels: Mapping[str, str],
+        annotations: Mapping[str, str],
+    ) -> None: ...
+
+
+class Issuer(Protocol):
+    def issue(self, names: Sequence[str], key_algorithm: str) -> IssuedCertificate: ...
+
+
+class World(Protocol):
+    """Where the reconciler reads and writes: implemented over Kubernetes, S3 and ACME."""
+
+    @property
+    def secrets(self) -> Secrets: ...
+
+    def cloudhost(self, name: str) -> Mapping[str, Any] | None: ...
+
+    def datastore(self, cloudhost: CloudHostConfig) -> S3Datastore: ...
+
+    def issuer(self, spec: CertificateSpec, namespace: str) -> Issuer: ...
+
+
+@dataclass(frozen=True)
+class Event:
+    type: str  # "Normal" or "Warning", as Kubernetes events
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one reconciliation found and did: the status, the events, when to try again."""
+
+    ready: bool
+    reason: str
+    message: str
+    facts: CertificateFacts | None = None
+    renew_at: datetime | None = None
+    datastore_uri: str | None = None
+    revision: int | None = None
+    cache_secret: str | None = None
+    issuance_failed: bool = False
+    retry_after: float | None = None  # seconds; None: nothing to retry
+    events: tuple[Event, ...] = ()
+
+
+@dataclass(frozen=True)
+class ReconcilerSettings:
+    retry_seconds: float = 30.0  # a missing CloudHost, an unavailable store or CA
+    manual_poll_seconds: float = 30.0  # how often a MANUAL certificate's Secret is looked at
+
+
+class Reconciler:
+    def __init__(
+        self,
+        world: World,
+        clock: Callable[[], datetime],
+        settings: ReconcilerSettings | None = None,
+    ) -> None:
+        self._world = world
+        self._clock = clock
+        self._settings = settings or ReconcilerSettings()
+
+    def reconcile(
+        self,
+        namespace: str,
+        raw_spec: Mapping[str, Any],
+        on_issuing: Callable[[str], None] = lambda _message: None,
+    ) -> Outcome:
+        """`on_issuing` is told before an ACME order starts, so the status can say so."""
+        self._on_issuing = on_issuing
+        try:
+            spec = parse_certificate_spec(raw_spec)
+        except InvalidSpecError as error:
+            # Retrying cannot help; a new spec (generation) triggers a new reconciliation.
+            return Outcome(False, "InvalidSpec", str(error))
+        try:
+            return self._reconcile(namespace, spec)
+        except DatastoreNotConfiguredError as error:
+            return self._retry("DatastoreNotConfigured", str(error))
+        except DatastoreUnavailableError as error:
+            return self._retry("DatastoreUnavailable", str(error))
+        except DatastoreIntegrityError as error:
+            return self._retry("DatastoreIntegrity", str(error), warn=True)
+        except DatastoreError as error:
+            return self._retry("DatastoreFailed", str(error), warn=True)
+
+    def _retry(self, reason: str, message: str, warn: bool = False) -> Outcome:
+        events = (Event("Warning", reason, message),) if warn else ()
+        return Outcome(
+            False, reason, message, retry_after=self._settings.retry_seconds, events=events
+        )
+
+    def _reconcile(self, namespace: str, spec: CertificateSpec) -> Outcome:
+        store, location = self._datastore_for(spec)
+        cache_name = cache_secret_name(spec)
+        now = self._clock()
+
+        # Step 1: the datastore.
+        stored = store.read_current(location)
+        stored_verdict = self._judge(stored and (stored.fullchain, stored.privkey), spec, now)
+        if isinstance(stored_verdict, Valid) and stored is not None:
+            self._ensure_cached(namespace, cache_name, spec, stored.fullchain, stored.privkey)
+            return self._ready(
+                "Reused",
+                stored_verdict,
+                location,
+                stored.pointer.revision,
+                cache_name,
+                f"reused revision {stored.pointer.revision} from the datastore",
+            )
+
+        # Step 2: the cluster cache.
+        cached = self._world.secrets.read_tls(namespace, cache_name)
+        cached_verdict = self._judge(cached, spec, now)
+        if isinstance(cached_verdict, Valid) and cached is not None:
+            return self._publish(
+                store,
+                location,
+                stored,
+                cached,
+                cached_verdict,
+                "RestoredFromCache",
+                f"published the cached certificate from Secret {cache_name}",
+                cache_name,
+            )
+
+        # Step 3: obtain one.
+        if spec.method is GenerationMethod.MANUAL:
+            return self._manual(namespace, spec, store, location, stored, stored_verdict, now)
+        return self._issue(namespace, spec, store, location, stored, stored_verdict, now)
+
+    def _datastore_for(self, spec: CertificateSpec) -> tuple[S3Datastore, DatastoreLocation]:
+        raw = self._world.cloudhost(spec.cloudhost)
+        if raw is None:
+            raise DatastoreNotConfiguredError(
+                f"CloudHost {spec.cloudhost!r} does not exist: create it to say where the "
+                "datastore of this cloudhost is"
+            )
+        try:
+            config = parse_cloudhost(spec.cloudhost, raw.get("spec") or {})
+            location = DatastoreLocation(
+                bucket=config.bucket,
+                prefix=config.prefix,
+                cloudhost=spec.cloudhost,
+                build_identifier=spec.build_identifier,
+                domain=spec.domain,
+            )
+        except (InvalidSpecError, ValueError) as error:
+            raise DatastoreNotConfiguredError(str(error)) from None
+        return self._world.datastore(config), location
+
+    @staticmethod
+    def _judge(
+        pair: tuple[bytes, bytes] | Any | None, spec: CertificateSpec, now: datetime
+    ) -> Verdict:
+        fullchain, key = pair if pair else (None, None)
+        return evaluate(fullchain, key, names=spec.names, now=now, renew_before=spec.renew_before)
+
+    def _ensure_cached(
+        self, namespace: str, name: str, spec: CertificateSpec, fullchain: bytes, key: bytes
+    ) -> None:
+        if self._world.secrets.read_tls(namespace, name) == (fullchain, key):
+            return
+        self._world.secrets.write_tls(
+            namespace,
+            name,
+            fullchain,
+            key,
+            labels={"certfleet.io/cache": "true"},
+            annotations={
+                "certfleet.io/domain": spec.domain,
+                "certfleet.io/cloudhost": spec.cloudhost,
+                "certfleet.io/build-identifier": spec.build_identifier,
+            },
+        )
+
+    def _publish(
+        self,
+        store: S3Datastore,
+        location: DatastoreLocation,
+        stored: StoredCertificate | None,
+        pair: tuple[bytes, bytes],
+        verdict: Valid,
+        reason: str,
+        message: str,
+        cache_name: str,
+    ) -> Outcome:
+        fullchain, key = pair
+        facts = verdict.facts
+        pointer = store.publish(
+            location,
+            fullchain,
+            key,
+            serial=facts.serial,
+            not_before=facts.not_before,
+            not_after=facts.not_after,
+            expected_pointer_etag=stored.pointer_etag if stored else None,
+        )
+        return self._ready(
+            reason,
+            verdict,
+            location,
+            pointer.revision,
+            cache_name,
+            f"{message}; verified revision {pointer.revision} in the datastore",
+            Event(
+                "Normal",
+                "Published",
+                f"published serial {facts.serial} to {location.s3_uri} revision {pointer.revision}",
+            ),
+        )
+
+    def _ready(
+        self,
+        reason: str,
+        verdict: Valid,
+        location: DatastoreLocation,
+        revision: int,
+        cache_name: str,
+        message: str,
+        *events: Event,
+    ) -> Outcome:
+        return Outcome(
+            True,
+            reason,
+            f"{message}; {verdict.message}",
+            facts=verdict.facts,
+            renew_at=verdict.renew_at,
+            datastore_uri=location.s3_uri,
+            revision=revision,
+            cache_secret=cache_name,
+            events=events,
+        )
+
+    def _still_serving(
+        self,
+        stored: StoredCertificate | None,
+        verdict: Verdict,
+        location: DatastoreLocation,
+        cache_name: str,
+        reason: str,
+        message: str,
+        retry_after: float,
+        failed: bool,
+    ) -> Outcome | None:
+        """While a replacement is not there yet, a certificate that is only due for renewal
+        keeps the resource Ready: agents keep serving it."""
+        if stored is None or not isinstance(verdict, Failure) or not verdict.usable:
+            return None
+        return Outcome(
+            True,
+            reason,
+            f"{message}; the published certificate stays in use until "
+            f"{verdict.facts.not_after.isoformat() if verdict.facts else 'its expiry'}",
+            facts=verdict.facts,
+            renew_at=verdict.renew_at,
+            datastore_uri=location.s3_uri,
+            revision=stored.pointer.revision,
+            cache_secret=cache_name,
+            issuance_failed=failed,
+            retry_after=retry_after,
+            events=(Event("Warning", reason, message),),
+        )
+
+    def _manual(
+        self,
+        namespace: str,
+        spec: CertificateSpec,
+        store: S3Datastore,
+        location: DatastoreLocation,
+        stored: StoredCertificate | None,
+        stored_verdict: Verdict,
+        now: datetime,
+    ) -> Outcome:
+        assert spec.manual_secret_name is not None
+        secret = spec.manual_secret_name
+        cache_name = cache_secret_name(spec)
+        poll = self._settings.manual_poll_seconds
+        supplied = self._world.secrets.read_tls(namespace, secret)
+        if supplied is None:
+            problem = (
+                "WaitingForManualCertificate",
+                f"waiting for the kubernetes.io/tls Secret {namespace}/{secret}",
+            )
+        else:
+            verdict = self._judge(supplied, spec, now)
+            if isinstance(verdict, Valid):
+                self._ensure_cached(namespace, cache_name, spec, *supplied)
+                return self._publish(
+                    store,
+                    location,
+                    stored,
+                    supplied,
+                    verdict,
+                    "ManualCertificateAccepted",
+                    f"accepted the certificate of Secret {secret}",
+                    cache_name,
+                )
+            problem = (str(verdict.reason), f"Secret {namespace}/{secret}: {verdict.message}")
+        serving = self._still_serving(
+            stored,
+            stored_verdict,
+            location,
+            cache_name,
+            "ManualRenewalRequired",
+            f"renewal is due and certfleet does not renew MANUAL certificates: {problem[1]}",
+            poll,
+            failed=False,
+        )
+        if serving is not None:
+            return serving
+        warn = problem[0] != "WaitingForManualCertificate"
+        return Outcome(
+            False,
+            problem[0],
+            problem[1],
+            retry_after=poll,
+            events=(Event("Warning" if warn else "Normal", problem[0], problem[1]),),
+        )
+
+    def _issue(
+        self,
+        namespace: str,
+        spec: CertificateSpec,
+        store: S3Datastore,
+        location: DatastoreLocation,
+        stored: StoredCertificate | None,
+        stored_verdict: Verdict,
+        now: datetime,
+    ) -> Outcome:
+        assert spec.acme is not None
+        cache_name = cache_secret_name(spec)
+        self._on_issuing(f"ordering a certificate for {', '.join(spec.names)} through ACME")
+        try:
+            issued = self._world.issuer(spec, namespace).issue(spec.names, spec.acme.key_algorithm)
+        except CertfleetError as error:
+            message = f"issuing through ACME failed: {error}"
+            serving = self._still_serving(
+                stored,
+                stored_verdict,
+                location,
+                cache_name,
+                "IssuanceFailed",
+                message,
+                self._settings.retry_seconds,
+                failed=True,
+            )
+            return serving or Outcome(
+                False,
+                "IssuanceFailed",
+                message,
+                issuance_failed=True,
+                retry_after=self._settings.retry_seconds,
+                events=(Event("Warning", "IssuanceFailed", message),),
+            )
+        pair = (issued.fullchain_pem, issued.private_key_pem)
+        verdict = self._judge(pair, spec, self._clock())
+        if not isinstance(verdict, Valid):
+            message = f"the CA issued a certificate that fails the policy: {verdict.message}"
+            return Outcome(
+                False,
+                str(verdict.reason),
+                message,
+                issuance_failed=True,
+                retry_after=self._settings.retry_seconds,
+                events=(Event("Warning", "IssuedCertificateRejected", message),),
+            )
+        # Cache first: from here on, a crash never costs another order.
+        self._ensure_cached(namespace, cache_name, spec, *pair)
+        outcome = self._publish(
+            store,
+            location,
+            stored,
+            pair,
+            verdict,
+            "Issued",
+            f"issued serial {verdict.facts.serial} through ACME",
+            cache_name,
+        )
+        issued_event = Event(
+            "Normal",
+            "Issued",
+            f"issued serial {verdict.facts.serial} for "
+            f"{', '.join(spec.names)}, valid until {verdict.not_after.isoformat()}",
+        )
+        return dataclasses.replace(outcome, events=(issued_event, *outcome.events))

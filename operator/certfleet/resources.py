@@ -1,0 +1,210 @@
+"""The Kubernetes resources certfleet reads, as validated Python values (pure: no I/O).
+
+`ManagedCertificate` and `CloudHost` specs arrive as untrusted dicts; the CRD schema rejects
+most bad input at `kubectl apply`, but the operator validates again before anything reaches a
+file path, an S3 key or a CA.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from enum import StrEnum
+from typing import Any
+
+from certfleet.core.domains import validate_domain
+from certfleet.core.errors import CertfleetError, InvalidDomainError
+from certfleet.core.renewal import DEFAULT_RENEW_BEFORE
+
+GROUP = "certfleet.io"
+VERSION = "v1alpha1"
+MANAGED_CERTIFICATES = "managedcertificates"
+CLOUDHOSTS = "cloudhosts"
+
+_CLOUDHOST_NAME = re.compile(r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?")
+_BUILD_IDENTIFIER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+_SECRET_NAME = re.compile(r"[a-z0-9](?:[-a-z0-9.]{0,251}[a-z0-9])?")
+MIN_RENEW_BEFORE_SECONDS = 60
+
+
+class InvalidSpecError(CertfleetError, ValueError):
+    """A resource's spec cannot be acted on; the message names the field."""
+
+
+class GenerationMethod(StrEnum):
+    AUTOMATIC = "AUTOMATIC"
+    MANUAL = "MANUAL"
+
+
+@dataclass(frozen=True, slots=True)
+class AcmeSettings:
+    server: str
+    email: str | None
+    challenge_type: str
+    key_algorithm: str
+    eab_key_id: str | None
+    eab_hmac_secret: tuple[str, str] | None  # (Secret name, key) in the resource's namespace
+
+
+@dataclass(frozen=True, slots=True)
+class CertificateSpec:
+    domain: str  # normalised: lowercase A-labels
+    alternative_names: tuple[str, ...]
+    cloudhost: str
+    build_identifier: str
+    method: GenerationMethod
+    renew_before: timedelta
+    acme: AcmeSettings | None
+    manual_secret_name: str | None
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Every name the certificate must cover, the domain first."""
+        return (self.domain, *self.alternative_names)
+
+
+def _field(spec: Mapping[str, Any], name: str, kind: type, required: bool = False) -> Any:
+    value = spec.get(name)
+    if value is None:
+        if required:
+            raise InvalidSpecError(f"spec.{name} is required")
+        return None
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        raise InvalidSpecError(f"spec.{name} must be a {kind.__name__}")
+    return value
+
+
+def _name(field: str, value: str) -> str:
+    try:
+        return validate_domain(value)
+    except InvalidDomainError as error:
+        raise InvalidSpecError(f"{field}: {error}") from error
+
+
+def parse_certificate_spec(spec: Mapping[str, Any]) -> CertificateSpec:
+    domain = _name("spec.domain", _field(spec, "domain", str, required=True))
+    alternatives: list[str] = []
+    for index, value in enumerate(_field(spec, "alternativeNames", list) or []):
+        if not isinstance(value, str):
+            raise InvalidSpecError(f"spec.alternativeNames[{index}] must be a string")
+        name = _name(f"spec.alternativeNames[{index}]", value)
+        if name != domain and name not in alternatives:
+            alternatives.append(name)
+
+    cloudhost = _field(spec, "cloudhost", str, required=True)
+    if not _CLOUDHOST_NAME.fullmatch(cloudhost):
+        raise InvalidSpecError(f"spec.cloudhost {cloudhost!r} is not a CloudHost name")
+    build = _field(spec, "buildIdentifier", str, required=True)
+    if not _BUILD_IDENTIFIER.fullmatch(build) or ".." in build:
+        raise InvalidSpecError(f"spec.buildIdentifier {build!r} is not a valid identifier")
+    method_value = _field(spec, "generationMethod", str, required=True)
+    try:
+        method = GenerationMethod(method_value)
+    except ValueError:
+        raise InvalidSpecError(
+            f"spec.generationMethod must be AUTOMATIC or MANUAL, not {method_value!r}"
+        ) from None
+    renew_seconds = _field(spec, "renewBeforeSeconds", int)
+    renew_before = DEFAULT_RENEW_BEFORE
+    if renew_seconds is not None:
+        if renew_seconds < MIN_RENEW_BEFORE_SECONDS:
+            raise InvalidSpecError(
+                f"spec.renewBeforeSeconds must be at least {MIN_RENEW_BEFORE_SECONDS}"
+            )
+        renew_before = timedelta(seconds=renew_seconds)
+
+    manual_secret = None
+    manual = _field(spec, "manual", dict)
+    if method is GenerationMethod.MANUAL:
+        manual_secret = (manual or {}).get("secretName")
+        if not isinstance(manual_secret, str) or not _SECRET_NAME.fullmatch(manual_secret):
+            raise InvalidSpecError("spec.manual.secretName must name a Secret for MANUAL")
+    acme = _acme_settings(_field(spec, "acme", dict) or {})
+    return CertificateSpec(
+        domain=domain,
+        alternative_names=tuple(alternatives),
+        cloudhost=cloudhost,
+        build_identifier=build,
+        method=method,
+        renew_before=renew_before,
+        acme=acme if method is GenerationMethod.AUTOMATIC else None,
+        manual_secret_name=manual_secret,
+    )
+
+
+def _acme_settings(acme: Mapping[str, Any]) -> AcmeSettings:
+    def text(name: str, default: str | None) -> str | None:
+        value = acme.get(name, default)
+        if value is not None and not isinstance(value, str):
+            raise InvalidSpecError(f"spec.acme.{name} must be a string")
+        return value
+
+    binding = acme.get("externalAccountBinding") or {}
+    hmac_ref = binding.get("hmacKeySecretRef") or {}
+    eab_secret = None
+    if hmac_ref:
+        eab_secret = (str(hmac_ref.get("name", "")), str(hmac_ref.get("key", "")))
+    return AcmeSettings(
+        server=text("server", "letsencrypt") or "letsencrypt",
+        email=text("email", None),
+        challenge_type=text("challengeType", "HTTP-01") or "HTTP-01",
+        key_algorithm=text("keyAlgorithm", "ECDSA-P256") or "ECDSA-P256",
+        eab_key_id=binding.get("keyID"),
+        eab_hmac_secret=eab_secret,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectRef:
+    namespace: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class CloudHostConfig:
+    name: str
+    endpoint: str | None
+    region: str
+    bucket: str
+    prefix: str
+    addressing_style: str
+    credentials: ObjectRef
+    encryption_key: ObjectRef
+
+
+def _ref(spec: Mapping[str, Any], field: str) -> ObjectRef:
+    ref = spec.get(field)
+    if not isinstance(ref, dict) or not ref.get("namespace") or not ref.get("name"):
+        raise InvalidSpecError(f"CloudHost spec.{field} needs a namespace and a name")
+    return ObjectRef(str(ref["namespace"]), str(ref["name"]))
+
+
+def parse_cloudhost(name: str, spec: Mapping[str, Any]) -> CloudHostConfig:
+    bucket = spec.get("bucket")
+    if not isinstance(bucket, str) or not bucket:
+        raise InvalidSpecError(f"CloudHost {name}: spec.bucket is required")
+    endpoint = spec.get("endpoint") or None
+    if endpoint is not None and not re.fullmatch(r"https?://[^\s/]+(/[^\s]*)?", str(endpoint)):
+        raise InvalidSpecError(f"CloudHost {name}: spec.endpoint {endpoint!r} is not a URL")
+    return CloudHostConfig(
+        name=name,
+        endpoint=endpoint,
+        region=str(spec.get("region") or "us-east-1"),
+        bucket=bucket,
+        prefix=str(spec.get("prefix", "certfleet")).strip("/"),
+        addressing_style=str(spec.get("addressingStyle") or "path"),
+        credentials=_ref(spec, "credentialsSecretRef"),
+        encryption_key=_ref(spec, "encryptionKeySecretRef"),
+    )
+
+
+def cache_secret_name(spec: CertificateSpec) -> str:
+    """The cluster cache Secret of (domain, cloudhost, build identifier): a stable name, so
+    a fresh operator finds it with one GET; readable, and unique by the digest."""
+    identity = f"{spec.domain}\n{spec.cloudhost}\n{spec.build_identifier}".encode()
+    digest = hashlib.sha256(identity).hexdigest()[:10]
+    readable = spec.domain.replace("*", "wildcard")[:200].strip(".-")
+    return f"certfleet-{readable}-{digest}"

@@ -1,0 +1,295 @@
+"""The reconciler's flow with fakes at its edges: a dict of Secrets, moto's S3, a fake CA.
+
+The order of DESIGN.md (datastore, then cache, then issue or wait), and the promise that a
+certificate once issued is never lost nor ordered twice, are decided here, so they are tested
+here without any server; tests/e2e prove the same on the real ones.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+from unit.core.certificates import DAY, NOW, ec_key, key_pem, pem, pki
+
+from certfleet.core.errors import CertfleetError
+from certfleet.datastore.encryption import MasterKey
+from certfleet.datastore.errors import DatastoreUnavailableError
+from certfleet.datastore.location import DatastoreLocation
+from certfleet.datastore.s3_store import S3Datastore
+from certfleet.reconciler import IssuedCertificate, Outcome, Reconciler, ReconcilerSettings
+from certfleet.resources import CertificateSpec, CloudHostConfig, cache_secret_name
+from certfleet.resources import parse_certificate_spec as parse_spec
+from certfleet.status import status_from_outcome
+
+BUCKET = "certfleet-unit"
+NAMESPACE = "shop"
+DOMAIN = "www.example.com"
+SPEC: dict[str, Any] = {
+    "domain": DOMAIN,
+    "cloudhost": "aws",
+    "buildIdentifier": "build-7",
+    "generationMethod": "AUTOMATIC",
+    "acme": {"server": "https://ca.example/dir"},
+}
+MANUAL_SPEC = {**SPEC, "generationMethod": "MANUAL", "manual": {"secretName": "supplied"}}
+CLOUDHOST = {
+    "spec": {
+        "bucket": BUCKET,
+        "credentialsSecretRef": {"namespace": "ops", "name": "creds"},
+        "encryptionKeySecretRef": {"namespace": "ops", "name": "key"},
+    }
+}
+
+
+def certificate(
+    not_before: datetime = NOW - DAY,
+    not_after: datetime = NOW + 89 * DAY,
+    names: Sequence[str] = (DOMAIN,),
+    key: int = 9,
+) -> tuple[bytes, bytes]:
+    authority = pki("ec")
+    leaf = authority.leaf(*names, key=ec_key(n=key), not_before=not_before, not_after=not_after)
+    return pem(leaf.cert, authority.intermediate.cert), key_pem(leaf.key)
+
+
+class DictSecrets:
+    def __init__(self) -> None:
+        self.items: dict[tuple[str, str], tuple[bytes, bytes]] = {}
+
+    def read_tls(self, namespace: str, name: str) -> tuple[bytes, bytes] | None:
+        return self.items.get((namespace, name))
+
+    def write_tls(
+        self,
+        namespace: str,
+        name: str,
+        fullchain: bytes,
+        key: bytes,
+        labels: Mapping[str, str],
+        annotations: Mapping[str, str],
+    ) -> None:
+        self.items[(namespace, name)] = (fullchain, key)
+
+
+@dataclass
+class FakeIssuer:
+    next_certificate: tuple[bytes, bytes] = field(default_factory=certificate)
+    fail: bool = False
+    orders: int = 0
+
+    def issue(self, names: Sequence[str], key_algorithm: str) -> IssuedCertificate:
+        self.orders += 1
+        if self.fail:
+            raise CertfleetError("the CA is down")
+        return IssuedCertificate(*self.next_certificate)
+
+
+class FlakyDatastore(S3Datastore):
+    """Publishing fails while `down` is set, as when S3 goes away mid-reconciliation."""
+
+    down = False
+
+    def publish(self, *args: Any, **kwargs: Any) -> Any:
+        if self.down:
+            raise DatastoreUnavailableError("S3 did not answer")
+        return super().publish(*args, **kwargs)
+
+
+@dataclass
+class FakeWorld:
+    store: FlakyDatastore
+    secrets: DictSecrets = field(default_factory=DictSecrets)
+    ca: FakeIssuer = field(default_factory=FakeIssuer)
+    cloudhosts: dict[str, Mapping[str, Any]] = field(default_factory=lambda: {"aws": CLOUDHOST})
+
+    def cloudhost(self, name: str) -> Mapping[str, Any] | None:
+        return self.cloudhosts.get(name)
+
+    def datastore(self, cloudhost: CloudHostConfig) -> S3Datastore:
+        return self.store
+
+    def issuer(self, spec: CertificateSpec, namespace: str) -> FakeIssuer:
+        return self.ca
+
+
+@pytest.fixture
+def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeWorld]:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
+    with mock_aws():
+        client = boto3.client("s3", region_name="us-east-1")
+        client.create_bucket(Bucket=BUCKET)
+        yield FakeWorld(FlakyDatastore(client, [MasterKey(os.urandom(32))], clock=lambda: NOW))
+
+
+def reconcile(world: FakeWorld, spec: Mapping[str, Any] = SPEC, now: datetime = NOW) -> Outcome:
+    settings = ReconcilerSettings(retry_seconds=7, manual_poll_seconds=3)
+    return Reconciler(world, lambda: now, settings).reconcile(NAMESPACE, spec)
+
+
+def published(world: FakeWorld) -> tuple[bytes, bytes] | None:
+    location = DatastoreLocation(BUCKET, "certfleet", "aws", "build-7", DOMAIN)
+    stored = world.store.read_current(location)
+    return (stored.fullchain, stored.privkey) if stored else None
+
+
+def cached(world: FakeWorld, spec: Mapping[str, Any] = SPEC) -> tuple[bytes, bytes] | None:
+    return world.secrets.read_tls(NAMESPACE, cache_secret_name(parse_spec(spec)))
+
+
+def test_issues_caches_and_publishes_when_nothing_is_stored(world: FakeWorld) -> None:
+    outcome = reconcile(world)
+    assert (outcome.ready, outcome.reason) == (True, "Issued")
+    assert world.ca.orders == 1
+    assert published(world) == world.ca.next_certificate == cached(world)
+    assert outcome.revision == 1 and outcome.retry_after is None
+    assert [event.reason for event in outcome.events] == ["Issued", "Published"]
+
+
+def test_datastore_first_reuses_a_valid_certificate_without_an_order(world: FakeWorld) -> None:
+    reconcile(world)
+    world.secrets.items.clear()  # a fresh cluster: no cache
+
+    outcome = reconcile(world)
+    assert (outcome.ready, outcome.reason, outcome.revision) == (True, "Reused", 1)
+    assert world.ca.orders == 1
+    assert cached(world) == published(world), "the cluster cache is restored from S3"
+
+
+def test_cache_second_is_published_when_the_datastore_is_empty(world: FakeWorld) -> None:
+    pair = certificate()
+    world.secrets.items[(NAMESPACE, cache_secret_name(parse_spec(SPEC)))] = pair
+
+    outcome = reconcile(world)
+    assert (outcome.ready, outcome.reason) == (True, "RestoredFromCache")
+    assert world.ca.orders == 0
+    assert published(world) == pair
+
+
+def test_a_failed_publish_never_costs_a_second_order(world: FakeWorld) -> None:
+    world.store.down = True
+    failed = reconcile(world)
+    assert (failed.ready, failed.reason, failed.retry_after) == (False, "DatastoreUnavailable", 7)
+    assert cached(world) == world.ca.next_certificate, "the new key was lost"
+
+    world.store.down = False
+    world.ca.next_certificate = certificate(names=("other.example.com",))  # must not be used
+    outcome = reconcile(world)
+    assert (outcome.ready, outcome.reason) == (True, "RestoredFromCache")
+    assert world.ca.orders == 1
+
+
+def test_renewal_due_issues_a_new_revision(world: FakeWorld) -> None:
+    reconcile(world)
+    later = NOW + 83 * DAY  # 6 days before expiry: inside the 7-day threshold
+    world.ca.next_certificate = certificate(NOW + 82 * DAY, NOW + 172 * DAY)
+
+    outcome = reconcile(world, now=later)
+    assert (outcome.ready, outcome.reason, outcome.revision) == (True, "Issued", 2)
+    assert published(world) == world.ca.next_certificate
+
+
+def test_failed_renewal_keeps_the_old_certificate_ready(world: FakeWorld) -> None:
+    reconcile(world)
+    world.ca.fail = True
+    outcome = reconcile(world, now=NOW + 83 * DAY)
+    assert (outcome.ready, outcome.reason) == (True, "IssuanceFailed")
+    assert outcome.issuance_failed and outcome.retry_after == 7
+    assert outcome.revision == 1
+
+
+def test_failed_first_issuance_is_not_ready(world: FakeWorld) -> None:
+    world.ca.fail = True
+    outcome = reconcile(world)
+    assert (outcome.ready, outcome.reason, outcome.issuance_failed) == (
+        False,
+        "IssuanceFailed",
+        True,
+    )
+    assert "the CA is down" in outcome.message
+    assert published(world) is None
+
+
+def test_manual_waits_for_its_secret(world: FakeWorld) -> None:
+    outcome = reconcile(world, MANUAL_SPEC)
+    assert (outcome.ready, outcome.reason, outcome.retry_after) == (
+        False,
+        "WaitingForManualCertificate",
+        3,
+    )
+    assert world.ca.orders == 0
+
+
+@pytest.mark.parametrize(
+    ("supplied", "reason"),
+    [
+        (lambda: (certificate()[0], certificate(key=3)[1]), "KeyMismatch"),
+        (lambda: certificate(NOW - 100 * DAY, NOW - DAY), "Expired"),
+        (lambda: certificate(names=("shop.example.org",)), "NameMismatch"),
+        (lambda: (b"garbage", certificate()[1]), "InvalidPEM"),
+    ],
+)
+def test_manual_refuses_a_bad_secret_and_publishes_nothing(
+    world: FakeWorld, supplied: Any, reason: str
+) -> None:
+    world.secrets.items[(NAMESPACE, "supplied")] = supplied()
+    outcome = reconcile(world, MANUAL_SPEC)
+    assert (outcome.ready, outcome.reason) == (False, reason)
+    assert "supplied" in outcome.message and "PRIVATE KEY" not in outcome.message
+    assert published(world) is None
+
+
+def test_manual_accepts_a_valid_secret(world: FakeWorld) -> None:
+    pair = certificate()
+    world.secrets.items[(NAMESPACE, "supplied")] = pair
+    outcome = reconcile(world, MANUAL_SPEC)
+    assert (outcome.ready, outcome.reason) == (True, "ManualCertificateAccepted")
+    assert published(world) == pair
+
+
+def test_manual_is_never_renewed_only_reported(world: FakeWorld) -> None:
+    world.secrets.items[(NAMESPACE, "supplied")] = certificate()
+    reconcile(world, MANUAL_SPEC)
+    outcome = reconcile(world, MANUAL_SPEC, now=NOW + 83 * DAY)
+    assert (outcome.ready, outcome.reason) == (True, "ManualRenewalRequired")
+    assert world.ca.orders == 0
+
+
+def test_invalid_spec_and_missing_cloudhost_are_reported(world: FakeWorld) -> None:
+    invalid = reconcile(world, {**SPEC, "domain": "xn--zz.example.com"})
+    assert (invalid.ready, invalid.reason, invalid.retry_after) == (False, "InvalidSpec", None)
+    missing = reconcile(world, {**SPEC, "cloudhost": "nowhere"})
+    assert (missing.ready, missing.reason, missing.retry_after) == (
+        False,
+        "DatastoreNotConfigured",
+        7,
+    )
+    assert "nowhere" in missing.message
+
+
+def test_status_keeps_transition_time_and_counts_failures(world: FakeWorld) -> None:
+    world.ca.fail = True
+    first = status_from_outcome(reconcile(world), {}, 1, NOW)
+    second = status_from_outcome(reconcile(world), first, 1, NOW + DAY)
+    assert (
+        second["conditions"][0]["lastTransitionTime"]
+        == first["conditions"][0]["lastTransitionTime"]
+    )
+    assert (first["failedIssuanceAttempts"], second["failedIssuanceAttempts"]) == (1, 2)
+
+    world.ca.fail = False
+    ready = status_from_outcome(reconcile(world), second, 1, NOW + 2 * DAY)
+    assert ready["conditions"][0]["status"] == "True"
+    assert (
+        ready["conditions"][0]["lastTransitionTime"] != first["conditions"][0]["lastTransitionTime"]
+    )
+    assert ready["failedIssuanceAttempts"] == 0
+    assert ready["serialNumber"] and ready["renewalTime"] and ready["datastore"]["revision"] == 1
