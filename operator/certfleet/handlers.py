@@ -1,0 +1,103 @@
+"""The kopf handlers: unpack, call the reconciler, report. A few lines each."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+
+from certfleet.kubernetes_gateway import KubernetesGateway
+from certfleet.reconciler import Outcome, Reconciler
+from certfleet.resources import GROUP, MANAGED_CERTIFICATES, VERSION
+from certfleet.status import issuing_status, status_from_outcome
+
+RESOURCE = (GROUP, VERSION, MANAGED_CERTIFICATES)
+# Re-check a long-lived certificate at least this often: clocks jump, CAs revoke.
+MAX_RENEWAL_SLEEP_SECONDS = 3600.0
+# Before the first reconciliation has written a renewal time.
+UNKNOWN_RENEWAL_RECHECK_SECONDS = 5.0
+
+
+@dataclass
+class Runtime:
+    reconciler: Reconciler
+    gateway: KubernetesGateway
+    clock: Callable[[], datetime]
+    _locks: dict[tuple[str, str], threading.Lock] = field(default_factory=dict)
+    _guard: threading.Lock = field(default_factory=threading.Lock)
+
+    def lock(self, namespace: str, name: str) -> threading.Lock:
+        """One reconciliation at a time per resource (handlers and the renewal daemon)."""
+        with self._guard:
+            return self._locks.setdefault((namespace, name), threading.Lock())
+
+
+def reconcile_and_report(
+    runtime: Runtime, body: kopf.Body, logger: logging.Logger | kopf.Logger
+) -> Outcome:
+    namespace, name = body.metadata.namespace or "", body.metadata.name or ""
+    generation = body.metadata.get("generation")
+    with runtime.lock(namespace, name):
+        previous = dict(body.status)
+
+        def on_issuing(message: str) -> None:
+            patch = issuing_status(previous, message, generation, runtime.clock())
+            runtime.gateway.patch_certificate_status(namespace, name, patch)
+            kopf.info(body, reason="Issuing", message=message)
+
+        outcome = runtime.reconciler.reconcile(namespace, dict(body.spec), on_issuing)
+        status = status_from_outcome(outcome, previous, generation, runtime.clock())
+        runtime.gateway.patch_certificate_status(namespace, name, status)
+    for event in outcome.events:
+        kopf.event(body, type=event.type, reason=event.reason, message=event.message)
+    logger.info("%s: %s", outcome.reason, outcome.message)
+    return outcome
+
+
+def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
+    @kopf.on.resume(*RESOURCE, registry=registry)
+    @kopf.on.create(*RESOURCE, registry=registry)
+    @kopf.on.update(*RESOURCE, field="spec", registry=registry)
+    def reconcile(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
+        outcome = reconcile_and_report(runtime, body, logger)
+        if outcome.retry_after is not None and not outcome.ready:
+            raise kopf.TemporaryError(outcome.message, delay=outcome.retry_after)
+
+    @kopf.daemon(*RESOURCE, registry=registry, cancellation_timeout=10.0)
+    def renew_when_due(
+        stopped: kopf.DaemonStopped, body: kopf.Body, logger: kopf.Logger, **_: Any
+    ) -> None:
+        # A timer per resource: it sleeps until the renewal time the status names. `body` is a
+        # live view, so a handler's newer status is seen at the next wake-up.
+        while not stopped:
+            due = _renewal_time(body.status)
+            now = runtime.clock()
+            if due is None or due > now:
+                remaining = (due - now).total_seconds() if due else UNKNOWN_RENEWAL_RECHECK_SECONDS
+                stopped.wait(min(remaining, MAX_RENEWAL_SLEEP_SECONDS))
+                continue
+            outcome = reconcile_and_report(runtime, body, logger)
+            if outcome.retry_after is not None:
+                stopped.wait(outcome.retry_after)
+            elif outcome.renew_at is not None:
+                remaining = (outcome.renew_at - runtime.clock()).total_seconds()
+                stopped.wait(min(max(remaining, 0.0), MAX_RENEWAL_SLEEP_SECONDS))
+
+
+def _renewal_time(status: Any) -> datetime | None:
+    value = status.get("renewalTime")
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,128 @@
+"""The Kubernetes adapter: Secrets, CloudHosts and ManagedCertificate status, through the
+official client. Everything read here is untrusted input and is bounded and type-checked."""
+
+from __future__ import annotations
+
+import base64
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from certfleet.resources import CLOUDHOSTS, GROUP, MANAGED_CERTIFICATES, VERSION
+
+log = logging.getLogger(__name__)
+
+MAX_SECRET_VALUE_BYTES = 256 * 1024
+MANAGED_BY = {"app.kubernetes.io/managed-by": "certfleet"}
+
+
+class KubernetesUnavailableError(RuntimeError):
+    """The API server did not answer as expected; worth retrying."""
+
+
+@dataclass(frozen=True)
+class SecretData:
+    type: str
+    data: Mapping[str, bytes] = field(repr=False)  # never print values: they hold keys
+    annotations: Mapping[str, str] = field(default_factory=dict)
+
+    def value(self, key: str) -> bytes | None:
+        return self.data.get(key)
+
+
+def _decode_secret(secret: Any) -> SecretData:
+    values: dict[str, bytes] = {}
+    for key, encoded in (secret.data or {}).items():
+        if not isinstance(encoded, str) or len(encoded) > MAX_SECRET_VALUE_BYTES * 4 // 3 + 4:
+            continue  # oversize or malformed values are treated as absent, never loaded
+        try:
+            values[key] = base64.b64decode(encoded, validate=True)
+        except ValueError:
+            continue
+    return SecretData(
+        type=str(secret.type or ""),
+        data=values,
+        annotations=dict(secret.metadata.annotations or {}),
+    )
+
+
+class KubernetesGateway:
+    def __init__(self, api_client: client.ApiClient | None = None) -> None:
+        self._core = client.CoreV1Api(api_client)
+        self._custom = client.CustomObjectsApi(api_client)
+
+    def read_secret(self, namespace: str, name: str) -> SecretData | None:
+        try:
+            return _decode_secret(self._core.read_namespaced_secret(name, namespace))
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise KubernetesUnavailableError(
+                f"reading Secret {namespace}/{name}: {error.status} {error.reason}"
+            ) from None
+
+    def write_secret(
+        self,
+        namespace: str,
+        name: str,
+        secret_type: str,
+        data: Mapping[str, bytes],
+        labels: Mapping[str, str],
+        annotations: Mapping[str, str],
+    ) -> None:
+        """Creates the Secret, or replaces its data if it exists (idempotent)."""
+        body = client.V1Secret(
+            metadata=client.V1ObjectMeta(
+                name=name,
+                namespace=namespace,
+                labels={**MANAGED_BY, **labels},
+                annotations=dict(annotations),
+            ),
+            type=secret_type,
+            data={key: base64.b64encode(value).decode() for key, value in data.items()},
+        )
+        try:
+            self._core.create_namespaced_secret(namespace, body)
+            return
+        except ApiException as error:
+            if error.status != 409:
+                raise KubernetesUnavailableError(
+                    f"creating Secret {namespace}/{name}: {error.status} {error.reason}"
+                ) from None
+        try:
+            self._core.patch_namespaced_secret(name, namespace, body)
+        except ApiException as error:
+            raise KubernetesUnavailableError(
+                f"updating Secret {namespace}/{name}: {error.status} {error.reason}"
+            ) from None
+
+    def get_cloudhost(self, name: str) -> Mapping[str, Any] | None:
+        try:
+            found: Mapping[str, Any] = self._custom.get_cluster_custom_object(
+                GROUP, VERSION, CLOUDHOSTS, name
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise KubernetesUnavailableError(
+                f"reading CloudHost {name}: {error.status} {error.reason}"
+            ) from None
+        return found
+
+    def patch_certificate_status(
+        self, namespace: str, name: str, status: Mapping[str, Any]
+    ) -> None:
+        try:
+            self._custom.patch_namespaced_custom_object_status(
+                GROUP, VERSION, namespace, MANAGED_CERTIFICATES, name, {"status": dict(status)}
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return  # deleted meanwhile: nothing to report on
+            raise KubernetesUnavailableError(
+                f"patching status of {namespace}/{name}: {error.status} {error.reason}"
+            ) from None
