@@ -1,0 +1,276 @@
+"""The operator's main job end to end, on the real control plane, pebble, S3 and nginx:
+`kubectl apply` of a ManagedCertificate to a verified certificate in S3 (DESIGN.md steps 1-4)."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import signal
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.verification import PolicyBuilder, Store
+from e2e.certificates import ManualCA
+
+from certfleet.datastore.encryption import MasterKey
+from certfleet.datastore.location import DatastoreLocation
+from certfleet.datastore.s3_store import S3Datastore, StoredCertificate
+from testbed.acme_ca import AcmeCA
+from testbed.certfleet_install import CertfleetInstall, load_example
+from testbed.control_plane import ControlPlane
+from testbed.s3 import S3Bucket
+from testbed.webserver import Nginx
+
+pytestmark = pytest.mark.testbed
+
+
+@dataclass
+class Fleet:
+    """One test's certfleet: its namespace, CloudHost, CA, webserver and operator."""
+
+    install: CertfleetInstall
+    ca: AcmeCA
+    nginx: Nginx
+    bucket: S3Bucket
+    namespace: str
+    cloudhost: str
+    master_key: bytes
+
+    def apply_certificate(self, example: str, name: str, domain: str, **spec: Any) -> None:
+        resource = load_example(example)
+        resource["metadata"].update(name=name, namespace=self.namespace)
+        resource["spec"].update(domain=domain, cloudhost=self.cloudhost, **spec)
+        if "acme" in resource["spec"]:
+            resource["spec"]["acme"]["server"] = self.ca.directory_url
+        self.install.apply(resource)
+
+    def stored(self, domain: str, build: str = "build-1") -> StoredCertificate | None:
+        location = DatastoreLocation(self.bucket.name, "certfleet", self.cloudhost, build, domain)
+        store = S3Datastore(self.bucket.endpoint.client(), [MasterKey(self.master_key)])
+        return store.read_current(location)
+
+    def secret(self, name: str) -> dict[str, Any] | None:
+        found = self.install.control_plane.kubectl(
+            "get", "secret", name, "-n", self.namespace, "-o", "json", check=False
+        )
+        return json.loads(found.stdout) if found.returncode == 0 else None
+
+
+@pytest.fixture
+def fleet(
+    control_plane: ControlPlane,
+    s3_bucket: S3Bucket,
+    start_acme_ca: Callable[..., AcmeCA],
+    start_nginx: Callable[..., Nginx],
+    tmp_path: Path,
+) -> Iterator[Fleet]:
+    ca = start_acme_ca()
+    install = CertfleetInstall(control_plane, tmp_path / "certfleet")
+    install.install_crds()
+    suffix = secrets.token_hex(3)
+    cloudhost, namespace = f"host-{suffix}", f"test-{suffix}"
+    master_key = install.create_cloudhost(cloudhost, s3_bucket.endpoint, s3_bucket.name)
+    control_plane.kubectl("create", "namespace", namespace)
+    nginx = start_nginx(
+        http_port=ca.http_port, challenge_proxy=f"http://127.0.0.1:{install.http01_port}"
+    )
+    install.start_operator(ca)
+    yield Fleet(install, ca, nginx, s3_bucket, namespace, cloudhost, master_key)
+    # Delete while the operator runs, so it releases its finalizers; then stop it.
+    control_plane.kubectl("delete", "mcert", "--all", "-n", namespace, "--timeout=30s", check=False)
+    install.stop_operator()
+
+
+def _domain() -> str:
+    return f"www-{secrets.token_hex(4)}.certfleet.test"
+
+
+def _verify_chain(fullchain: bytes, roots: bytes, domain: str) -> x509.Certificate:
+    chain = x509.load_pem_x509_certificates(fullchain)
+    store = Store(x509.load_pem_x509_certificates(roots))
+    verifier = PolicyBuilder().store(store).build_server_verifier(x509.DNSName(domain))
+    verifier.verify(chain[0], chain[1:])
+    return chain[0]
+
+
+def _public_key_der(key_pem: bytes) -> bytes:
+    key = serialization.load_pem_private_key(key_pem, password=None)
+    return key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def test_automatic_certificate_becomes_ready_verified_in_s3(fleet: Fleet) -> None:
+    domain = _domain()
+    started = time.monotonic()
+    fleet.apply_certificate("automatic.yaml", "web", domain)
+
+    resource = fleet.install.wait_for_condition(fleet.namespace, "web", "True", timeout=30)
+    took = time.monotonic() - started
+    status = resource["status"]
+    assert status["conditions"][0]["reason"] == "Issued", status
+    assert fleet.ca.orders_created() == 1
+
+    table = fleet.install.control_plane.kubectl("get", "mcert", "-n", fleet.namespace).stdout
+    header, row = table.splitlines()[:2]
+    assert header.split() == ["NAME", "READY", "DOMAIN", "METHOD", "EXPIRES", "RENEWAL", "AGE"]
+    assert row.split()[:4] == ["web", "True", domain, "AUTOMATIC"]
+
+    stored = fleet.stored(domain)
+    assert stored is not None, "nothing was published to S3"
+    leaf = _verify_chain(stored.fullchain, fleet.ca.issuing_roots_pem(), domain)
+    assert _public_key_der(stored.privkey) == leaf.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    assert f"{leaf.serial_number:x}".zfill(len(status["serialNumber"])) == status["serialNumber"]
+    assert status["datastore"]["revision"] == stored.pointer.revision
+
+    # The private key is never stored unencrypted in S3.
+    s3 = fleet.bucket.endpoint.client()
+    for item in s3.list_objects_v2(Bucket=fleet.bucket.name)["Contents"]:
+        body = s3.get_object(Bucket=fleet.bucket.name, Key=item["Key"])["Body"].read()
+        assert b"PRIVATE KEY" not in body, item["Key"]
+
+    secret = fleet.secret(status["cacheSecretName"])
+    assert secret is not None and secret["type"] == "kubernetes.io/tls"
+    print(f"AUTOMATIC: Ready in {took:.2f} s")
+
+
+def test_fresh_control_plane_reuses_the_datastore_without_an_order(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    domain = _domain()
+    fleet.apply_certificate("automatic.yaml", "web", domain)
+    first = fleet.install.wait_for_condition(fleet.namespace, "web", "True")["status"]
+    assert fleet.ca.orders_created() == 1
+
+    # A new cluster (new etcd, no cache Secret, no ACME account) with the same S3 datastore.
+    with ControlPlane(tmp_path / "second-control-plane") as fresh:
+        install = CertfleetInstall(fresh, tmp_path / "second-certfleet")
+        install.install_crds()
+        install.create_cloudhost(
+            fleet.cloudhost, fleet.bucket.endpoint, fleet.bucket.name, fleet.master_key
+        )
+        fresh.kubectl("create", "namespace", fleet.namespace)
+        fleet.install.stop_operator()
+        install.start_operator(fleet.ca)
+        try:
+            resource = load_example("automatic.yaml")
+            resource["metadata"].update(name="web", namespace=fleet.namespace)
+            resource["spec"].update(domain=domain, cloudhost=fleet.cloudhost)
+            resource["spec"]["acme"]["server"] = fleet.ca.directory_url
+            install.apply(resource)
+            again = install.wait_for_condition(fleet.namespace, "web", "True")["status"]
+            cache = fresh.kubectl(
+                "get", "secret", again["cacheSecretName"], "-n", fleet.namespace, check=False
+            )
+        finally:
+            fresh.kubectl(
+                "delete", "mcert", "--all", "-n", fleet.namespace, "--timeout=30s", check=False
+            )
+            install.stop_operator()
+    assert again["conditions"][0]["reason"] == "Reused"
+    assert again["serialNumber"] == first["serialNumber"]
+    assert fleet.ca.orders_created() == 1, "the fresh cluster ordered a new certificate"
+    assert cache.returncode == 0, "the cluster cache Secret was not restored"
+
+
+def test_manual_certificate_waits_then_is_accepted_and_published(fleet: Fleet) -> None:
+    domain = _domain()
+    fleet.apply_certificate("manual.yaml", "shop", domain, manual={"secretName": "shop-tls"})
+    waiting = fleet.install.wait_for_condition(
+        fleet.namespace, "shop", "False", "WaitingForManualCertificate"
+    )
+    assert "shop-tls" in waiting["status"]["conditions"][0]["message"]
+    assert fleet.stored(domain) is None
+
+    pair = ManualCA().leaf(domain)
+    fleet.install.apply_secret(
+        fleet.namespace,
+        "shop-tls",
+        {"tls.crt": pair.fullchain, "tls.key": pair.key},
+        type_="kubernetes.io/tls",
+    )
+    ready = fleet.install.wait_for_condition(
+        fleet.namespace, "shop", "True", "ManualCertificateAccepted"
+    )
+    stored = fleet.stored(domain)
+    assert stored is not None and stored.fullchain == pair.fullchain
+    assert ready["status"]["serialNumber"] == stored.pointer.serial
+    assert fleet.ca.orders_created() == 0
+
+
+@pytest.mark.parametrize(
+    ("case", "reason"),
+    [
+        ("mismatched pair", "KeyMismatch"),
+        ("expired", "Expired"),
+        ("another domain", "NameMismatch"),
+        ("not PEM", "InvalidPEM"),
+    ],
+)
+def test_bad_manual_certificate_is_refused_and_not_published(
+    fleet: Fleet, case: str, reason: str
+) -> None:
+    domain = _domain()
+    ca = ManualCA()
+    if case == "mismatched pair":
+        crt, key = ca.leaf(domain).fullchain, ca.leaf(domain).key
+    elif case == "expired":
+        expired = ca.leaf(domain, valid_from_days=-100, valid_for_days=90)
+        crt, key = expired.fullchain, expired.key
+    elif case == "another domain":
+        other = ca.leaf("other.certfleet.test")
+        crt, key = other.fullchain, other.key
+    else:
+        crt, key = b"this is not a certificate", ca.leaf(domain).key
+    fleet.install.apply_secret(
+        fleet.namespace, "bad-tls", {"tls.crt": crt, "tls.key": key}, type_="kubernetes.io/tls"
+    )
+    fleet.apply_certificate("manual.yaml", "bad", domain, manual={"secretName": "bad-tls"})
+
+    resource = fleet.install.wait_for_condition(fleet.namespace, "bad", "False", reason)
+    message = resource["status"]["conditions"][0]["message"]
+    assert "bad-tls" in message
+    assert "PRIVATE KEY" not in message
+    assert fleet.stored(domain) is None, "a refused certificate was published"
+    assert fleet.install.operator is not None and fleet.install.operator.alive()
+
+
+def test_bad_specs_are_reported_and_the_operator_keeps_running(fleet: Fleet) -> None:
+    # Passes the schema's pattern, fails IDNA: only the operator can tell.
+    fleet.apply_certificate("automatic.yaml", "bad-idna", "xn--zz.certfleet.test")
+    fleet.apply_certificate("automatic.yaml", "no-host", _domain(), cloudhost="missing-host")
+    invalid = fleet.install.wait_for_condition(fleet.namespace, "bad-idna", "False", "InvalidSpec")
+    assert "xn--zz" in invalid["status"]["conditions"][0]["message"]
+    fleet.install.wait_for_condition(fleet.namespace, "no-host", "False", "DatastoreNotConfigured")
+
+    domain = _domain()
+    fleet.apply_certificate("automatic.yaml", "good", domain)
+    fleet.install.wait_for_condition(fleet.namespace, "good", "True")
+    assert fleet.install.operator is not None and fleet.install.operator.alive()
+
+
+def test_operator_killed_during_issuance_ends_ready_with_at_most_one_extra_order(
+    fleet: Fleet,
+) -> None:
+    domain = _domain()
+    fleet.apply_certificate("automatic.yaml", "web", domain)
+    deadline = time.monotonic() + 20
+    while fleet.ca.orders_created() == 0:  # the kill point: an order is under way
+        assert time.monotonic() < deadline, "no ACME order was created"
+        time.sleep(0.005)
+    assert fleet.install.operator is not None
+    fleet.install.operator.signal(signal.SIGKILL)
+    fleet.install.stop_operator()
+
+    fleet.install.start_operator(fleet.ca)
+    fleet.install.wait_for_condition(fleet.namespace, "web", "True")
+    assert fleet.ca.orders_created() <= 2
+    assert fleet.stored(domain) is not None

@@ -1,0 +1,156 @@
+"""certfleet installed on the test bed: its CRDs, a CloudHost for the real S3 server, and the
+operator running as a real process (`certfleet operator`) against the real control plane."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from testbed.acme_ca import AcmeCA
+from testbed.control_plane import ControlPlane
+from testbed.processes import ServerProcess, free_port, http_ok
+from testbed.s3 import S3Endpoint
+
+REPO = Path(__file__).resolve().parents[2]
+OPERATOR_NAMESPACE = "certfleet-system"
+
+
+def load_example(name: str) -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load((REPO / "examples" / name).read_text())
+    return loaded
+
+
+class CertfleetInstall:
+    def __init__(self, control_plane: ControlPlane, workdir: Path) -> None:
+        self.control_plane = control_plane
+        self.workdir = workdir
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.http01_port = free_port()
+        self.operator: ServerProcess | None = None
+        self._operator_starts = 0
+
+    def apply(self, document: dict[str, Any]) -> None:
+        self.control_plane.kubectl("apply", "-f", "-", stdin=json.dumps(document))
+
+    def install_crds(self) -> None:
+        self.control_plane.kubectl("apply", "-k", str(REPO / "crds"))
+        for crd in ("managedcertificates.certfleet.io", "cloudhosts.certfleet.io"):
+            self.control_plane.kubectl(
+                "wait", "--for=condition=Established", f"crd/{crd}", "--timeout=30s"
+            )
+        namespace = {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": OPERATOR_NAMESPACE},
+        }
+        self.apply(namespace)
+
+    def create_cloudhost(
+        self, name: str, s3: S3Endpoint, bucket: str, master_key: bytes | None = None
+    ) -> bytes:
+        """The sandbox CloudHost example, pointed at the real S3 server, with its Secrets.
+        Returns the datastore's master key (random unless given)."""
+        master_key = master_key or secrets.token_bytes(32)
+        cloudhost = load_example("cloudhost-sandbox.yaml")
+        cloudhost["metadata"]["name"] = name
+        spec = cloudhost["spec"]
+        spec.update(endpoint=s3.url, region=s3.region, bucket=bucket)
+        spec["credentialsSecretRef"]["name"] = f"{name}-s3-credentials"
+        spec["encryptionKeySecretRef"]["name"] = f"{name}-encryption-key"
+        self.apply_secret(
+            OPERATOR_NAMESPACE,
+            f"{name}-s3-credentials",
+            {"accessKeyID": s3.access_key.encode(), "secretAccessKey": s3.secret_key.encode()},
+        )
+        self.apply_secret(OPERATOR_NAMESPACE, f"{name}-encryption-key", {"key": master_key})
+        self.apply(cloudhost)
+        return master_key
+
+    def apply_secret(
+        self, namespace: str, name: str, data: dict[str, bytes], type_: str = "Opaque"
+    ) -> None:
+        self.apply(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "type": type_,
+                "metadata": {"name": name, "namespace": namespace},
+                "data": {key: base64.b64encode(value).decode() for key, value in data.items()},
+            }
+        )
+
+    def start_operator(self, acme: AcmeCA, *extra_args: str) -> ServerProcess:
+        """`certfleet operator` as its own process, trusting pebble's listener."""
+        self._operator_starts += 1
+        liveness_port = free_port()
+        self.operator = ServerProcess(
+            "certfleet-operator",
+            [
+                sys.executable,
+                "-m",
+                "certfleet.cli",
+                "operator",
+                f"--namespace={OPERATOR_NAMESPACE}",
+                f"--http01-listen=127.0.0.1:{self.http01_port}",
+                f"--acme-ca-bundle={acme.listener_ca_bundle}",
+                f"--liveness=http://127.0.0.1:{liveness_port}/healthz",
+                "--retry-seconds=2",
+                "--manual-poll-seconds=1",
+                *extra_args,
+            ],
+            self.workdir / f"operator-{self._operator_starts}.log",
+            env={
+                "KUBECONFIG": str(self.control_plane.admin_kubeconfig),
+                "PYTHONUNBUFFERED": "1",
+                "PATH": os.environ.get("PATH", ""),
+            },
+        )
+        self.operator.wait_until(
+            lambda: http_ok(f"http://127.0.0.1:{liveness_port}/healthz"), what="live"
+        )
+        return self.operator
+
+    def stop_operator(self) -> None:
+        if self.operator is not None:
+            self.operator.stop()
+
+    def managed_certificate(self, namespace: str, name: str) -> dict[str, Any]:
+        found: dict[str, Any] = json.loads(
+            self.control_plane.kubectl(
+                "get", "managedcertificate", name, "-n", namespace, "-o", "json"
+            ).stdout
+        )
+        return found
+
+    def wait_for_condition(
+        self,
+        namespace: str,
+        name: str,
+        status: str,
+        reason: str | None = None,
+        timeout: float = 30,
+    ) -> dict[str, Any]:
+        """Polls the resource until its Ready condition has `status` (and `reason`)."""
+        deadline = time.monotonic() + timeout
+        ready: dict[str, Any] = {}
+        while True:
+            resource = self.managed_certificate(namespace, name)
+            conditions = resource.get("status", {}).get("conditions", [])
+            ready = next((c for c in conditions if c.get("type") == "Ready"), {})
+            if ready.get("status") == status and (reason is None or ready.get("reason") == reason):
+                return resource
+            if time.monotonic() > deadline:
+                log = self.operator.log_tail(30) if self.operator else ""
+                raise AssertionError(
+                    f"{namespace}/{name} did not reach Ready={status} {reason or ''} within "
+                    f"{timeout:.0f} s; Ready is {ready}\noperator log:\n{log}"
+                )
+            time.sleep(0.2)

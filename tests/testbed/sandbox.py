@@ -1,0 +1,120 @@
+"""`make sandbox`: certfleet's main job on a local sandbox, started from nothing.
+
+Starts the test bed's real servers (Kubernetes control plane, pebble, S3, nginx), installs the
+CRDs and a CloudHost, runs `certfleet operator`, applies examples/ and shows
+`kubectl get mcert` turning Ready. Then it keeps everything running until Ctrl-C (or exits at
+once with --exit-when-ready), and stops every server it started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from testbed.acme_ca import AcmeCA
+from testbed.certfleet_install import CertfleetInstall, load_example
+from testbed.control_plane import ControlPlane
+from testbed.s3 import S3Server
+from testbed.webserver import Nginx
+
+
+def say(message: str) -> None:
+    print(f"sandbox: {message}", flush=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="make sandbox", description=__doc__)
+    parser.add_argument(
+        "--exit-when-ready",
+        action="store_true",
+        help="stop the sandbox as soon as the example certificate is Ready",
+    )
+    parser.add_argument("--timeout", type=float, default=60.0)
+    args = parser.parse_args()
+
+    workdir = Path(tempfile.mkdtemp(prefix="certfleet-sandbox-"))
+    say(f"working in {workdir}")
+    with (
+        ControlPlane(workdir / "control-plane") as plane,
+        S3Server(workdir / "s3") as s3,
+        AcmeCA(workdir / "acme") as ca,
+    ):
+        say(f"Kubernetes API {plane.server_url}, S3 {s3.endpoint.url}, ACME {ca.directory_url}")
+        install = CertfleetInstall(plane, workdir / "certfleet")
+        install.install_crds()
+        bucket = s3.endpoint.new_bucket()
+        install.create_cloudhost("sandbox", s3.endpoint, bucket)
+        # The fleet's webserver: pebble validates HTTP-01 against it, it proxies to certfleet.
+        with Nginx(
+            workdir / "nginx",
+            workdir / "nginx" / "ssl",
+            http_port=ca.http_port,
+            challenge_proxy=f"http://127.0.0.1:{install.http01_port}",
+        ):
+            install.start_operator(ca)
+            try:
+                return _show(install, ca, plane, bucket, args)
+            finally:
+                install.stop_operator()
+
+
+def _show(
+    install: CertfleetInstall,
+    ca: AcmeCA,
+    plane: ControlPlane,
+    bucket: str,
+    args: argparse.Namespace,
+) -> int:
+    automatic = load_example("automatic.yaml")
+    automatic["spec"]["acme"]["server"] = ca.directory_url
+    install.apply(automatic)
+    install.apply(copy.deepcopy(load_example("manual.yaml")))
+    say("applied examples/automatic.yaml and examples/manual.yaml; kubectl get mcert:")
+
+    name = automatic["metadata"]["name"]
+    namespace = automatic["metadata"]["namespace"]
+    deadline = time.monotonic() + args.timeout
+    shown = ""
+    while True:
+        table = plane.kubectl("get", "mcert", "-n", namespace).stdout
+        if table != shown:
+            print(table, flush=True)
+            shown = table
+        ready = install.managed_certificate(namespace, name).get("status", {}).get("conditions", [])
+        if any(c.get("type") == "Ready" and c.get("status") == "True" for c in ready):
+            break
+        if time.monotonic() > deadline:
+            say(f"{name} did not become Ready within {args.timeout:.0f} s; operator log:")
+            print(install.operator.log_tail(40) if install.operator else "", flush=True)
+            return 1
+        time.sleep(0.5)
+    print(plane.kubectl("get", "mcert", "-n", namespace, "-o", "wide").stdout, flush=True)
+    say(f"{name} is Ready: its certificate is in s3://{bucket}/ and in a cache Secret.")
+    if args.exit_when_ready:
+        return 0
+    say("the sandbox keeps running; in another shell:")
+    print(
+        f"  export KUBECONFIG={plane.admin_kubeconfig}\n"
+        f"  {plane.kubectl_path} get mcert -A -o wide\n"
+        f"  operator log: {install.operator.log_path if install.operator else ''}\n"
+        "Ctrl-C stops every server.",
+        flush=True,
+    )
+    try:
+        while install.operator is not None and install.operator.alive():
+            time.sleep(1)
+    except KeyboardInterrupt:
+        say("stopping")
+        return 0
+    say("the operator exited; log:\n" + (install.operator.log_tail(40) if install.operator else ""))
+    return 1
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())
