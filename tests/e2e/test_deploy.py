@@ -1,0 +1,411 @@
+"""The kustomize base on a real kube-apiserver: it renders, applies, and its RBAC grants the
+operator and the agent what they need and nothing more. Plus the nginx snippet on a real nginx.
+
+The base is applied for real (pods never start: the test bed has no scheduler or kubelet) and
+left in place: the control plane is shared by the session and, with no namespace controller, a
+deleted certfleet-system namespace would stay Terminating for the rest of it.
+"""
+
+from __future__ import annotations
+
+import http.client
+import http.server
+import json
+import os
+import secrets
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from testbed import binaries
+from testbed.control_plane import ControlPlane
+from testbed.processes import ServerProcess, free_port, tcp_open
+
+pytestmark = pytest.mark.testbed
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
+NGINX_SNIPPET = DEPLOY / "nginx" / "certfleet-acme-challenge.conf"
+SYSTEM = "certfleet-system"
+OPERATOR = f"system:serviceaccount:{SYSTEM}:certfleet-operator"
+AGENT = f"system:serviceaccount:{SYSTEM}:certfleet-agent"
+SERVICE_ACCOUNT_GROUPS = ("system:serviceaccounts", f"system:serviceaccounts:{SYSTEM}")
+
+
+def render(plane: ControlPlane) -> list[dict[str, Any]]:
+    rendered = plane.kubectl("kustomize", str(DEPLOY)).stdout
+    return [document for document in yaml.safe_load_all(rendered) if document]
+
+
+def find(documents: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    (found,) = (d for d in documents if d["kind"] == kind and d["metadata"]["name"] == name)
+    return found
+
+
+@pytest.fixture(scope="module")
+def deployed(control_plane: ControlPlane) -> ControlPlane:
+    control_plane.kubectl("apply", "-k", str(DEPLOY))
+    control_plane.kubectl(
+        "wait",
+        "--for=condition=Established",
+        "crd/managedcertificates.certfleet.io",
+        "crd/cloudhosts.certfleet.io",
+        "--timeout=30s",
+    )
+    return control_plane
+
+
+@pytest.fixture(scope="module")
+def namespace(deployed: ControlPlane) -> str:
+    """A users' namespace, where ManagedCertificates and their Secrets live."""
+    name = f"deploy-test-{secrets.token_hex(4)}"
+    deployed.kubectl("create", "namespace", name)
+    return name
+
+
+def can_i(plane: ControlPlane, who: str, *request: str) -> bool:
+    result = plane.kubectl("auth", "can-i", f"--as={who}", *request, check=False)
+    answer = result.stdout.strip()
+    assert answer in ("yes", "no"), result.stdout + result.stderr
+    return answer == "yes"
+
+
+@pytest.fixture(scope="module")
+def rbac(deployed: ControlPlane, namespace: str) -> ControlPlane:
+    """The deployed RBAC, once the authorizer has seen it (it learns of bindings through an
+    informer): without this wait every "cannot" below would hold trivially."""
+    deadline = time.monotonic() + 15
+    checks = (
+        (OPERATOR, "patch", "managedcertificates", "--subresource=status", "-n", namespace),
+        (AGENT, "get", "managedcertificates", "-n", namespace),
+        (OPERATOR, "create", "leases.coordination.k8s.io", "-n", SYSTEM),
+    )
+    while not all(can_i(deployed, who, *request) for who, *request in checks):
+        assert time.monotonic() < deadline, "the RBAC bindings did not take effect within 15 s"
+        time.sleep(0.1)
+    return deployed
+
+
+def test_base_renders_exactly_the_expected_objects(control_plane: ControlPlane) -> None:
+    documents = render(control_plane)
+    objects = {
+        (d["kind"], d["metadata"].get("namespace", ""), d["metadata"]["name"]) for d in documents
+    }
+    assert objects == {
+        ("Namespace", "", SYSTEM),
+        ("CustomResourceDefinition", "", "managedcertificates.certfleet.io"),
+        ("CustomResourceDefinition", "", "cloudhosts.certfleet.io"),
+        ("ServiceAccount", SYSTEM, "certfleet-operator"),
+        ("ClusterRole", "", "certfleet-operator"),
+        ("ClusterRoleBinding", "", "certfleet-operator"),
+        ("Role", SYSTEM, "certfleet-operator-leader-election"),
+        ("RoleBinding", SYSTEM, "certfleet-operator-leader-election"),
+        ("Deployment", SYSTEM, "certfleet-operator"),
+        ("Service", SYSTEM, "certfleet-acme-solver"),
+        ("ServiceAccount", SYSTEM, "certfleet-agent"),
+        ("ClusterRole", "", "certfleet-agent"),
+        ("ClusterRoleBinding", "", "certfleet-agent"),
+        ("DaemonSet", SYSTEM, "certfleet-agent"),
+    }
+    assert len(documents) == len(objects)  # no object twice
+    assert all(
+        d["metadata"]["labels"]["app.kubernetes.io/part-of"] == "certfleet" for d in documents
+    )
+
+
+def test_operator_deployment_is_locked_down(control_plane: ControlPlane) -> None:
+    documents = render(control_plane)
+    deployment = find(documents, "Deployment", "certfleet-operator")
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert deployment["spec"]["replicas"] == 1
+    assert pod["serviceAccountName"] == "certfleet-operator"
+    assert container["command"] == ["certfleet", "operator"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
+    assert set(container["resources"]) == {"requests", "limits"}
+    env = {variable["name"]: variable for variable in container["env"]}
+    assert env["CERTFLEET_NAMESPACE"]["valueFrom"] == {
+        "fieldRef": {"fieldPath": "metadata.namespace"}
+    }
+    ports = {port["name"]: port["containerPort"] for port in container["ports"]}
+    assert ports["http-acme"] == 8089
+    assert ports["metrics"] == 9090
+
+    # The solver Service reaches the operator's pods on the challenge port.
+    service = find(documents, "Service", "certfleet-acme-solver")
+    (service_port,) = service["spec"]["ports"]
+    assert (service_port["port"], service_port["targetPort"]) == (80, "http-acme")
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= labels.items()
+
+
+def test_agent_daemonset_runs_on_webserver_nodes_only(control_plane: ControlPlane) -> None:
+    daemonset = find(render(control_plane), "DaemonSet", "certfleet-agent")
+    pod = daemonset["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert pod["nodeSelector"] == {"certfleet.io/webserver": "true"}
+    assert pod["serviceAccountName"] == "certfleet-agent"
+    assert container["command"] == ["certfleet", "agent"]
+    (volume,) = pod["volumes"]
+    (mount,) = container["volumeMounts"]
+    assert mount["name"] == volume["name"]
+    assert volume["hostPath"]["path"] == mount["mountPath"]
+
+
+def test_base_applies_and_reapplies_without_change(deployed: ControlPlane) -> None:
+    # The module fixture applied it for real; the apiserver now holds exactly the base.
+    dry_run = deployed.kubectl("apply", "--dry-run=server", "-k", str(DEPLOY))
+    assert "deployment.apps/certfleet-operator unchanged (server dry run)" in dry_run.stdout
+    diff = deployed.kubectl("diff", "-k", str(DEPLOY), check=False)
+    assert diff.returncode == 0, diff.stdout + diff.stderr
+    operator = json.loads(
+        deployed.kubectl(
+            "get", "deployment", "certfleet-operator", "-n", SYSTEM, "-o", "json"
+        ).stdout
+    )
+    assert operator["spec"]["template"]["spec"]["serviceAccountName"] == "certfleet-operator"
+
+
+def test_pod_security_restricted_admits_the_operator_not_the_agent(
+    control_plane: ControlPlane,
+) -> None:
+    """The operator meets the "restricted" Pod Security Standard; the agent, which writes to
+    its node through a hostPath, cannot. Checked by the apiserver's PodSecurity admission."""
+    namespace = f"psa-{secrets.token_hex(4)}"
+    control_plane.kubectl("create", "namespace", namespace)
+    control_plane.kubectl(
+        "label", "namespace", namespace, "pod-security.kubernetes.io/warn=restricted"
+    )
+    documents = render(control_plane)
+    warnings = {}
+    for kind, name in (("Deployment", "certfleet-operator"), ("DaemonSet", "certfleet-agent")):
+        workload = find(documents, kind, name)
+        workload["metadata"]["namespace"] = namespace
+        result = control_plane.kubectl(
+            "apply", "--dry-run=server", "-f", "-", stdin=json.dumps(workload)
+        )
+        warnings[kind] = result.stderr
+    assert "would violate PodSecurity" not in warnings["Deployment"], warnings["Deployment"]
+    assert 'would violate PodSecurity "restricted' in warnings["DaemonSet"]
+    assert "hostPath" in warnings["DaemonSet"]
+
+
+OPERATOR_CAN = [
+    ("get", "managedcertificates", "--all-namespaces"),
+    ("watch", "managedcertificates", "--all-namespaces"),
+    ("patch", "managedcertificates", "-n", "{ns}"),  # kopf's finalizer and annotations
+    ("patch", "managedcertificates", "--subresource=status", "-n", "{ns}"),
+    ("update", "managedcertificates", "--subresource=status", "-n", "{ns}"),
+    ("list", "cloudhosts"),
+    ("watch", "cloudhosts"),
+    ("get", "secrets", "-n", "{ns}"),
+    ("create", "secrets", "-n", "{ns}"),
+    ("patch", "secrets", "-n", "{ns}"),
+    ("update", "secrets", "-n", SYSTEM),
+    ("create", "events", "-n", "{ns}"),
+    ("get", "leases.coordination.k8s.io", "-n", SYSTEM),
+    ("update", "leases.coordination.k8s.io", "-n", SYSTEM),
+    ("list", "namespaces"),
+    ("watch", "customresourcedefinitions.apiextensions.k8s.io"),
+]
+OPERATOR_CANNOT = [
+    ("delete", "namespaces"),
+    ("create", "namespaces"),
+    ("create", "clusterroles.rbac.authorization.k8s.io"),
+    ("bind", "clusterroles.rbac.authorization.k8s.io"),
+    ("create", "managedcertificates", "-n", "{ns}"),  # users own them
+    ("delete", "managedcertificates", "-n", "{ns}"),
+    ("patch", "cloudhosts"),
+    ("delete", "secrets", "-n", "{ns}"),
+    ("create", "pods", "-n", "{ns}"),
+    ("get", "configmaps", "-n", "{ns}"),
+    ("create", "leases.coordination.k8s.io", "-n", "{ns}"),  # only in its own namespace
+    ("patch", "customresourcedefinitions.apiextensions.k8s.io"),
+    ("impersonate", "users"),
+]
+AGENT_CAN = [
+    ("get", "managedcertificates", "-n", "{ns}"),
+    ("list", "managedcertificates", "--all-namespaces"),
+    ("watch", "managedcertificates", "--all-namespaces"),
+    ("patch", "managedcertificates", "--subresource=status", "-n", "{ns}"),
+]
+AGENT_CANNOT = [
+    ("get", "secrets", "-n", "{ns}"),
+    ("list", "secrets", "--all-namespaces"),
+    ("get", "secrets", "-n", SYSTEM),
+    ("patch", "managedcertificates", "-n", "{ns}"),  # spec belongs to users
+    ("delete", "managedcertificates", "-n", "{ns}"),
+    ("update", "managedcertificates", "--subresource=status", "-n", "{ns}"),
+    ("create", "events", "-n", "{ns}"),
+]
+
+
+def _request(template: tuple[str, ...], namespace: str) -> list[str]:
+    return [part.format(ns=namespace) for part in template]
+
+
+def _cases(who: str, requests: list[tuple[str, ...]], allowed: bool) -> list[Any]:
+    role = "operator" if who == OPERATOR else "agent"
+    verdict = "can" if allowed else "cannot"
+    return [
+        pytest.param(who, request, allowed, id=f"{role} {verdict} {' '.join(request)}")
+        for request in requests
+    ]
+
+
+@pytest.mark.parametrize(
+    ("who", "request_", "allowed"),
+    _cases(OPERATOR, OPERATOR_CAN, True)
+    + _cases(OPERATOR, OPERATOR_CANNOT, False)
+    + _cases(AGENT, AGENT_CAN, True)
+    + _cases(AGENT, AGENT_CANNOT, False),
+)
+def test_service_account_rights(
+    rbac: ControlPlane, namespace: str, who: str, request_: tuple[str, ...], allowed: bool
+) -> None:
+    assert can_i(rbac, who, *_request(request_, namespace)) is allowed
+
+
+def test_operator_identity_really_acts_and_is_really_refused(
+    rbac: ControlPlane, namespace: str
+) -> None:
+    """Not just `can-i`: requests made with the operator's and the agent's user names."""
+    operator = rbac.kubeconfig_for(OPERATOR, SERVICE_ACCOUNT_GROUPS)
+    agent = rbac.kubeconfig_for(AGENT, SERVICE_ACCOUNT_GROUPS)
+    name = f"rbac-{secrets.token_hex(4)}"
+    certificate = {
+        "apiVersion": "certfleet.io/v1alpha1",
+        "kind": "ManagedCertificate",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "domain": "www.example.test",
+            "cloudhost": "sandbox",
+            "buildIdentifier": "build-1",
+            "generationMethod": "AUTOMATIC",
+        },
+    }
+    rbac.kubectl("apply", "-f", "-", stdin=json.dumps(certificate))
+    try:
+        status = json.dumps({"status": {"serialNumber": "0a"}})
+        rbac.kubectl(
+            *("patch", "mcert", name, "-n", namespace, "--subresource=status", "--type=merge"),
+            *("-p", status),
+            kubeconfig=operator,
+        )
+        secret = rbac.kubectl(
+            *("create", "secret", "generic", f"{name}-cache", "-n", namespace),
+            "--from-literal=k=v",
+            kubeconfig=operator,
+        )
+        assert "created" in secret.stdout
+        refused = rbac.kubectl("delete", "namespace", namespace, kubeconfig=operator, check=False)
+        assert "forbidden" in refused.stderr.lower(), refused.stderr
+
+        seen = rbac.kubectl("get", "mcert", name, "-n", namespace, "-o", "json", kubeconfig=agent)
+        assert json.loads(seen.stdout)["status"]["serialNumber"] == "0a"
+        hidden = rbac.kubectl(
+            "get", "secret", f"{name}-cache", "-n", namespace, kubeconfig=agent, check=False
+        )
+        assert "forbidden" in hidden.stderr.lower(), hidden.stderr
+    finally:
+        rbac.kubectl("delete", "mcert", name, "-n", namespace, "--wait=false")
+        rbac.kubectl("delete", "secret", f"{name}-cache", "-n", namespace, "--ignore-not-found")
+
+
+class _SolverStub(http.server.BaseHTTPRequestHandler):
+    """Stands in for the operator's challenge server: answers with what it was asked."""
+
+    seen: list[tuple[str, str | None]] = []  # noqa: RUF012 - written by the server thread
+
+    def do_GET(self) -> None:
+        _SolverStub.seen.append((self.path, self.headers.get("Host")))
+        body = f"answer for {self.path}".encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def solver_stub() -> Iterator[int]:
+    _SolverStub.seen.clear()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _SolverStub)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+NGINX_CONFIG = """\
+{user}
+worker_processes 1;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log info;
+events {{ worker_connections 16; }}
+http {{
+    access_log {prefix}/access.log;
+    proxy_temp_path {prefix}/proxy-temp;
+    client_body_temp_path {prefix}/body-temp;
+    server {{
+        listen 127.0.0.1:{port};
+        server_name www.example.test;
+        include {snippet};
+        # What many sites have: dotfiles denied, everything else redirected to https.
+        location ~ /\\. {{ deny all; }}
+        location / {{ return 301 https://$host$request_uri; }}
+    }}
+}}
+"""
+
+
+def test_nginx_snippet_proxies_challenges_to_the_solver(tmp_path: Path, solver_stub: int) -> None:
+    text = NGINX_SNIPPET.read_text()
+    in_cluster = "proxy_pass http://certfleet-acme-solver.certfleet-system.svc;"
+    assert text.count(in_cluster) == 1
+    # Cluster DNS does not exist here: point the same line at the stand-in solver.
+    snippet = tmp_path / "certfleet-acme-challenge.conf"
+    snippet.write_text(text.replace(in_cluster, f"proxy_pass http://127.0.0.1:{solver_stub};"))
+    port = free_port()
+    config = tmp_path / "nginx.conf"
+    # As root, workers would run as nobody, who cannot enter pytest's 0700 folders.
+    user = "user root;" if os.geteuid() == 0 else ""
+    config.write_text(NGINX_CONFIG.format(user=user, prefix=tmp_path, port=port, snippet=snippet))
+    command = [str(binaries.system_program("nginx")), "-p", str(tmp_path), "-c", str(config)]
+    checked = subprocess.run([*command, "-t"], capture_output=True, text=True, check=False)
+    assert checked.returncode == 0, checked.stderr
+
+    nginx = ServerProcess("nginx-snippet", [*command, "-g", "daemon off;"], tmp_path / "out.log")
+    try:
+        nginx.wait_until(lambda: tcp_open("127.0.0.1", port))
+        token = "dGhpcy1pcy1hLXRva2VuLW9mLXRlc3Rz"
+        answer = _http_get(port, f"/.well-known/acme-challenge/{token}", "www.example.test")
+        assert answer == (200, f"answer for /.well-known/acme-challenge/{token}")
+        assert _SolverStub.seen == [(f"/.well-known/acme-challenge/{token}", "www.example.test")]
+        # Everything else still follows the site's own rules.
+        assert _http_get(port, "/index.html", "www.example.test")[0] == 301
+        assert _http_get(port, "/.git/config", "www.example.test")[0] == 403
+    finally:
+        nginx.stop()
+
+
+def _http_get(port: int, path: str, host: str) -> tuple[int, str]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        connection.request("GET", path, headers={"Host": host})
+        response = connection.getresponse()
+        return response.status, response.read().decode()
+    finally:
+        connection.close()
