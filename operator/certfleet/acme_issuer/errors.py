@@ -1,0 +1,49 @@
+"""Errors of the ACME issuer.
+
+Callers branch on the type: rate limits and outages mean "retry later" (after
+``retry_after_seconds`` when the CA said so), a failed challenge or a refused request needs a
+human. Messages name the domain and the CA's own detail; they never carry key material.
+"""
+
+from __future__ import annotations
+
+from certfleet.core.errors import CertfleetError
+
+
+class AcmeError(CertfleetError):
+    """Base of every failure of an ACME issuance."""
+
+
+class AcmeRateLimitedError(AcmeError):
+    """The CA refused because of a rate limit (``rateLimited`` or HTTP 429)."""
+
+    def __init__(self, message: str, retry_after_seconds: float | None) -> None:
+        super().__init__(message)
+        # None: the CA did not say when; the caller picks its own back-off.
+        self.retry_after_seconds = retry_after_seconds
+
+
+class AcmeChallengeFailedError(AcmeError):
+    """The CA could not validate a domain: its challenge or authorization turned invalid."""
+
+    def __init__(self, message: str, domain: str, detail: str) -> None:
+        super().__init__(message)
+        self.domain = domain
+        self.detail = detail
+
+
+class AcmeRejectedError(AcmeError):
+    """The CA refused the request for a reason a retry will not fix (bad CSR, policy, account,
+    an order that turned invalid): a human has to look at the message."""
+
+
+class AcmeUnavailableError(AcmeError):
+    """The CA could not be reached, timed out or answered with a server error: retry later."""
+
+
+class AcmeDeadlineExceededError(AcmeError):
+    """The issuance did not finish within its deadline."""
+
+
+class InvalidAcmeServerError(AcmeError, ValueError):
+    """`spec.acme.server` is neither a known CA name nor an https:// directory URL."""
