@@ -73,6 +73,9 @@ def _configure_kopf(registry: kopf.OperatorRegistry) -> None:
         settings.persistence.finalizer = f"{ANNOTATION_PREFIX}/finalizer"
         settings.posting.level = logging.WARNING  # events come from the handlers themselves
         settings.watching.server_timeout = 300
+        # Our daemons are threads: give one a moment to return from stopped.wait() before
+        # kopf concludes it is slow to stop (which delays deletions by the backoff).
+        settings.background.instant_exit_timeout = 1.0
 
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:

@@ -68,7 +68,9 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
         if outcome.retry_after is not None and not outcome.ready:
             raise kopf.TemporaryError(outcome.message, delay=outcome.retry_after)
 
-    @kopf.daemon(*RESOURCE, registry=registry, cancellation_timeout=10.0)
+    # A sync daemon cannot be cancelled, only asked to stop: the backoff gives it that time
+    # (it returns from stopped.wait() at once) before kopf falls back to cancelling.
+    @kopf.daemon(*RESOURCE, registry=registry, cancellation_backoff=5.0, cancellation_timeout=10.0)
     def renew_when_due(
         stopped: kopf.DaemonStopped, body: kopf.Body, logger: kopf.Logger, **_: Any
     ) -> None:

@@ -45,7 +45,7 @@ class Fleet:
     def apply_certificate(self, example: str, name: str, domain: str, **spec: Any) -> None:
         resource = load_example(example)
         resource["metadata"].update(name=name, namespace=self.namespace)
-        resource["spec"].update(domain=domain, cloudhost=self.cloudhost, **spec)
+        resource["spec"].update({"domain": domain, "cloudhost": self.cloudhost, **spec})
         if "acme" in resource["spec"]:
             resource["spec"]["acme"]["server"] = self.ca.directory_url
         self.install.apply(resource)
@@ -82,7 +82,9 @@ def fleet(
     )
     install.start_operator(ca)
     yield Fleet(install, ca, nginx, s3_bucket, namespace, cloudhost, master_key)
-    # Delete while the operator runs, so it releases its finalizers; then stop it.
+    # Delete while an operator runs, so it releases its finalizers; then stop it.
+    if install.operator is None or not install.operator.alive():
+        install.start_operator(ca)
     control_plane.kubectl("delete", "mcert", "--all", "-n", namespace, "--timeout=30s", check=False)
     install.stop_operator()
 
