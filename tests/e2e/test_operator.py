@@ -122,7 +122,14 @@ def test_automatic_certificate_becomes_ready_verified_in_s3(fleet: Fleet) -> Non
     table = fleet.install.control_plane.kubectl("get", "mcert", "-n", fleet.namespace).stdout
     header, row = table.splitlines()[:2]
     assert header.split() == ["NAME", "READY", "DOMAIN", "METHOD", "EXPIRES", "RENEWAL", "AGE"]
-    assert row.split()[:4] == ["web", "True", domain, "AUTOMATIC"]
+    assert row.split()[:6] == [
+        "web",
+        "True",
+        domain,
+        "AUTOMATIC",
+        status["notAfter"],
+        status["renewalTime"],
+    ]
 
     stored = fleet.stored(domain)
     assert stored is not None, "nothing was published to S3"
