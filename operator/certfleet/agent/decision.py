@@ -1,0 +1,146 @@
+"""Install this revision or not, and why: a pure function of what is installed, what the
+datastore offers, the force flag and the clock (passed in). No files, no network.
+
+The order of the rules is part of the API, since it decides which reason is reported:
+
+1. The candidate must pass the certificate policy (PEM parses, the key matches, it covers the
+   domain, the chain links, it is neither expired nor not yet valid). A certificate that is
+   only due for renewal is still installed: it is the best there is. Nothing overrides this.
+2. The candidate's serial must be the one the pointer names (the pointer and the files were
+   written together; a difference means someone changed one of them).
+3. Byte-identical files are already installed: keep them.
+4. No downgrade: a candidate issued earlier (notBefore) than an installed certificate that is
+   itself still acceptable for the domain is refused, unless forced. An installed certificate
+   that is expired, for another name or unparsable (a placeholder) protects nothing.
+5. Otherwise install.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from certfleet.core.facts import CertificateFacts
+from certfleet.core.policy import Failure, Verdict, evaluate
+
+
+class SyncReason(StrEnum):
+    """Why a node is in the state it is: status `reason`, metric label, log. Part of the API."""
+
+    # Success.
+    Installed = "Installed"
+    UpToDate = "UpToDate"
+    # The candidate is refused (the policy's reasons keep their names).
+    InvalidPEM = "InvalidPEM"
+    Missing = "Missing"
+    KeyMismatch = "KeyMismatch"
+    WeakKey = "WeakKey"
+    NameMismatch = "NameMismatch"
+    BrokenChain = "BrokenChain"
+    UntrustedChain = "UntrustedChain"
+    NotYetValid = "NotYetValid"
+    Expired = "Expired"
+    PointerMismatch = "PointerMismatch"
+    Downgrade = "Downgrade"
+    # The datastore.
+    NotPublished = "NotPublished"
+    DatastoreUnavailable = "DatastoreUnavailable"
+    DatastoreIntegrity = "DatastoreIntegrity"
+    UnknownMasterKey = "UnknownMasterKey"
+    DatastoreFailed = "DatastoreFailed"
+    # The node.
+    InstallFailed = "InstallFailed"
+    ConfigTestFailed = "ConfigTestFailed"
+    ReloadFailed = "ReloadFailed"
+    ProbeFailed = "ProbeFailed"
+
+
+SUCCESS_REASONS = frozenset({SyncReason.Installed, SyncReason.UpToDate})
+
+
+class Action(StrEnum):
+    INSTALL = "Install"
+    KEEP = "Keep"  # what is installed is what the datastore holds
+    REFUSE = "Refuse"  # keep serving what is installed; report the reason
+
+
+@dataclass(frozen=True, slots=True)
+class Judged:
+    """A pair of PEM files with the policy's verdict on them (facts only when they parsed)."""
+
+    verdict: Verdict
+    fullchain_sha256: str
+    privkey_sha256: str = field(repr=False)
+
+    @property
+    def facts(self) -> CertificateFacts | None:
+        return self.verdict.facts
+
+    @property
+    def acceptable(self) -> bool:
+        """Fine to serve: valid, or valid but due for renewal (that is the operator's job)."""
+        return self.verdict.ok or (isinstance(self.verdict, Failure) and self.verdict.usable)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    action: Action
+    reason: SyncReason
+    message: str
+
+
+def judge(fullchain: bytes, privkey: bytes, *, domain: str, now: datetime) -> Judged:
+    """The policy's verdict on a pair, for `domain` at `now` (no trust roots: the chain is the
+    CA's business; the agent checks it links and covers the domain)."""
+    return Judged(
+        verdict=evaluate(fullchain, privkey, names=[domain], now=now),
+        fullchain_sha256=hashlib.sha256(fullchain).hexdigest(),
+        privkey_sha256=hashlib.sha256(privkey).hexdigest(),
+    )
+
+
+def decide(
+    candidate: Judged, installed: Judged | None, *, pointer_serial: str, force: bool = False
+) -> Decision:
+    """The rules of the module docstring, in order."""
+    facts = candidate.facts
+    if not candidate.acceptable or facts is None:
+        assert isinstance(candidate.verdict, Failure)
+        return Decision(
+            Action.REFUSE,
+            SyncReason(str(candidate.verdict.reason)),
+            f"refused the datastore's certificate: {candidate.verdict.message}",
+        )
+    if facts.serial != pointer_serial:
+        return Decision(
+            Action.REFUSE,
+            SyncReason.PointerMismatch,
+            f"the pointer names serial {pointer_serial}, but the stored certificate has serial "
+            f"{facts.serial}",
+        )
+    if (
+        installed is not None
+        and installed.fullchain_sha256 == candidate.fullchain_sha256
+        and installed.privkey_sha256 == candidate.privkey_sha256
+    ):
+        return Decision(Action.KEEP, SyncReason.UpToDate, f"serial {facts.serial} is installed")
+    old = installed.facts if installed is not None and installed.acceptable else None
+    if old is not None and facts.not_before < old.not_before:
+        message = (
+            f"serial {facts.serial} (issued {_when(facts.not_before)}) is older than the "
+            f"installed serial {old.serial} (issued {_when(old.not_before)})"
+        )
+        if not force:
+            return Decision(
+                Action.REFUSE,
+                SyncReason.Downgrade,
+                f"refused a downgrade: {message}; run with --force to install it anyway",
+            )
+        return Decision(Action.INSTALL, SyncReason.Installed, f"forced a downgrade: {message}")
+    return Decision(Action.INSTALL, SyncReason.Installed, f"install serial {facts.serial}")
+
+
+def _when(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -1,0 +1,1 @@
+"""Unit tests of the webserver agent (certfleet.agent) and the fleet summary."""

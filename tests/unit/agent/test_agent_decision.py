@@ -1,0 +1,168 @@
+"""The pure decision: install this revision or not, and why, rule by rule."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+import certfleet.agent.decision
+from certfleet.agent.decision import Action, SyncReason, decide, judge
+from certfleet.core.checks import Reason
+
+from .pki import DAY, DOMAIN, NOW, leaf
+
+
+def test_a_valid_candidate_is_installed_on_an_empty_node() -> None:
+    new = leaf()
+    decision = decide(
+        judge(new.fullchain, new.key, domain=DOMAIN, now=NOW), None, pointer_serial=new.serial
+    )
+    assert decision.action is Action.INSTALL
+    assert decision.reason is SyncReason.Installed
+    assert new.serial in decision.message
+
+
+def test_the_same_files_are_kept() -> None:
+    pair = leaf()
+    judged = judge(pair.fullchain, pair.key, domain=DOMAIN, now=NOW)
+    decision = decide(judged, judged, pointer_serial=pair.serial)
+    assert (decision.action, decision.reason) == (Action.KEEP, SyncReason.UpToDate)
+
+
+def test_a_newer_certificate_replaces_the_installed_one() -> None:
+    old = leaf(not_before=NOW - 30 * DAY)
+    new = leaf(not_before=NOW - DAY)
+    decision = decide(
+        judge(new.fullchain, new.key, domain=DOMAIN, now=NOW),
+        judge(old.fullchain, old.key, domain=DOMAIN, now=NOW),
+        pointer_serial=new.serial,
+    )
+    assert decision.action is Action.INSTALL
+
+
+@pytest.mark.parametrize(
+    ("case", "reason"),
+    [
+        ("key of another certificate", SyncReason.KeyMismatch),
+        ("expired", SyncReason.Expired),
+        ("not yet valid", SyncReason.NotYetValid),
+        ("another domain", SyncReason.NameMismatch),
+        ("not PEM", SyncReason.InvalidPEM),
+        ("key only", SyncReason.InvalidPEM),
+    ],
+)
+def test_a_bad_candidate_is_refused_even_when_forced(case: str, reason: SyncReason) -> None:
+    good = leaf()
+    fullchain, key, serial = good.fullchain, good.key, good.serial
+    if case == "key of another certificate":
+        key = leaf().key
+    elif case == "expired":
+        expired = leaf(not_before=NOW - 100 * DAY, not_after=NOW - DAY)
+        fullchain, key, serial = expired.fullchain, expired.key, expired.serial
+    elif case == "not yet valid":
+        future = leaf(not_before=NOW + DAY, not_after=NOW + 90 * DAY)
+        fullchain, key, serial = future.fullchain, future.key, future.serial
+    elif case == "another domain":
+        other = leaf("other.example.com")
+        fullchain, key, serial = other.fullchain, other.key, other.serial
+    elif case == "not PEM":
+        fullchain = b"\x00\x01 flipped bytes"
+    else:
+        fullchain = good.key
+    installed = judge(good.fullchain, good.key, domain=DOMAIN, now=NOW)
+    for force in (False, True):
+        decision = decide(
+            judge(fullchain, key, domain=DOMAIN, now=NOW),
+            installed,
+            pointer_serial=serial,
+            force=force,
+        )
+        assert (decision.action, decision.reason) == (Action.REFUSE, reason), decision
+        assert "PRIVATE KEY" not in decision.message
+
+
+def test_a_certificate_due_for_renewal_is_still_installed() -> None:
+    # Three days left: the operator's renewal is due, but it is the best the datastore has.
+    due = leaf(not_before=NOW - 87 * DAY, not_after=NOW + 3 * DAY)
+    decision = decide(
+        judge(due.fullchain, due.key, domain=DOMAIN, now=NOW), None, pointer_serial=due.serial
+    )
+    assert decision.action is Action.INSTALL
+
+
+def test_a_pointer_naming_another_serial_is_refused() -> None:
+    pair = leaf()
+    decision = decide(
+        judge(pair.fullchain, pair.key, domain=DOMAIN, now=NOW), None, pointer_serial="0abc"
+    )
+    assert (decision.action, decision.reason) == (Action.REFUSE, SyncReason.PointerMismatch)
+    assert "0abc" in decision.message and pair.serial in decision.message
+
+
+def test_an_older_certificate_is_a_downgrade_unless_forced() -> None:
+    installed = leaf(not_before=NOW - DAY)
+    older = leaf(not_before=NOW - 20 * DAY)
+    candidate = judge(older.fullchain, older.key, domain=DOMAIN, now=NOW)
+    current = judge(installed.fullchain, installed.key, domain=DOMAIN, now=NOW)
+
+    refused = decide(candidate, current, pointer_serial=older.serial)
+    assert (refused.action, refused.reason) == (Action.REFUSE, SyncReason.Downgrade)
+    assert older.serial in refused.message and installed.serial in refused.message
+
+    forced = decide(candidate, current, pointer_serial=older.serial, force=True)
+    assert (forced.action, forced.reason) == (Action.INSTALL, SyncReason.Installed)
+    assert "forced a downgrade" in forced.message
+
+
+@pytest.mark.parametrize("installed_case", ["placeholder for another name", "expired", "garbage"])
+def test_an_unacceptable_installed_certificate_protects_nothing(installed_case: str) -> None:
+    # A fresh webserver's self-signed placeholder is often newer than the real certificate.
+    if installed_case == "placeholder for another name":
+        placeholder = leaf("placeholder", not_before=NOW)
+        installed = judge(placeholder.fullchain, placeholder.key, domain=DOMAIN, now=NOW)
+    elif installed_case == "expired":
+        gone = leaf(not_before=NOW - 10 * DAY, not_after=NOW - DAY)
+        installed = judge(gone.fullchain, gone.key, domain=DOMAIN, now=NOW)
+    else:
+        installed = judge(b"garbage", b"", domain=DOMAIN, now=NOW)
+    new = leaf(not_before=NOW - 30 * DAY)
+    decision = decide(
+        judge(new.fullchain, new.key, domain=DOMAIN, now=NOW), installed, pointer_serial=new.serial
+    )
+    assert decision.action is Action.INSTALL
+
+
+def test_an_installed_certificate_that_expired_is_reported_not_kept_silently() -> None:
+    gone = leaf(not_before=NOW - 10 * DAY, not_after=NOW - DAY)
+    judged = judge(gone.fullchain, gone.key, domain=DOMAIN, now=NOW)
+    decision = decide(judged, judged, pointer_serial=gone.serial)
+    assert (decision.action, decision.reason) == (Action.REFUSE, SyncReason.Expired)
+
+
+def test_every_refusing_policy_reason_is_a_sync_reason() -> None:
+    for reason in Reason:
+        if reason is not Reason.RenewalDue:  # usable: never a refusal
+            assert SyncReason(str(reason)) == reason.value
+
+
+def test_the_decision_module_does_no_io() -> None:
+    tree = ast.parse(Path(certfleet.agent.decision.__file__).read_text())
+    imported = {
+        alias.name.split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import)
+        for alias in node.names
+    } | {
+        (node.module or "").split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom)
+    }
+    assert imported <= {"__future__", "hashlib", "dataclasses", "datetime", "enum", "certfleet"}
+    from_imports = {
+        node.module
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("certfleet")
+    }
+    assert all(module.startswith("certfleet.core") for module in from_imports if module)
