@@ -42,21 +42,28 @@ def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
 
 
 @functools.cache
-def _ca() -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+def _ca(other: bool = False) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "agent unit test CA")])
+    common_name = "another unit test CA" if other else "agent unit test CA"
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     certificate = (
         x509.CertificateBuilder()
         .subject_name(name)
         .issuer_name(name)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(NOW - 1000 * DAY)
-        .not_valid_after(NOW + 1000 * DAY)
+        .not_valid_before(NOW - 3000 * DAY)  # covers the real clock too
+        .not_valid_after(NOW + 3000 * DAY)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )
     return key, certificate
+
+
+def ca_pem(*, other: bool = False) -> bytes:
+    """The test CA (or an unrelated one) as PEM, for trust files."""
+    # Called exactly as leaf() calls it: functools.cache keys on the arguments as written.
+    return (_ca(True) if other else _ca())[1].public_bytes(serialization.Encoding.PEM)
 
 
 def leaf(
