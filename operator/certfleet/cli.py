@@ -1,4 +1,5 @@
-"""`certfleet`: the command line. `certfleet operator` runs the Kubernetes operator."""
+"""`certfleet`: the command line. `certfleet operator` runs the Kubernetes operator,
+`certfleet agent` the webserver agent."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import kopf
 from kubernetes import config as kube_config
 
 from certfleet.acme_issuer.http01 import ChallengeStore, Http01Server
+from certfleet.agent import command as agent_command
 from certfleet.cluster_world import ClusterWorld
 from certfleet.handlers import Runtime, register, utc_now
 from certfleet.kubernetes_gateway import KubernetesGateway
@@ -57,6 +59,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     operator.add_argument("--liveness", default="http://0.0.0.0:8080/healthz")
     operator.add_argument("--verbose", action="store_true")
+    agent = commands.add_parser(
+        "agent", help="install the datastore's certificate on this webserver node and reload it"
+    )
+    agent_command.add_arguments(agent)
     return parser
 
 
@@ -117,6 +123,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "operator":
         return run_operator(args)
+    if args.command == "agent":
+        return agent_command.run(args)
     return 2
 
 

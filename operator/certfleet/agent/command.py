@@ -1,0 +1,526 @@
+"""`certfleet agent`: its flags (each with an environment variable) and the wiring of the agent.
+
+Runs as a DaemonSet container on webserver nodes (the loop), or on a plain VM from cron or a
+systemd timer (`--once`), or as an init step before the webserver starts on a fresh node
+(`--once --no-reload`). Exit status with `--once`: 0 when the node holds (and, with reloading,
+serves) the datastore's certificate, 1 when not, 2 for a configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+import signal
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from botocore.config import Config
+from prometheus_client import CollectorRegistry, start_http_server
+
+from certfleet.agent.installer import CertificateInstaller, directory_name
+from certfleet.agent.metrics import AgentMetrics
+from certfleet.agent.probe import TlsProber
+from certfleet.agent.reporter import KubernetesStatusReporter, NullReporter, StatusReporter
+from certfleet.agent.sync import Agent, AgentSettings
+from certfleet.agent.webserver import CommandWebserver, WebserverKind
+from certfleet.core.domains import validate_domain
+from certfleet.core.errors import CertfleetError, InvalidDomainError
+from certfleet.datastore.encryption import MASTER_KEY_BYTES, MasterKey
+from certfleet.datastore.location import DatastoreLocation
+from certfleet.datastore.s3_store import S3Datastore
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+log = logging.getLogger(__name__)
+
+DEFAULT_METRICS_PORT = 9477
+_NODE_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]{0,251}[A-Za-z0-9])?")
+_SECRET_FILE_LIMIT = 4096
+
+
+class AgentConfigError(CertfleetError):
+    """The agent's flags or files do not make a usable configuration."""
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name)
+    return value if value not in (None, "") else default
+
+
+def _host_port(value: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    host = host.strip("[]")  # [::1]:443
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {value!r}")
+    return host, int(port)
+
+
+def _option(
+    group: Any,
+    flag: str,
+    env: str,
+    help: str,
+    default: str | None = None,
+    *,
+    kind: Callable[[str], Any] = str,
+    **options: Any,
+) -> None:
+    """A flag whose default comes from `env` (then `default`); the help names both."""
+    # A str default goes through `kind` like a command-line value (argparse does that), so a
+    # bad variable is reported as a usage error, and only when `agent` is the command.
+    shown = f"{env}" + (f", default {default}" if default not in (None, "") else "")
+    group.add_argument(
+        flag, default=_env(env, default), type=kind, help=f"{help} ({shown})", **options
+    )
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The agent's flags; each has an environment variable, for a container or a unit file."""
+    s3 = parser.add_argument_group("datastore: the CloudHost's S3 bucket")
+    _option(s3, "--s3-endpoint", "CERTFLEET_S3_ENDPOINT", "S3 endpoint URL; omit for AWS")
+    _option(s3, "--s3-region", "CERTFLEET_S3_REGION", "S3 region", "us-east-1")
+    _option(s3, "--s3-bucket", "CERTFLEET_S3_BUCKET", "bucket (required)")
+    _option(s3, "--s3-prefix", "CERTFLEET_S3_PREFIX", "the CloudHost's prefix", "certfleet")
+    _option(
+        s3,
+        "--s3-addressing-style",
+        "CERTFLEET_S3_ADDRESSING_STYLE",
+        "path or virtual",
+        "path",
+        choices=["path", "virtual"],
+    )
+    _option(s3, "--s3-ca-bundle", "CERTFLEET_S3_CA_BUNDLE", "CA file for a private S3 endpoint")
+    _option(
+        s3,
+        "--access-key-id-file",
+        "CERTFLEET_S3_ACCESS_KEY_ID_FILE",
+        "file with the access key id (the mounted accessKeyID of the CloudHost's credentials "
+        "Secret); without it, AWS_ACCESS_KEY_ID or boto3's other sources",
+    )
+    _option(
+        s3,
+        "--secret-access-key-file",
+        "CERTFLEET_S3_SECRET_ACCESS_KEY_FILE",
+        "file with the secret access key; without it, AWS_SECRET_ACCESS_KEY",
+    )
+    env_keys = _env("CERTFLEET_MASTER_KEY_FILE")
+    s3.add_argument(
+        "--master-key-file",
+        action="append",
+        default=env_keys.split(os.pathsep) if env_keys else None,
+        help="file of 32 bytes that decrypts the private keys: the key 'key' of the CloudHost's "
+        "encryption key Secret; repeat it during a key rotation (CERTFLEET_MASTER_KEY_FILE, "
+        "several joined by ':')",
+    )
+    _option(s3, "--cloudhost", "CERTFLEET_CLOUDHOST", "the CloudHost's name (required)")
+    _option(s3, "--build-identifier", "CERTFLEET_BUILD_IDENTIFIER", "the build (required)")
+    _option(
+        s3,
+        "--domain",
+        "WEBSITE_URL",
+        "the certificate's domain (required; CERTFLEET_DOMAIN works too)",
+        _env("CERTFLEET_DOMAIN"),
+    )
+
+    node = parser.add_argument_group("the node")
+    _option(
+        node,
+        "--cert-root",
+        "CERTFLEET_CERT_ROOT",
+        "files go to CERT_ROOT/<domain>/fullchain.pem and privkey.pem",
+        str(Path.home() / "ssl" / "live"),
+    )
+    _option(
+        node,
+        "--webserver",
+        "CERTFLEET_WEBSERVER",
+        "how to test and reload",
+        WebserverKind.NGINX.value,
+        choices=[kind.value for kind in WebserverKind],
+    )
+    _option(
+        node,
+        "--test-command",
+        "CERTFLEET_TEST_COMMAND",
+        "replaces the kind's configuration test; '' skips the test",
+    )
+    _option(node, "--reload-command", "CERTFLEET_RELOAD_COMMAND", "replaces the kind's reload")
+    _option(
+        node,
+        "--command-timeout",
+        "CERTFLEET_COMMAND_TIMEOUT",
+        "seconds a test or reload may take",
+        "60",
+        kind=float,
+    )
+    _option(
+        node,
+        "--probe-address",
+        "CERTFLEET_PROBE_ADDRESS",
+        "HOST:PORT of the TLS listener that confirms what is served; 'none' skips it",
+        "127.0.0.1:443",
+    )
+    _option(
+        node,
+        "--probe-server-name",
+        "CERTFLEET_PROBE_SERVER_NAME",
+        "SNI of the probe; default the domain",
+    )
+    _option(
+        node,
+        "--probe-ca-file",
+        "CERTFLEET_PROBE_CA_FILE",
+        "also verify the served chain and name against this CA file",
+    )
+    _option(
+        node,
+        "--probe-timeout",
+        "CERTFLEET_PROBE_TIMEOUT",
+        "seconds the new certificate may take to be served after a reload",
+        "10",
+        kind=float,
+    )
+    _option(
+        node,
+        "--node-name",
+        "NODE_NAME",
+        "this node's key in status.fleet.nodes (CERTFLEET_NODE_NAME works too)",
+        _env("CERTFLEET_NODE_NAME", socket.gethostname()),
+    )
+
+    loop = parser.add_argument_group("the loop")
+    _option(
+        loop,
+        "--poll-interval",
+        "CERTFLEET_POLL_INTERVAL",
+        "seconds between conditional reads of the pointer",
+        "60",
+        kind=float,
+    )
+    _option(
+        loop,
+        "--max-backoff",
+        "CERTFLEET_MAX_BACKOFF",
+        "longest wait in seconds before a failed revision is tried again",
+        "300",
+        kind=float,
+    )
+    loop.add_argument(
+        "--once", action="store_true", help="sync once and exit (cron, systemd timer, init step)"
+    )
+    loop.add_argument(
+        "--no-reload",
+        dest="reload",
+        action="store_false",
+        help="install the files only: the init step before the webserver starts",
+    )
+    loop.add_argument(
+        "--force",
+        action="store_true",
+        help="install the datastore's certificate even if it is older than the installed one",
+    )
+
+    report = parser.add_argument_group("reporting")
+    _option(
+        report,
+        "--certificate-namespace",
+        "CERTFLEET_CERTIFICATE_NAMESPACE",
+        "namespace of the ManagedCertificate to report to",
+    )
+    _option(
+        report,
+        "--certificate-name",
+        "CERTFLEET_CERTIFICATE_NAME",
+        "name of the ManagedCertificate to report to",
+    )
+    _option(
+        report,
+        "--kubeconfig",
+        "KUBECONFIG",
+        "kubeconfig for the report; default the in-cluster service account",
+    )
+    _option(
+        report,
+        "--report-interval",
+        "CERTFLEET_REPORT_INTERVAL",
+        "refresh lastSuccessfulSync in the status at least this often (seconds)",
+        "300",
+        kind=float,
+    )
+    _option(
+        report,
+        "--metrics-port",
+        "CERTFLEET_METRICS_PORT",
+        "Prometheus metrics port; 0 turns the endpoint off",
+        str(DEFAULT_METRICS_PORT),
+        kind=int,
+    )
+    _option(
+        report,
+        "--metrics-address",
+        "CERTFLEET_METRICS_ADDRESS",
+        "address the metrics endpoint listens on",
+        "0.0.0.0",  # noqa: S104 - a DaemonSet pod is scraped from outside
+    )
+    report.add_argument("--verbose", action="store_true")
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """The validated configuration (no secrets in its repr)."""
+
+    location: DatastoreLocation
+    s3_endpoint: str | None
+    s3_region: str
+    s3_addressing_style: str
+    s3_ca_bundle: str | None
+    access_key_id: str | None = field(repr=False)
+    secret_access_key: str | None = field(repr=False)
+    master_keys: tuple[MasterKey, ...]
+    cert_root: Path
+    webserver: CommandWebserver | None
+    probe: TlsProber | None
+    settings: AgentSettings
+    once: bool
+    certificate: tuple[str, str] | None  # (namespace, name) of the ManagedCertificate
+    kubeconfig: str | None
+    metrics: tuple[str, int] | None
+
+
+def _required(value: str | None, flag: str) -> str:
+    if not value:
+        raise AgentConfigError(f"{flag} is required")
+    return value
+
+
+def _read_secret_file(path: str, what: str) -> bytes:
+    try:
+        with open(path, "rb") as file:
+            data = file.read(_SECRET_FILE_LIMIT + 1)
+    except OSError as error:
+        raise AgentConfigError(f"cannot read the {what} file {path}: {error.strerror}") from None
+    if len(data) > _SECRET_FILE_LIMIT:
+        raise AgentConfigError(f"the {what} file {path} is too large")
+    return data
+
+
+def config_from_args(args: argparse.Namespace) -> AgentConfig:
+    try:
+        domain = validate_domain(_required(args.domain, "--domain (WEBSITE_URL)"))
+        directory_name(domain)
+    except InvalidDomainError as error:
+        raise AgentConfigError(f"--domain: {error}") from None
+    try:
+        location = DatastoreLocation(
+            bucket=_required(args.s3_bucket, "--s3-bucket"),
+            prefix=(args.s3_prefix or "").strip("/"),
+            cloudhost=_required(args.cloudhost, "--cloudhost"),
+            build_identifier=_required(args.build_identifier, "--build-identifier"),
+            domain=domain,
+        )
+    except ValueError as error:
+        raise AgentConfigError(str(error)) from None
+
+    master_keys = []
+    for path in args.master_key_file or []:
+        data = _read_secret_file(path, "master key")
+        if len(data) != MASTER_KEY_BYTES:
+            raise AgentConfigError(
+                f"the master key file {path} holds {len(data)} bytes, not {MASTER_KEY_BYTES}"
+            )
+        master_keys.append(MasterKey(data))
+    if not master_keys:
+        raise AgentConfigError("--master-key-file is required (it decrypts the private keys)")
+    access_key = secret_key = None
+    if args.access_key_id_file or args.secret_access_key_file:
+        access_key = (
+            _read_secret_file(
+                _required(args.access_key_id_file, "--access-key-id-file"), "access key id"
+            )
+            .decode(errors="replace")
+            .strip()
+        )
+        secret_key = (
+            _read_secret_file(
+                _required(args.secret_access_key_file, "--secret-access-key-file"),
+                "secret access key",
+            )
+            .decode(errors="replace")
+            .strip()
+        )
+
+    node = args.node_name or ""
+    if not _NODE_NAME.fullmatch(node):
+        raise AgentConfigError(f"--node-name {node!r} is not a node name")
+    for flag, value in (
+        ("--poll-interval", args.poll_interval),
+        ("--probe-timeout", args.probe_timeout),
+    ):
+        if not value > 0:
+            raise AgentConfigError(f"{flag} must be positive")
+
+    webserver = None
+    if args.reload:
+        try:
+            webserver = CommandWebserver.for_kind(
+                WebserverKind(args.webserver),
+                args.test_command,
+                args.reload_command,
+                args.command_timeout,
+            )
+        except ValueError as error:
+            raise AgentConfigError(str(error)) from None
+    probe = None
+    if args.reload and args.probe_address.lower() not in ("", "none"):
+        try:
+            host, port = _host_port(args.probe_address)
+        except argparse.ArgumentTypeError as error:
+            raise AgentConfigError(f"--probe-address: {error}") from None
+        server_name = args.probe_server_name or domain.replace("*", "certfleet-probe", 1)
+        probe = TlsProber(
+            host,
+            port,
+            server_name,
+            Path(args.probe_ca_file) if args.probe_ca_file else None,
+            timeout=min(5.0, args.probe_timeout),
+        )
+    certificate = None
+    if args.certificate_namespace or args.certificate_name:
+        certificate = (
+            _required(args.certificate_namespace, "--certificate-namespace"),
+            _required(args.certificate_name, "--certificate-name"),
+        )
+    return AgentConfig(
+        location=location,
+        s3_endpoint=args.s3_endpoint,
+        s3_region=args.s3_region,
+        s3_addressing_style=args.s3_addressing_style,
+        s3_ca_bundle=args.s3_ca_bundle,
+        access_key_id=access_key,
+        secret_access_key=secret_key,
+        master_keys=tuple(master_keys),
+        cert_root=Path(args.cert_root),
+        webserver=webserver,
+        probe=probe,
+        settings=AgentSettings(
+            domain=domain,
+            node=node,
+            poll_interval=args.poll_interval,
+            max_backoff=max(args.max_backoff, args.poll_interval),
+            reload=args.reload,
+            force=args.force,
+            probe_timeout=args.probe_timeout,
+            report_interval=args.report_interval,
+        ),
+        once=args.once,
+        certificate=certificate,
+        kubeconfig=args.kubeconfig,
+        metrics=(args.metrics_address, args.metrics_port) if args.metrics_port else None,
+    )
+
+
+def s3_client(config: AgentConfig) -> S3Client:
+    """Short timeouts and few retries: a poll that fails is simply tried next interval."""
+    client: S3Client = boto3.client(
+        "s3",
+        endpoint_url=config.s3_endpoint,
+        region_name=config.s3_region,
+        aws_access_key_id=config.access_key_id,
+        aws_secret_access_key=config.secret_access_key,
+        verify=config.s3_ca_bundle if config.s3_ca_bundle else None,
+        config=Config(
+            s3={
+                "addressing_style": "virtual" if config.s3_addressing_style == "virtual" else "path"
+            },
+            retries={"max_attempts": 2, "mode": "standard"},
+            connect_timeout=5,
+            read_timeout=15,
+        ),
+    )
+    return client
+
+
+def kubernetes_reporter(config: AgentConfig) -> StatusReporter:
+    if config.certificate is None:
+        return NullReporter()
+    from kubernetes import client
+    from kubernetes import config as kube_config
+
+    if config.kubeconfig:
+        api_client = kube_config.new_client_from_config(config_file=config.kubeconfig)
+    else:
+        configuration = client.Configuration()
+        kube_config.load_incluster_config(client_configuration=configuration)
+        api_client = client.ApiClient(configuration)
+    namespace, name = config.certificate
+    return KubernetesStatusReporter(
+        client.CustomObjectsApi(api_client), namespace, name, config.settings.node
+    )
+
+
+def build_agent(
+    config: AgentConfig,
+    registry: CollectorRegistry | None = None,
+    *,
+    client: S3Client | None = None,
+    reporter: StatusReporter | None = None,
+) -> Agent:
+    """The agent as `certfleet agent` runs it; tests pass their own client or reporter."""
+    metrics = AgentMetrics(registry or CollectorRegistry(), config.location.domain)
+    return Agent(
+        config.settings,
+        S3Datastore(client or s3_client(config), config.master_keys),
+        config.location,
+        CertificateInstaller(config.cert_root, config.location.domain),
+        config.webserver,
+        config.probe,
+        reporter or kubernetes_reporter(config),
+        metrics,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # botocore logs request details at DEBUG; nothing of ours is secret there, but it is noise.
+    logging.getLogger("botocore").setLevel(logging.INFO)
+    try:
+        config = config_from_args(args)
+        registry = CollectorRegistry()
+        agent = build_agent(config, registry)
+    except CertfleetError as error:
+        log.error("configuration: %s", error)
+        return 2
+    log.info(
+        "agent for %s on node %s: following %s into %s every %.1f s",
+        config.location.domain,
+        config.settings.node,
+        config.location.s3_uri,
+        config.cert_root / directory_name(config.location.domain),
+        config.settings.poll_interval,
+    )
+    if config.once:
+        result = agent.sync_once()
+        return 0 if result.ok else 1
+
+    stops: list[Callable[[], None]] = []
+    if config.metrics is not None:
+        server, _thread = start_http_server(config.metrics[1], config.metrics[0], registry)
+        stops.append(server.shutdown)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: agent.stop())
+    try:
+        agent.run()
+    finally:
+        for stop in stops:
+            stop()
+    return 0

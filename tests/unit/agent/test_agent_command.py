@@ -1,0 +1,272 @@
+"""`certfleet agent`: flags, environment variables, validation, and `--once` end to end on moto."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from certfleet import cli
+from certfleet.agent import command
+from certfleet.agent.command import AgentConfigError, config_from_args
+from certfleet.agent.webserver import CommandWebserver
+from certfleet.core.facts import certificate_facts
+from certfleet.datastore import DatastoreLocation, MasterKey, S3Datastore
+
+from .pki import DAY, leaf
+
+MASTER = bytes(range(32))
+
+
+@pytest.fixture
+def key_file(tmp_path: Path) -> Path:
+    path = tmp_path / "master.key"
+    path.write_bytes(MASTER)
+    return path
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith("CERTFLEET_") or name in ("WEBSITE_URL", "NODE_NAME", "KUBECONFIG"):
+            monkeypatch.delenv(name)
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    command.add_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def required(key_file: Path) -> list[str]:
+    return [
+        "--s3-bucket=fleet-bucket",
+        "--cloudhost=sandbox",
+        "--build-identifier=build-1",
+        "--domain=WWW.Example.com",
+        f"--master-key-file={key_file}",
+    ]
+
+
+def test_flags_make_a_configuration(key_file: Path, tmp_path: Path) -> None:
+    config = config_from_args(
+        parse(
+            *required(key_file),
+            "--s3-endpoint=http://127.0.0.1:9000",
+            "--s3-prefix=/certfleet/prod/",
+            f"--cert-root={tmp_path}",
+            "--test-command=/usr/sbin/nginx -p /srv/nginx -t -q",
+            "--reload-command=/usr/sbin/nginx -p /srv/nginx -s reload",
+            "--probe-address=127.0.0.1:8443",
+            "--poll-interval=0.5",
+            "--node-name=node-a",
+        )
+    )
+    assert config.location == DatastoreLocation(
+        "fleet-bucket", "certfleet/prod", "sandbox", "build-1", "www.example.com"
+    )
+    assert config.master_keys[0].key_id == MasterKey(MASTER).key_id
+    assert isinstance(config.webserver, CommandWebserver)
+    assert config.webserver.test_command == ("/usr/sbin/nginx", "-p", "/srv/nginx", "-t", "-q")
+    assert config.webserver.reload_command[-2:] == ("-s", "reload")
+    assert config.probe is not None
+    assert (config.probe.host, config.probe.port, config.probe.server_name) == (
+        "127.0.0.1",
+        8443,
+        "www.example.com",
+    )
+    assert config.settings.poll_interval == 0.5
+    assert config.settings.node == "node-a"
+    assert config.cert_root == tmp_path
+    assert config.certificate is None and config.metrics == ("0.0.0.0", 9477)
+
+
+def test_environment_variables_are_the_defaults(
+    key_file: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("CERTFLEET_S3_BUCKET", "env-bucket")
+    monkeypatch.setenv("CERTFLEET_CLOUDHOST", "aws-eu")
+    monkeypatch.setenv("CERTFLEET_BUILD_IDENTIFIER", "b7")
+    monkeypatch.setenv("WEBSITE_URL", "shop.example.com")
+    monkeypatch.setenv("CERTFLEET_MASTER_KEY_FILE", f"{key_file}{os.pathsep}{key_file}")
+    monkeypatch.setenv("NODE_NAME", "worker-3")
+    monkeypatch.setenv("CERTFLEET_WEBSERVER", "apache2")
+    monkeypatch.setenv("CERTFLEET_POLL_INTERVAL", "15")
+    monkeypatch.setenv("CERTFLEET_CERTIFICATE_NAMESPACE", "shop")
+    monkeypatch.setenv("CERTFLEET_CERTIFICATE_NAME", "shop-cert")
+    monkeypatch.setenv("CERTFLEET_METRICS_PORT", "0")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    config = config_from_args(parse())
+    assert config.location.bucket == "env-bucket"
+    assert config.location.domain == "shop.example.com"
+    assert len(config.master_keys) == 2
+    assert config.settings.node == "worker-3"
+    assert config.settings.poll_interval == 15
+    assert isinstance(config.webserver, CommandWebserver)
+    assert config.webserver.test_command == ("apachectl", "configtest")
+    assert config.webserver.reload_command == ("apachectl", "graceful")
+    assert config.certificate == ("shop", "shop-cert")
+    assert config.metrics is None
+    # A flag wins over its variable.
+    assert config_from_args(parse("--s3-bucket=flag-bucket")).location.bucket == "flag-bucket"
+
+
+def test_the_default_root_is_ssl_live_in_home(
+    key_file: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert config_from_args(parse(*required(key_file))).cert_root == tmp_path / "ssl" / "live"
+
+
+@pytest.mark.parametrize(
+    ("drop", "message"),
+    [
+        ("--s3-bucket", "--s3-bucket is required"),
+        ("--domain", "--domain"),
+        ("--master-key-file", "--master-key-file is required"),
+        ("--cloudhost", "--cloudhost is required"),
+    ],
+)
+def test_a_missing_setting_is_named(key_file: Path, drop: str, message: str) -> None:
+    argv = [arg for arg in required(key_file) if not arg.startswith(drop)]
+    with pytest.raises(AgentConfigError, match=message):
+        config_from_args(parse(*argv))
+
+
+@pytest.mark.parametrize(
+    ("flag", "message"),
+    [
+        ("--domain=../../etc", "--domain"),
+        ("--domain=10.0.0.1", "--domain"),
+        ("--cloudhost=../other", "cloudhost"),
+        ("--node-name=bad/name", "--node-name"),
+        ("--poll-interval=0", "--poll-interval must be positive"),
+        ("--probe-address=nonsense", "--probe-address"),
+        ("--certificate-name=orphan", "--certificate-namespace is required"),
+    ],
+)
+def test_an_invalid_setting_is_refused(key_file: Path, flag: str, message: str) -> None:
+    with pytest.raises(AgentConfigError, match=message):
+        config_from_args(parse(*required(key_file), flag))
+
+
+def test_a_master_key_of_the_wrong_length_is_refused_without_showing_it(
+    key_file: Path, tmp_path: Path
+) -> None:
+    short = tmp_path / "short.key"
+    short.write_bytes(b"0123456789abcdef")
+    with pytest.raises(AgentConfigError, match="holds 16 bytes, not 32") as raised:
+        config_from_args(parse(*required(key_file), f"--master-key-file={short}"))
+    assert "0123456789abcdef" not in str(raised.value)
+
+
+def test_credentials_come_from_files_and_stay_out_of_the_repr(
+    key_file: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "id").write_text("AKIDEXAMPLE\n")
+    (tmp_path / "secret").write_text("s3cr3t-value\n")
+    config = config_from_args(
+        parse(
+            *required(key_file),
+            f"--access-key-id-file={tmp_path / 'id'}",
+            f"--secret-access-key-file={tmp_path / 'secret'}",
+        )
+    )
+    assert (config.access_key_id, config.secret_access_key) == ("AKIDEXAMPLE", "s3cr3t-value")
+    assert "s3cr3t" not in repr(config)
+    assert MASTER.hex() not in repr(config)
+
+
+def test_the_init_step_needs_no_webserver_and_no_probe(key_file: Path) -> None:
+    config = config_from_args(parse(*required(key_file), "--once", "--no-reload"))
+    assert (config.webserver, config.probe, config.once) == (None, None, True)
+    assert config.settings.reload is False
+
+
+def test_the_command_kind_needs_a_reload_command(key_file: Path) -> None:
+    with pytest.raises(AgentConfigError, match="needs a reload command"):
+        config_from_args(parse(*required(key_file), "--webserver=command"))
+    config = config_from_args(
+        parse(
+            *required(key_file),
+            "--webserver=command",
+            "--reload-command=systemctl reload lighttpd",
+            "--probe-address=none",
+        )
+    )
+    assert isinstance(config.webserver, CommandWebserver)
+    assert config.webserver.test_command is None
+    assert config.probe is None
+
+
+def test_a_wildcard_is_probed_with_a_concrete_name(key_file: Path) -> None:
+    argv = [a for a in required(key_file) if not a.startswith("--domain")]
+    config = config_from_args(parse(*argv, "--domain=*.example.com"))
+    assert config.probe is not None and config.probe.server_name == "certfleet-probe.example.com"
+
+
+def test_a_bad_number_in_the_environment_is_a_usage_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("CERTFLEET_POLL_INTERVAL", "soon")
+    with pytest.raises(SystemExit) as exited:
+        parse()
+    assert exited.value.code == 2
+    assert "--poll-interval" in capsys.readouterr().err
+
+
+@pytest.fixture
+def moto_s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_CONFIG_FILE", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
+    with mock_aws():
+        yield
+
+
+def test_once_through_the_cli_installs_and_exits_zero(
+    moto_s3: None, key_file: Path, tmp_path: Path
+) -> None:
+    client = boto3.client("s3", region_name="us-east-1")
+    client.create_bucket(Bucket="fleet-bucket")
+    now = datetime.now(UTC)  # the CLI runs on the real clock
+    pair = leaf("www.example.com", not_before=now - DAY, not_after=now + 30 * DAY)
+    facts = certificate_facts(pair.certificate)
+    location = DatastoreLocation(
+        "fleet-bucket", "certfleet", "sandbox", "build-1", facts.dns_names[0]
+    )
+    S3Datastore(client, [MasterKey(MASTER)]).publish(
+        location, pair.fullchain, pair.key, facts.serial, facts.not_before, facts.not_after, None
+    )
+    marker = tmp_path / "reloaded"
+    argv = [
+        "agent",
+        *required(key_file),
+        f"--cert-root={tmp_path / 'live'}",
+        "--webserver=command",
+        "--test-command=true",
+        f"--reload-command=touch {marker}",
+        "--probe-address=none",
+        "--once",
+    ]
+    assert cli.main(argv) == 0
+    assert (tmp_path / "live" / "www.example.com" / "fullchain.pem").read_bytes() == pair.fullchain
+    assert marker.exists()
+
+    # Nothing published for another build: exit 1, nothing installed.
+    other = [arg.replace("build-1", "build-2") for arg in argv]
+    other = [arg.replace(str(tmp_path / "live"), str(tmp_path / "other")) for arg in other]
+    assert cli.main(other) == 1
+    assert not (tmp_path / "other" / "www.example.com").exists()
+
+
+def test_a_configuration_error_exits_two(key_file: Path) -> None:
+    assert cli.main(["agent", "--s3-bucket=b", "--once"]) == 2
