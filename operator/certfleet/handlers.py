@@ -11,6 +11,7 @@ from typing import Any
 
 import kopf
 
+from certfleet.fleet import fleet_summary_patch
 from certfleet.kubernetes_gateway import KubernetesGateway
 from certfleet.reconciler import Outcome, Reconciler
 from certfleet.resources import GROUP, MANAGED_CERTIFICATES, VERSION
@@ -89,6 +90,15 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
             elif outcome.renew_at is not None:
                 remaining = (outcome.renew_at - runtime.clock()).total_seconds()
                 stopped.wait(min(max(remaining, 0.0), MAX_RENEWAL_SLEEP_SECONDS))
+
+    @kopf.on.event(*RESOURCE, registry=registry)
+    def summarise_fleet(body: kopf.Body, event: kopf.RawEvent, **_: Any) -> None:
+        # Every watch event, not a field handler: kopf's diff-base would miss changes made
+        # while another handler of the resource retries. Patches only when the text changed.
+        patch = fleet_summary_patch(body.status)
+        if patch is not None and event.get("type") != "DELETED":
+            namespace, name = body.metadata.namespace or "", body.metadata.name or ""
+            runtime.gateway.patch_certificate_status(namespace, name, patch)
 
 
 def _renewal_time(status: Any) -> datetime | None:
