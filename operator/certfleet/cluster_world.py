@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -16,6 +16,7 @@ from certfleet.acme_issuer.directories import resolve_directory_url
 from certfleet.acme_issuer.http01 import ChallengeStore
 from certfleet.acme_issuer.issuer import AcmeIssuer
 from certfleet.acme_issuer.keys import KeyAlgorithm
+from certfleet.acme_issuer.transport import RequestHook
 from certfleet.core.errors import CertfleetError
 from certfleet.datastore.encryption import MasterKey
 from certfleet.datastore.s3_store import S3Datastore
@@ -123,13 +124,18 @@ class ClusterWorld:
         challenges: ChallengeStore,
         acme_ca_bundle: str | None = None,
         issuance_deadline_seconds: float = 120.0,
+        on_acme_request: RequestHook | None = None,
+        on_s3_client: Callable[[Any], None] | None = None,
     ) -> None:
+        """The hooks are for metrics: every ACME request's duration, every new S3 client."""
         self._gateway = gateway
         self.secrets = KubernetesSecrets(gateway)
         self._accounts = SecretAccountStore(gateway, operator_namespace)
         self._challenges = challenges
         self._acme_ca_bundle = acme_ca_bundle
         self._deadline = issuance_deadline_seconds
+        self._on_acme_request = on_acme_request
+        self._on_s3_client = on_s3_client
         self._datastores: dict[tuple[Any, ...], S3Datastore] = {}
         self._lock = threading.Lock()
 
@@ -176,6 +182,8 @@ class ClusterWorld:
                         read_timeout=15,
                     ),
                 )
+                if self._on_s3_client is not None:
+                    self._on_s3_client(client)
                 self._datastores[identity] = S3Datastore(client, [MasterKey(master)])
             return self._datastores[identity]
 
@@ -198,5 +206,6 @@ class ClusterWorld:
             email=spec.acme.email,
             ca_bundle=self._acme_ca_bundle,
             external_account_binding=binding,
+            on_request=self._on_acme_request,
         )
         return _AcmeIssuerPort(issuer, self._deadline)
