@@ -91,12 +91,18 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
                 remaining = (outcome.renew_at - runtime.clock()).total_seconds()
                 stopped.wait(min(max(remaining, 0.0), MAX_RENEWAL_SLEEP_SECONDS))
 
-    @kopf.on.event(*RESOURCE, registry=registry)
-    def summarise_fleet(body: kopf.Body, event: kopf.RawEvent, **_: Any) -> None:
-        # Every watch event, not a field handler: kopf's diff-base would miss changes made
-        # while another handler of the resource retries. Patches only when the text changed.
+    # Every watch event, not a field handler (kopf's diff-base would miss changes made while
+    # another handler retries); filtered to stale summaries, as kopf logs every call.
+    @kopf.on.event(
+        *RESOURCE,
+        registry=registry,
+        when=lambda type, status, **_: (
+            type != "DELETED" and fleet_summary_patch(status) is not None
+        ),
+    )
+    def summarise_fleet(body: kopf.Body, **_: Any) -> None:
         patch = fleet_summary_patch(body.status)
-        if patch is not None and event.get("type") != "DELETED":
+        if patch is not None:
             namespace, name = body.metadata.namespace or "", body.metadata.name or ""
             runtime.gateway.patch_certificate_status(namespace, name, patch)
 
