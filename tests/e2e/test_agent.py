@@ -35,6 +35,7 @@ from e2e.certificates import ManualCA, Pair
 from prometheus_client import CollectorRegistry
 
 from certfleet.agent import command
+from certfleet.agent.hint import CertificateWatch
 from certfleet.agent.installer import CertificateInstaller
 from certfleet.agent.sync import Agent
 from certfleet.core.facts import certificate_facts
@@ -197,6 +198,7 @@ class Node:
     registry: CollectorRegistry
     root: Path
     thread: threading.Thread | None = None
+    hint: CertificateWatch | None = None
 
     def metric(self, name: str, **labels: str) -> float:
         return self.registry.get_sample_value(name, labels) or 0.0
@@ -250,12 +252,14 @@ def agent_flags(
     ]
 
 
-def build(flags: list[str], client: Any = None) -> tuple[Agent, CollectorRegistry]:
+def build(
+    flags: list[str], client: Any = None
+) -> tuple[Agent, CollectorRegistry, command.AgentConfig]:
     parser = argparse.ArgumentParser()
     command.add_arguments(parser)
     registry = CollectorRegistry()
     config = command.config_from_args(parser.parse_args(flags))
-    return command.build_agent(config, registry, client=client), registry
+    return command.build_agent(config, registry, client=client), registry, config
 
 
 @dataclass
@@ -282,6 +286,7 @@ class Fleet:
         endpoint: S3Endpoint | None = None,
         client: Any = None,
         extra: tuple[str, ...] = (),
+        watch: bool = False,
     ) -> Node:
         root = self.tmp_path / name / "ssl" / "live"
         endpoint = endpoint or self.endpoint
@@ -295,7 +300,7 @@ class Fleet:
                 datastore=self.datastore,
                 trust=self.trust,
             )
-            once, _ = build(flags)
+            once, _, _ = build(flags)
             result = once.sync_once()
             assert result.ok, result
         nginx = self.start_nginx(certificate_dir=root / self.domain)
@@ -308,8 +313,11 @@ class Fleet:
             trust=self.trust,
             extra=extra,
         )
-        agent, registry = build(flags, client)
+        agent, registry, config = build(flags, client)
         node = Node(name, nginx, agent, registry, root)
+        if watch:
+            node.hint = command.start_watch(config, agent)
+            assert node.hint is not None
         node.thread = threading.Thread(target=agent.run, name=f"agent-{name}", daemon=True)
         node.thread.start()
         self.nodes.append(node)
@@ -318,6 +326,8 @@ class Fleet:
     def stop(self) -> None:
         for node in self.nodes:
             node.agent.stop()
+            if node.hint is not None:
+                node.hint.stop()
         for node in self.nodes:
             assert node.thread is not None
             node.thread.join(timeout=20)
@@ -625,6 +635,42 @@ def test_every_agent_refuses_a_bad_revision_and_keeps_serving(
         ),
         lambda: f"status.fleet.nodes is {fleet_nodes(install, namespace, 'web')}",
     )
+
+
+def test_a_watch_hint_makes_a_slow_polling_agent_sync_at_once(
+    fleet: Fleet, report_target: tuple[CertfleetInstall, str, Path]
+) -> None:
+    install, namespace, kubeconfig = report_target
+    _apply_certificate(install, namespace, "web", fleet.domain, "sandbox")
+    first = fleet.datastore.publish(fleet.ca.leaf(fleet.domain, valid_from_days=-2))
+    reporting = (
+        f"--certificate-namespace={namespace}",
+        "--certificate-name=web",
+        f"--kubeconfig={kubeconfig}",
+        "--poll-interval=120",
+    )
+    node = fleet.add("node-a", extra=reporting, watch=True)
+    fleet.wait_serving(first)  # the first sync is at start
+    assert node.hint is not None
+    wait_until(node.hint.ready.is_set, "the watch never saw the ManagedCertificate")
+
+    second = fleet.datastore.publish(fleet.ca.leaf(fleet.domain, valid_from_days=-1))
+    # What the operator writes right after a publish (no operator runs here).
+    status = {"status": {"serialNumber": second, "datastore": {"revision": 2}}}
+    install.control_plane.kubectl(
+        "patch",
+        "mcert",
+        "web",
+        "-n",
+        namespace,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps(status),
+    )
+    took = fleet.wait_serving(second, timeout=10)
+    print(f"watch hint: served {took:.2f} s after the status named the serial (interval 120 s)")
+    assert node.hint.changes == 1
 
 
 def test_agents_keep_serving_while_s3_is_down_and_sync_when_it_returns(

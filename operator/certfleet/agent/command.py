@@ -23,6 +23,7 @@ import boto3
 from botocore.config import Config
 from prometheus_client import CollectorRegistry, start_http_server
 
+from certfleet.agent.hint import CertificateWatch
 from certfleet.agent.installer import CertificateInstaller, directory_name
 from certfleet.agent.metrics import AgentMetrics
 from certfleet.agent.probe import TlsProber
@@ -246,6 +247,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "KUBECONFIG",
         "kubeconfig for the report; default the in-cluster service account",
     )
+    report.add_argument(
+        "--watch",
+        action=argparse.BooleanOptionalAction,
+        default=_env("CERTFLEET_WATCH", "true") not in ("false", "0", "no"),
+        help="with a ManagedCertificate, also watch it and sync at once when its status names "
+        "a new serial (a hint; S3 stays the source of truth) (CERTFLEET_WATCH, default true)",
+    )
     _option(
         report,
         "--report-interval",
@@ -291,6 +299,7 @@ class AgentConfig:
     once: bool
     certificate: tuple[str, str] | None  # (namespace, name) of the ManagedCertificate
     kubeconfig: str | None
+    watch: bool
     metrics: tuple[str, int] | None
 
 
@@ -422,12 +431,20 @@ def config_from_args(args: argparse.Namespace) -> AgentConfig:
         once=args.once,
         certificate=certificate,
         kubeconfig=args.kubeconfig,
+        watch=args.watch and certificate is not None and not args.once,
         metrics=(args.metrics_address, args.metrics_port) if args.metrics_port else None,
     )
 
 
 def s3_client(config: AgentConfig) -> S3Client:
     """Short timeouts and few retries: a poll that fails is simply tried next interval."""
+    try:
+        return _s3_client(config)
+    except ValueError as error:  # botocore's invalid endpoint, region or config values
+        raise AgentConfigError(f"the S3 settings are not usable: {error}") from None
+
+
+def _s3_client(config: AgentConfig) -> S3Client:
     client: S3Client = boto3.client(
         "s3",
         endpoint_url=config.s3_endpoint,
@@ -447,22 +464,45 @@ def s3_client(config: AgentConfig) -> S3Client:
     return client
 
 
-def kubernetes_reporter(config: AgentConfig) -> StatusReporter:
-    if config.certificate is None:
-        return NullReporter()
+def _custom_objects_api(config: AgentConfig) -> Any:
+    # Imported here: an agent on a plain VM never loads the Kubernetes client.
+    import yaml
     from kubernetes import client
     from kubernetes import config as kube_config
 
-    if config.kubeconfig:
-        api_client = kube_config.new_client_from_config(config_file=config.kubeconfig)
-    else:
-        configuration = client.Configuration()
-        kube_config.load_incluster_config(client_configuration=configuration)
-        api_client = client.ApiClient(configuration)
+    try:
+        if config.kubeconfig:
+            api_client = kube_config.new_client_from_config(config_file=config.kubeconfig)
+        else:
+            configuration = client.Configuration()
+            kube_config.load_incluster_config(client_configuration=configuration)
+            api_client = client.ApiClient(configuration)
+    except (kube_config.ConfigException, OSError, ValueError, yaml.YAMLError) as error:
+        raise AgentConfigError(
+            f"cannot reach Kubernetes for the status report (--kubeconfig or in-cluster): {error}"
+        ) from None
+    return client.CustomObjectsApi(api_client)
+
+
+def kubernetes_reporter(config: AgentConfig) -> StatusReporter:
+    if config.certificate is None:
+        return NullReporter()
     namespace, name = config.certificate
     return KubernetesStatusReporter(
-        client.CustomObjectsApi(api_client), namespace, name, config.settings.node
+        _custom_objects_api(config), namespace, name, config.settings.node
     )
+
+
+def start_watch(config: AgentConfig, agent: Agent) -> CertificateWatch | None:
+    """The instant hint (`--watch`), started; None without a ManagedCertificate."""
+    if not config.watch or config.certificate is None:
+        return None
+    namespace, name = config.certificate
+    hint = CertificateWatch.for_certificate(
+        _custom_objects_api(config), namespace, name, agent.request_sync
+    )
+    hint.start()
+    return hint
 
 
 def build_agent(
@@ -513,6 +553,9 @@ def run(args: argparse.Namespace) -> int:
         return 0 if result.ok else 1
 
     stops: list[Callable[[], None]] = []
+    hint = start_watch(config, agent)
+    if hint is not None:
+        stops.append(hint.stop)
     if config.metrics is not None:
         server, _thread = start_http_server(config.metrics[1], config.metrics[0], registry)
         stops.append(server.shutdown)

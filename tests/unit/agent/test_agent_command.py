@@ -183,6 +183,28 @@ def test_credentials_come_from_files_and_stay_out_of_the_repr(
     assert MASTER.hex() not in repr(config)
 
 
+def test_the_watch_hint_needs_a_managed_certificate_and_a_loop(key_file: Path) -> None:
+    assert config_from_args(parse(*required(key_file))).watch is False
+    named = (*required(key_file), "--certificate-namespace=shop", "--certificate-name=web")
+    assert config_from_args(parse(*named)).watch is True
+    assert config_from_args(parse(*named, "--no-watch")).watch is False
+    assert config_from_args(parse(*named, "--once")).watch is False
+
+
+def test_an_unusable_kubeconfig_is_a_configuration_error(key_file: Path, tmp_path: Path) -> None:
+    (tmp_path / "kubeconfig").write_text("not: [a kubeconfig")
+    config = config_from_args(
+        parse(
+            *required(key_file),
+            "--certificate-namespace=shop",
+            "--certificate-name=web",
+            f"--kubeconfig={tmp_path / 'kubeconfig'}",
+        )
+    )
+    with pytest.raises(AgentConfigError, match="status report"):
+        command.kubernetes_reporter(config)
+
+
 def test_the_init_step_needs_no_webserver_and_no_probe(key_file: Path) -> None:
     config = config_from_args(parse(*required(key_file), "--once", "--no-reload"))
     assert (config.webserver, config.probe, config.once) == (None, None, True)
