@@ -213,6 +213,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "300",
         kind=float,
     )
+    _option(
+        loop,
+        "--recheck-interval",
+        "CERTFLEET_RECHECK_INTERVAL",
+        "seconds between local checks that the files and the served leaf are still the "
+        "datastore's, while it is unchanged",
+        "300",
+        kind=float,
+    )
     loop.add_argument(
         "--once", action="store_true", help="sync once and exit (cron, systemd timer, init step)"
     )
@@ -427,6 +436,7 @@ def config_from_args(args: argparse.Namespace) -> AgentConfig:
             force=args.force,
             probe_timeout=args.probe_timeout,
             report_interval=args.report_interval,
+            recheck_interval=args.recheck_interval,
         ),
         once=args.once,
         certificate=certificate,

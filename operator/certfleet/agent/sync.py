@@ -3,7 +3,8 @@
 One sync:
 
 1. A conditional GET of `current.json` (If-None-Match: the last ETag). Unchanged: nothing is
-   downloaded, and if the last revision was handled well that is a successful sync.
+   downloaded, and if the last revision was handled well that is a successful sync (every
+   `recheck_interval` the node's files and served leaf are checked again, locally).
 2. Changed (or a failed attempt is due for a retry): if the installed files already have the
    pointer's digests, nothing is downloaded; else the revision is fetched and every digest
    checked (S3Datastore.read_revision).
@@ -76,6 +77,10 @@ class AgentSettings:
     probe_timeout: float = 10.0
     # Even without a change, refresh lastSuccessfulSync in the status this often.
     report_interval: float = 300.0
+    # Even with an unchanged datastore, check the node this often: the files are still the
+    # pointer's and the webserver serves them (a hand-edit or a restart with other files is
+    # repaired; nothing is downloaded unless the files changed).
+    recheck_interval: float = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +116,7 @@ class _State:
     etag: str | None = None  # of the last pointer handled, well or not
     pointer: Pointer | None = None
     applied_ok: bool = False  # the last handling of `pointer` succeeded
+    checked_at: float = float("-inf")  # monotonic time of the last successful handling
     applied_reason: SyncReason = SyncReason.UpToDate
     failures: int = 0  # consecutive failed handlings, for the backoff
     retry_at: float = 0.0  # monotonic
@@ -207,11 +213,12 @@ class Agent:
                 # Only an ETag we sent can be unchanged; forget it and read afresh next time.
                 state.etag = None
                 return SyncResult(False, state.reason or SyncReason.UpToDate, state.error or "")
-            if state.applied_ok:
+            since = self._monotonic() - state.checked_at
+            if state.applied_ok and since < self.settings.recheck_interval:
                 return self._finish(
                     _Outcome(True, state.applied_reason, "the datastore is unchanged")
                 )
-            if self._monotonic() < state.retry_at:
+            if not state.applied_ok and self._monotonic() < state.retry_at:
                 # Backing off: nothing new to say, nothing to count.
                 return SyncResult(False, state.reason or SyncReason.UpToDate, state.error or "")
             pointer, etag = state.pointer, state.etag
@@ -230,6 +237,7 @@ class Agent:
         state.applied_ok = outcome.ok
         if outcome.ok:
             state.applied_reason, state.failures = outcome.reason, 0
+            state.checked_at = self._monotonic()
         else:
             state.failures += 1
             backoff = self.settings.poll_interval * 2 ** (state.failures - 1)

@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 
 BUCKET = "certfleet-agent-test"
 INTERVAL = 10.0
+RECHECK = 300.0
 
 
 class FakeWebserver:
@@ -236,6 +237,7 @@ class World:
                 reload=reload,
                 force=force,
                 report_interval=300,
+                recheck_interval=RECHECK,
             ),
             datastore or S3Datastore(client, [self.master_key]),
             self.location,
@@ -324,6 +326,31 @@ def test_a_heartbeat_report_refreshes_last_successful_sync(world: World) -> None
     node.clock.now = NOW + DAY
     node.sync()
     assert node.reporter.reports[-1].last_successful_sync == NOW + DAY
+
+
+def test_the_node_is_rechecked_locally_and_repaired(world: World) -> None:
+    pair = leaf()
+    world.publish(pair)
+    node = world.node()
+    node.sync()
+    node.calls.take()
+    # The webserver was restarted with other files, and someone edited the installed chain.
+    node.webserver.loaded = leaf("placeholder").fullchain
+    node.clock.advance(RECHECK - 1)
+    node.sync()
+    assert node.webserver.calls == ["test", "reload"], "checked before the recheck interval"
+
+    node.clock.advance(1)
+    assert node.sync() is SyncReason.Installed
+    assert node.agent.served is not None and node.agent.served.serial == pair.serial
+    assert revision_reads(node.calls.take()) == [], "intact files were downloaded again"
+
+    current = node.installer.store / (node.installer.current_version() or "")
+    (current / "fullchain.pem").write_bytes(leaf().fullchain)
+    node.clock.advance(RECHECK)
+    assert node.sync() is SyncReason.Installed
+    assert node.installed_serial == pair.serial
+    assert len(revision_reads(node.calls.take())) == 2, "the edited files were not restored"
 
 
 def test_a_new_revision_is_installed_at_the_next_sync(world: World) -> None:
@@ -559,7 +586,8 @@ def test_an_unreachable_datastore_keeps_the_certificate_and_recovers_at_once(
     flaky.down = False
     node.clock.advance(INTERVAL)
     node.clock.now = NOW + DAY
-    assert node.sync() is SyncReason.Installed, "the first poll after the outage must succeed"
+    # The outage outlasted the recheck interval: the node is checked again, and is fine.
+    assert node.sync() is SyncReason.UpToDate, "the first poll after the outage must succeed"
     report = node.reporter.reports[-1]
     assert (report.last_error, report.last_successful_sync) == (None, NOW + DAY)
 
