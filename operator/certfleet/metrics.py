@@ -13,6 +13,7 @@ and alerts written for cert-manager adapt by a prefix:
     certfleet_certificate_published_serial_info{namespace,name,domain,serial}   what agents serve
     certfleet_acme_client_request_duration_seconds{operation}                   histogram
     certfleet_datastore_operations_total{operation,result}                      S3 API calls
+    certfleet_operator_leader                                                   1 if acting
 
 Labels hold names, reasons and serials (public: they are in CT logs), never key material.
 The per-certificate series are snapshots computed by a pure function from what a
@@ -32,6 +33,7 @@ from wsgiref.simple_server import WSGIServer
 from prometheus_client import (
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     PlatformCollector,
     ProcessCollector,
@@ -248,6 +250,14 @@ class OperatorMetrics:
             ["operation", "result"],
             registry=self.registry,
         )
+        self._leader = Gauge(
+            "certfleet_operator_leader",
+            "1 while this replica acts (holds the Lease); standbys export 0.",
+            registry=self.registry,
+        )
+
+    def set_leader(self, acting: bool) -> None:
+        self._leader.set(1 if acting else 0)
 
     def record_reconciliation(
         self,

@@ -208,6 +208,14 @@ def test_deleted_certificates_lose_all_their_series(metrics: OperatorMetrics) ->
     assert 'name="other"' not in generate_latest(metrics.registry).decode()
 
 
+def test_a_replica_says_whether_it_acts(metrics: OperatorMetrics) -> None:
+    assert value(metrics, "certfleet_operator_leader") == 0  # a standby, until elected
+    metrics.set_leader(True)
+    assert value(metrics, "certfleet_operator_leader") == 1
+    metrics.set_leader(False)
+    assert value(metrics, "certfleet_operator_leader") == 0
+
+
 def test_acme_request_durations_by_operation(metrics: OperatorMetrics) -> None:
     metrics.acme_request(0.04, "new-order")
     metrics.acme_request(0.3, "new-order")
