@@ -19,7 +19,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from certfleet.core.errors import CertfleetError
+from certfleet.core.backoff import DEFAULT_BASE_SECONDS, DEFAULT_CAP_SECONDS, retry_delay
+from certfleet.core.checks import Reason
+from certfleet.core.errors import CertfleetError, RetryLaterError
 from certfleet.core.facts import CertificateFacts
 from certfleet.core.policy import Failure, Valid, Verdict, evaluate
 from certfleet.datastore.errors import (
@@ -114,11 +116,33 @@ class Outcome:
 
 @dataclass(frozen=True)
 class ReconcilerSettings:
-    retry_seconds: float = 30.0  # a missing CloudHost, an unavailable store or CA
+    retry_seconds: float = 30.0  # a missing CloudHost, an unavailable store
     manual_poll_seconds: float = 30.0  # how often a MANUAL certificate's Secret is looked at
+    # Failed issuances back off exponentially: base, 2*base, ... up to the cap.
+    issuance_backoff_base_seconds: float = DEFAULT_BASE_SECONDS
+    issuance_backoff_cap_seconds: float = DEFAULT_CAP_SECONDS
+
+
+@dataclass(frozen=True)
+class Request:
+    """What one reconciliation is asked, besides the spec.
+
+    `on_issuing` is told before an ACME order starts, so the status can say so;
+    `previous_failures` counts the issuances that failed in a row before (for the back-off);
+    `force_renewal` obtains a new certificate even if the stored one is valid (a person's
+    "renew now").
+    """
+
+    namespace: str
+    raw_spec: Mapping[str, Any]
+    on_issuing: Callable[[str], None] = lambda _message: None
+    previous_failures: int = 0
+    force_renewal: bool = False
 
 
 class Reconciler:
+    """Shared by kopf's handler threads: each call runs in its own `_Reconciliation`."""
+
     def __init__(
         self,
         world: World,
@@ -129,16 +153,30 @@ class Reconciler:
         self._clock = clock
         self._settings = settings or ReconcilerSettings()
 
-    def reconcile(
+    def reconcile(self, request: Request) -> Outcome:
+        return _Reconciliation(self._world, self._clock, self._settings, request).run()
+
+
+class _Reconciliation:
+    def __init__(
         self,
-        namespace: str,
-        raw_spec: Mapping[str, Any],
-        on_issuing: Callable[[str], None] = lambda _message: None,
-    ) -> Outcome:
-        """`on_issuing` is told before an ACME order starts, so the status can say so."""
-        self._on_issuing = on_issuing
+        world: World,
+        clock: Callable[[], datetime],
+        settings: ReconcilerSettings,
+        request: Request,
+    ) -> None:
+        self._world = world
+        self._clock = clock
+        self._settings = settings
+        self._request = request
+        self._on_issuing = request.on_issuing
+        self._previous_failures = max(request.previous_failures, 0)
+        self._force_renewal = request.force_renewal
+
+    def run(self) -> Outcome:
+        namespace = self._request.namespace
         try:
-            spec = parse_certificate_spec(raw_spec)
+            spec = parse_certificate_spec(self._request.raw_spec)
         except InvalidSpecError as error:
             # Retrying cannot help; a new spec (generation) triggers a new reconciliation.
             return Outcome(False, "InvalidSpec", str(error))
@@ -167,6 +205,8 @@ class Reconciler:
         # Step 1: the datastore.
         stored = store.read_current(location)
         stored_verdict = self._judge(stored and (stored.fullchain, stored.privkey), spec, now)
+        if self._force_renewal:
+            return self._obtain(namespace, spec, store, location, stored, stored_verdict)
         if isinstance(stored_verdict, Valid) and stored is not None:
             self._ensure_cached(namespace, cache_name, spec, stored.fullchain, stored.privkey)
             return self._ready(
@@ -193,7 +233,27 @@ class Reconciler:
                 cache_name,
             )
 
-        # Step 3: obtain one.
+        return self._obtain(namespace, spec, store, location, stored, stored_verdict)
+
+    def _obtain(
+        self,
+        namespace: str,
+        spec: CertificateSpec,
+        store: S3Datastore,
+        location: DatastoreLocation,
+        stored: StoredCertificate | None,
+        stored_verdict: Verdict,
+    ) -> Outcome:
+        """Step 3: issue through ACME, or take what a person supplied."""
+        now = self._clock()
+        if self._force_renewal and isinstance(stored_verdict, Valid):
+            # What is published stays in use while the requested replacement is obtained.
+            stored_verdict = Failure(
+                Reason.RenewalDue,
+                "a renewal was requested",
+                stored_verdict.facts,
+                stored_verdict.renew_at,
+            )
         if spec.method is GenerationMethod.MANUAL:
             return self._manual(namespace, spec, store, location, stored, stored_verdict, now)
         return self._issue(namespace, spec, store, location, stored, stored_verdict, now)
@@ -403,7 +463,15 @@ class Reconciler:
         try:
             issued = self._world.issuer(spec, namespace).issue(spec.names, spec.acme.key_algorithm)
         except CertfleetError as error:
-            message = f"issuing through ACME failed: {error}"
+            retry = retry_delay(
+                self._previous_failures + 1,
+                base_seconds=self._settings.issuance_backoff_base_seconds,
+                cap_seconds=self._settings.issuance_backoff_cap_seconds,
+                retry_after_seconds=(
+                    error.retry_after_seconds if isinstance(error, RetryLaterError) else None
+                ),
+            )
+            message = f"issuing through ACME failed: {error}; next attempt in {retry:.0f} s"
             serving = self._still_serving(
                 stored,
                 stored_verdict,
@@ -411,7 +479,7 @@ class Reconciler:
                 cache_name,
                 "IssuanceFailed",
                 message,
-                self._settings.retry_seconds,
+                retry,
                 failed=True,
             )
             return serving or Outcome(
@@ -419,7 +487,7 @@ class Reconciler:
                 "IssuanceFailed",
                 message,
                 issuance_failed=True,
-                retry_after=self._settings.retry_seconds,
+                retry_after=retry,
                 events=(Event("Warning", "IssuanceFailed", message),),
             )
         pair = (issued.fullchain_pem, issued.private_key_pem)

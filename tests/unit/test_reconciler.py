@@ -18,12 +18,18 @@ import pytest
 from moto import mock_aws
 from unit.core.certificates import DAY, NOW, ec_key, key_pem, pem, pki
 
-from certfleet.core.errors import CertfleetError
+from certfleet.core.errors import CertfleetError, RetryLaterError
 from certfleet.datastore.encryption import MasterKey
 from certfleet.datastore.errors import DatastoreUnavailableError
 from certfleet.datastore.location import DatastoreLocation
 from certfleet.datastore.s3_store import S3Datastore
-from certfleet.reconciler import IssuedCertificate, Outcome, Reconciler, ReconcilerSettings
+from certfleet.reconciler import (
+    IssuedCertificate,
+    Outcome,
+    Reconciler,
+    ReconcilerSettings,
+    Request,
+)
 from certfleet.resources import CertificateSpec, CloudHostConfig, cache_secret_name
 from certfleet.resources import parse_certificate_spec as parse_spec
 from certfleet.status import status_from_outcome
@@ -82,10 +88,13 @@ class DictSecrets:
 class FakeIssuer:
     next_certificate: tuple[bytes, bytes] = field(default_factory=certificate)
     fail: bool = False
+    retry_after: float | None = None
     orders: int = 0
 
     def issue(self, names: Sequence[str], key_algorithm: str) -> IssuedCertificate:
         self.orders += 1
+        if self.retry_after is not None:
+            raise RetryLaterError("rate limited", self.retry_after)
         if self.fail:
             raise CertfleetError("the CA is down")
         return IssuedCertificate(*self.next_certificate)
@@ -130,9 +139,23 @@ def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeWorld]:
         yield FakeWorld(FlakyDatastore(client, [MasterKey(os.urandom(32))], clock=lambda: NOW))
 
 
-def reconcile(world: FakeWorld, spec: Mapping[str, Any] = SPEC, now: datetime = NOW) -> Outcome:
-    settings = ReconcilerSettings(retry_seconds=7, manual_poll_seconds=3)
-    return Reconciler(world, lambda: now, settings).reconcile(NAMESPACE, spec)
+def reconcile(
+    world: FakeWorld,
+    spec: Mapping[str, Any] = SPEC,
+    now: datetime = NOW,
+    previous_failures: int = 0,
+    force_renewal: bool = False,
+) -> Outcome:
+    settings = ReconcilerSettings(
+        retry_seconds=7,
+        manual_poll_seconds=3,
+        issuance_backoff_base_seconds=5,
+        issuance_backoff_cap_seconds=40,
+    )
+    request = Request(
+        NAMESPACE, spec, previous_failures=previous_failures, force_renewal=force_renewal
+    )
+    return Reconciler(world, lambda: now, settings).reconcile(request)
 
 
 def published(world: FakeWorld) -> tuple[bytes, bytes] | None:
@@ -202,7 +225,7 @@ def test_failed_renewal_keeps_the_old_certificate_ready(world: FakeWorld) -> Non
     world.ca.fail = True
     outcome = reconcile(world, now=NOW + 83 * DAY)
     assert (outcome.ready, outcome.reason) == (True, "IssuanceFailed")
-    assert outcome.issuance_failed and outcome.retry_after == 7
+    assert outcome.issuance_failed and outcome.retry_after == 5
     assert outcome.revision == 1
 
 
@@ -293,3 +316,31 @@ def test_status_keeps_transition_time_and_counts_failures(world: FakeWorld) -> N
     )
     assert ready["failedIssuanceAttempts"] == 0
     assert ready["serialNumber"] and ready["renewalTime"] and ready["datastore"]["revision"] == 1
+
+
+def test_failed_issuances_back_off_exponentially_up_to_the_cap(world: FakeWorld) -> None:
+    world.ca.fail = True
+    delays = [reconcile(world, previous_failures=n).retry_after for n in range(6)]
+    assert delays == [5, 10, 20, 40, 40, 40]
+
+
+def test_a_rate_limit_retry_after_is_honoured(world: FakeWorld) -> None:
+    world.ca.retry_after = 3600
+    outcome = reconcile(world)
+    assert (outcome.reason, outcome.retry_after) == ("IssuanceFailed", 3600)
+
+
+def test_renew_now_replaces_a_valid_certificate(world: FakeWorld) -> None:
+    reconcile(world)
+    world.ca.next_certificate = certificate(key=4)
+    outcome = reconcile(world, force_renewal=True)
+    assert (outcome.ready, outcome.reason, outcome.revision) == (True, "Issued", 2)
+    assert world.ca.orders == 2
+    assert published(world) == world.ca.next_certificate
+
+
+def test_failed_renew_now_keeps_serving_the_valid_certificate(world: FakeWorld) -> None:
+    reconcile(world)
+    world.ca.fail = True
+    outcome = reconcile(world, force_renewal=True)
+    assert (outcome.ready, outcome.reason, outcome.revision) == (True, "IssuanceFailed", 1)

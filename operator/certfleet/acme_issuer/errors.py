@@ -7,20 +7,18 @@ human. Messages name the domain and the CA's own detail; they never carry key ma
 
 from __future__ import annotations
 
-from certfleet.core.errors import CertfleetError
+from certfleet.core.errors import CertfleetError, RetryLaterError
 
 
 class AcmeError(CertfleetError):
     """Base of every failure of an ACME issuance."""
 
 
-class AcmeRateLimitedError(AcmeError):
+class AcmeRateLimitedError(AcmeError, RetryLaterError):
     """The CA refused because of a rate limit (``rateLimited`` or HTTP 429)."""
 
     def __init__(self, message: str, retry_after_seconds: float | None) -> None:
-        super().__init__(message)
-        # None: the CA did not say when; the caller picks its own back-off.
-        self.retry_after_seconds = retry_after_seconds
+        RetryLaterError.__init__(self, message, retry_after_seconds)
 
 
 class AcmeChallengeFailedError(AcmeError):

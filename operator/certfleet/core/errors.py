@@ -13,6 +13,15 @@ class CertfleetError(Exception):
     """Base of every error certfleet raises on purpose."""
 
 
+class RetryLaterError(CertfleetError):
+    """A failure whose source said when to try again (a CA's Retry-After)."""
+
+    def __init__(self, message: str, retry_after_seconds: float | None = None) -> None:
+        super().__init__(message)
+        # None: the source did not say; the caller picks its own back-off.
+        self.retry_after_seconds = retry_after_seconds
+
+
 class InvalidDomainError(CertfleetError, ValueError):
     """A domain name is not acceptable (syntax, length, IDNA, wildcard or path safety)."""
 
