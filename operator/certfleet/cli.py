@@ -6,8 +6,12 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
+import socket
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
+from datetime import timedelta
 from typing import Any
 
 import kopf
@@ -16,8 +20,11 @@ from kubernetes import config as kube_config
 from certfleet.acme_issuer.http01 import ChallengeStore, Http01Server
 from certfleet.agent import command as agent_command
 from certfleet.cluster_world import ClusterWorld
+from certfleet.core.backoff import DEFAULT_BASE_SECONDS, DEFAULT_CAP_SECONDS
 from certfleet.handlers import Runtime, register, utc_now
 from certfleet.kubernetes_gateway import KubernetesGateway
+from certfleet.leader_election import LeaderElector, standby_liveness
+from certfleet.metrics import OperatorMetrics
 from certfleet.reconciler import Reconciler, ReconcilerSettings
 
 ANNOTATION_PREFIX = "certfleet.io"
@@ -57,12 +64,43 @@ def _parser() -> argparse.ArgumentParser:
         default=30.0,
         help="how often a MANUAL certificate's Secret is checked while waiting for it",
     )
+    operator.add_argument(
+        "--issuance-backoff-seconds",
+        type=float,
+        default=DEFAULT_BASE_SECONDS,
+        help="first wait after a failed issuance; it doubles with every failure in a row",
+    )
+    operator.add_argument("--issuance-backoff-cap-seconds", type=float, default=DEFAULT_CAP_SECONDS)
+    operator.add_argument(
+        "--leader-election",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="with several replicas, only the holder of a Lease acts (default: on)",
+    )
+    operator.add_argument("--lease-name", default="certfleet-operator")
+    operator.add_argument("--lease-seconds", type=float, default=15.0)
+    operator.add_argument(
+        "--identity",
+        default=os.environ.get("CERTFLEET_POD_NAME") or f"{socket.gethostname()}-{os.getpid()}",
+        help="this replica's name in the Lease (env CERTFLEET_POD_NAME)",
+    )
+    operator.add_argument(
+        "--metrics-listen",
+        type=_host_port,
+        default=_host_port(os.environ.get("CERTFLEET_METRICS_LISTEN", "0.0.0.0:9090")),
+        help="where Prometheus scrapes /metrics (HOST:PORT, env CERTFLEET_METRICS_LISTEN)",
+    )
     operator.add_argument("--liveness", default="http://0.0.0.0:8080/healthz")
     operator.add_argument("--verbose", action="store_true")
     agent = commands.add_parser(
         "agent", help="install the datastore's certificate on this webserver node and reload it"
     )
     agent_command.add_arguments(agent)
+    renew = commands.add_parser(
+        "renew", help="ask the operator for a new certificate now (sets certfleet.io/renew-now)"
+    )
+    renew.add_argument("name", help="the ManagedCertificate")
+    renew.add_argument("-n", "--namespace", default="default")
     return parser
 
 
@@ -88,22 +126,66 @@ def _configure_kopf(registry: kopf.OperatorRegistry) -> None:
         return kopf.login_via_client(**kwargs)
 
 
+def _lead(
+    args: argparse.Namespace, stop: threading.Event, on_lost: Callable[[], None]
+) -> LeaderElector | None:
+    """Waits until this replica may act; None when leader election is off."""
+    if not args.leader_election:
+        return None
+    elector = LeaderElector(
+        args.namespace,
+        args.lease_name,
+        args.identity,
+        duration=timedelta(seconds=args.lease_seconds),
+        retry_period=timedelta(seconds=max(args.lease_seconds / 5, 0.2)),
+    )
+    with standby_liveness(args.liveness):
+        elector.acquire(stop)
+    elector.keep_leading(on_lost=on_lost, stop=stop)
+    return elector
+
+
 def run_operator(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     kube_config.load_config()
+    renewals_stop = threading.Event()
+    lost = threading.Event()
+
+    def on_lost() -> None:
+        # Stop acting at once, the way kopf stops on a SIGTERM; exit 1 to come back as a
+        # standby. (kopf's stop_flag would be waited on in an executor thread that then keeps
+        # the process from exiting.)
+        lost.set()
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    metrics = OperatorMetrics()
+    # Before the election: a standby is scraped too, and says it does not act.
+    metrics_server = metrics.serve(*args.metrics_listen)
+    elector = _lead(args, renewals_stop, on_lost)
+    metrics.set_leader(True)
     challenges = ChallengeStore()
     http01 = Http01Server(challenges, *args.http01_listen)
     http01.start()
     world = ClusterWorld(
-        KubernetesGateway(), args.namespace, challenges, acme_ca_bundle=args.acme_ca_bundle
+        KubernetesGateway(),
+        args.namespace,
+        challenges,
+        acme_ca_bundle=args.acme_ca_bundle,
+        on_acme_request=metrics.acme_request,
+        on_s3_client=metrics.instrument_s3_client,
     )
     settings = ReconcilerSettings(
-        retry_seconds=args.retry_seconds, manual_poll_seconds=args.manual_poll_seconds
+        retry_seconds=args.retry_seconds,
+        manual_poll_seconds=args.manual_poll_seconds,
+        issuance_backoff_base_seconds=args.issuance_backoff_seconds,
+        issuance_backoff_cap_seconds=args.issuance_backoff_cap_seconds,
     )
-    runtime = Runtime(Reconciler(world, utc_now, settings), KubernetesGateway(), utc_now)
+    runtime = Runtime(
+        Reconciler(world, utc_now, settings), KubernetesGateway(), utc_now, metrics=metrics
+    )
     registry = kopf.OperatorRegistry()
     _configure_kopf(registry)
     register(registry, runtime)
@@ -116,6 +198,18 @@ def run_operator(args: argparse.Namespace) -> int:
         )
     finally:
         http01.stop()
+        metrics.set_leader(False)
+        metrics_server.shutdown()
+        renewals_stop.set()
+        if elector is not None and not lost.is_set():
+            elector.release()
+    return 1 if lost.is_set() else 0
+
+
+def request_renewal(args: argparse.Namespace) -> int:
+    kube_config.load_config()
+    KubernetesGateway().request_renewal(args.namespace, args.name, utc_now())
+    print(f"asked for a new certificate for {args.namespace}/{args.name}")
     return 0
 
 
@@ -123,6 +217,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "operator":
         return run_operator(args)
+    if args.command == "renew":
+        return request_renewal(args)
     if args.command == "agent":
         return agent_command.run(args)
     return 2

@@ -13,8 +13,9 @@ import kopf
 
 from certfleet.fleet import fleet_summary_patch
 from certfleet.kubernetes_gateway import KubernetesGateway
-from certfleet.reconciler import Outcome, Reconciler
-from certfleet.resources import GROUP, MANAGED_CERTIFICATES, VERSION
+from certfleet.metrics import OperatorMetrics
+from certfleet.reconciler import Outcome, Reconciler, Request
+from certfleet.resources import GROUP, MANAGED_CERTIFICATES, RENEW_NOW_ANNOTATION, VERSION
 from certfleet.status import issuing_status, status_from_outcome
 
 RESOURCE = (GROUP, VERSION, MANAGED_CERTIFICATES)
@@ -29,6 +30,7 @@ class Runtime:
     reconciler: Reconciler
     gateway: KubernetesGateway
     clock: Callable[[], datetime]
+    metrics: OperatorMetrics = field(default_factory=OperatorMetrics)
     _locks: dict[tuple[str, str], threading.Lock] = field(default_factory=dict)
     _guard: threading.Lock = field(default_factory=threading.Lock)
 
@@ -39,7 +41,10 @@ class Runtime:
 
 
 def reconcile_and_report(
-    runtime: Runtime, body: kopf.Body, logger: logging.Logger | kopf.Logger
+    runtime: Runtime,
+    body: kopf.Body,
+    logger: logging.Logger | kopf.Logger,
+    force_renewal: bool = False,
 ) -> Outcome:
     namespace, name = body.metadata.namespace or "", body.metadata.name or ""
     generation = body.metadata.get("generation")
@@ -51,9 +56,19 @@ def reconcile_and_report(
             runtime.gateway.patch_certificate_status(namespace, name, patch)
             kopf.info(body, reason="Issuing", message=message)
 
-        outcome = runtime.reconciler.reconcile(namespace, dict(body.spec), on_issuing)
+        request = Request(
+            namespace,
+            dict(body.spec),
+            on_issuing,
+            previous_failures=int(previous.get("failedIssuanceAttempts") or 0),
+            force_renewal=force_renewal,
+        )
+        outcome = runtime.reconciler.reconcile(request)
         status = status_from_outcome(outcome, previous, generation, runtime.clock())
         runtime.gateway.patch_certificate_status(namespace, name, status)
+        runtime.metrics.record_reconciliation(
+            namespace, name, body.spec.get("domain"), outcome, {**previous, **status}
+        )
     for event in outcome.events:
         kopf.event(body, type=event.type, reason=event.reason, message=event.message)
     logger.info("%s: %s", outcome.reason, outcome.message)
@@ -68,6 +83,15 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
         outcome = reconcile_and_report(runtime, body, logger)
         if outcome.retry_after is not None and not outcome.ready:
             raise kopf.TemporaryError(outcome.message, delay=outcome.retry_after)
+
+    # "Renew now": a person sets the annotation (kubectl annotate, or `certfleet renew`).
+    @kopf.on.resume(*RESOURCE, annotations={RENEW_NOW_ANNOTATION: kopf.PRESENT}, registry=registry)
+    @kopf.on.update(*RESOURCE, annotations={RENEW_NOW_ANNOTATION: kopf.PRESENT}, registry=registry)
+    def renew_now(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, **_: Any) -> None:
+        outcome = reconcile_and_report(runtime, body, logger, force_renewal=True)
+        if outcome.issuance_failed or not outcome.ready:
+            raise kopf.TemporaryError(outcome.message, delay=outcome.retry_after or 30)
+        patch.metadata.annotations[RENEW_NOW_ANNOTATION] = None  # done: a request, not a state
 
     # A sync daemon cannot be cancelled, only asked to stop: the backoff gives it that time
     # (it returns from stopped.wait() at once) before kopf falls back to cancelling.
@@ -105,6 +129,11 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
         if patch is not None:
             namespace, name = body.metadata.namespace or "", body.metadata.name or ""
             runtime.gateway.patch_certificate_status(namespace, name, patch)
+
+    # Optional: no finalizer of its own; an operator that misses the deletion has no series.
+    @kopf.on.delete(*RESOURCE, registry=registry, optional=True)
+    def forget_metrics(namespace: str | None, name: str | None, **_: Any) -> None:
+        runtime.metrics.forget(namespace or "", name or "")
 
 
 def _renewal_time(status: Any) -> datetime | None:

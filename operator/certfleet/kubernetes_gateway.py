@@ -7,12 +7,19 @@ import base64
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from certfleet.resources import CLOUDHOSTS, GROUP, MANAGED_CERTIFICATES, VERSION
+from certfleet.resources import (
+    CLOUDHOSTS,
+    GROUP,
+    MANAGED_CERTIFICATES,
+    RENEW_NOW_ANNOTATION,
+    VERSION,
+)
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +119,18 @@ class KubernetesGateway:
                 f"reading CloudHost {name}: {error.status} {error.reason}"
             ) from None
         return found
+
+    def request_renewal(self, namespace: str, name: str, now: datetime) -> None:
+        """Sets the renew-now annotation; the operator renews and removes it."""
+        patch = {"metadata": {"annotations": {RENEW_NOW_ANNOTATION: now.isoformat()}}}
+        try:
+            self._custom.patch_namespaced_custom_object(
+                GROUP, VERSION, namespace, MANAGED_CERTIFICATES, name, patch
+            )
+        except ApiException as error:
+            raise KubernetesUnavailableError(
+                f"annotating {namespace}/{name}: {error.status} {error.reason}"
+            ) from None
 
     def patch_certificate_status(
         self, namespace: str, name: str, status: Mapping[str, Any]

@@ -35,6 +35,7 @@ class CertfleetInstall:
         workdir.mkdir(parents=True, exist_ok=True)
         self.http01_port = free_port()
         self.operator: ServerProcess | None = None
+        self.metrics_port: int | None = None  # the last started operator's /metrics
         self._operator_starts = 0
 
     def apply(self, document: dict[str, Any]) -> None:
@@ -91,6 +92,8 @@ class CertfleetInstall:
         """`certfleet operator` as its own process, trusting pebble's listener."""
         self._operator_starts += 1
         liveness_port = free_port()
+        # Its own port per start: the default 0.0.0.0:9090 would clash between test runs.
+        self.metrics_port = free_port()
         self.operator = ServerProcess(
             "certfleet-operator",
             [
@@ -102,8 +105,10 @@ class CertfleetInstall:
                 f"--http01-listen=127.0.0.1:{self.http01_port}",
                 f"--acme-ca-bundle={acme.listener_ca_bundle}",
                 f"--liveness=http://127.0.0.1:{liveness_port}/healthz",
+                f"--metrics-listen=127.0.0.1:{self.metrics_port}",
                 "--retry-seconds=2",
                 "--manual-poll-seconds=1",
+                "--lease-seconds=4",
                 *extra_args,
             ],
             self.workdir / f"operator-{self._operator_starts}.log",
