@@ -15,9 +15,11 @@ import contextlib
 import hashlib
 import json
 import logging
+import os
 import secrets
 import shlex
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -26,12 +28,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from e2e.certificates import ManualCA, Pair
 from prometheus_client import CollectorRegistry
 
 from certfleet.agent import command
@@ -43,10 +44,12 @@ from certfleet.datastore.encryption import MasterKey, envelope_encrypt
 from certfleet.datastore.location import DatastoreLocation
 from certfleet.datastore.pointer import Pointer
 from certfleet.datastore.s3_store import S3Datastore
+from e2e.certificates import ManualCA, Pair
+from testbed import binaries
 from testbed.acme_ca import AcmeCA
 from testbed.certfleet_install import CertfleetInstall, load_example
 from testbed.control_plane import ControlPlane
-from testbed.processes import ServerProcess, free_port, http_ok
+from testbed.processes import ServerProcess, free_port, http_ok, tcp_open
 from testbed.s3 import S3Bucket, S3Endpoint, S3Server
 from testbed.webserver import Nginx
 
@@ -209,15 +212,32 @@ class Node:
         return certificate_facts(x509.load_pem_x509_certificate(files.fullchain)).serial
 
 
+class LocalServer(Protocol):
+    """What the agent's flags need from a test bed webserver (Nginx, ApacheServer)."""
+
+    @property
+    def address(self) -> str: ...
+
+    @property
+    def https_port(self) -> int: ...
+
+    @property
+    def test_command(self) -> list[str]: ...
+
+    @property
+    def reload_command(self) -> list[str]: ...
+
+
 def agent_flags(
     *,
     name: str,
-    nginx: Nginx | None,
+    server: LocalServer | None,
     root: Path,
     endpoint: S3Endpoint,
     datastore: Datastore,
     trust: Path,
     extra: tuple[str, ...] = (),
+    kind: str = "nginx",
 ) -> list[str]:
     location = datastore.location
     files = datastore.files(endpoint)
@@ -239,15 +259,15 @@ def agent_flags(
         "--metrics-port=0",
         *extra,
     ]
-    if nginx is None:
+    if server is None:
         return [*flags, "--once", "--no-reload"]  # the init step: no webserver runs yet
     return [
         *flags,
-        "--webserver=nginx",
-        # The test bed's nginx has its own prefix and config: its own commands.
-        f"--test-command={shlex.join(nginx.test_command)}",
-        f"--reload-command={shlex.join(nginx.reload_command)}",
-        f"--probe-address={nginx.address}:{nginx.https_port}",
+        f"--webserver={kind}",
+        # The test bed's servers have their own prefixes and configs: their own commands.
+        f"--test-command={shlex.join(server.test_command)}",
+        f"--reload-command={shlex.join(server.reload_command)}",
+        f"--probe-address={server.address}:{server.https_port}",
         f"--probe-ca-file={trust}",
     ]
 
@@ -294,7 +314,7 @@ class Fleet:
             # A fresh node: the certificate is installed before the webserver serves at all.
             flags = agent_flags(
                 name=name,
-                nginx=None,
+                server=None,
                 root=root,
                 endpoint=endpoint,
                 datastore=self.datastore,
@@ -306,7 +326,7 @@ class Fleet:
         nginx = self.start_nginx(certificate_dir=root / self.domain)
         flags = agent_flags(
             name=name,
-            nginx=nginx,
+            server=nginx,
             root=root,
             endpoint=endpoint,
             datastore=self.datastore,
@@ -538,15 +558,18 @@ def test_an_idle_agent_downloads_nothing(fleet: Fleet, s3_server: S3Server) -> N
 @pytest.fixture
 def report_target(
     control_plane: ControlPlane, tmp_path: Path
-) -> tuple[CertfleetInstall, str, Path]:
-    """A ManagedCertificate for the agents to report to (no operator), and a kubeconfig with
-    only the agent's rights."""
+) -> Iterator[tuple[CertfleetInstall, str, Path]]:
+    """A namespace for a ManagedCertificate the agents report to (no operator runs), and a
+    kubeconfig with only the agent's rights. Removed afterwards: the control plane is shared,
+    and a later operator would otherwise reconcile these resources too."""
     install = CertfleetInstall(control_plane, tmp_path / "certfleet")
     install.install_crds()
     control_plane.kubectl("apply", "-f", "-", stdin=AGENT_RBAC)
     namespace = f"agents-{secrets.token_hex(3)}"
     control_plane.kubectl("create", "namespace", namespace)
-    return install, namespace, control_plane.kubeconfig_for(AGENT_USER)
+    yield install, namespace, control_plane.kubeconfig_for(AGENT_USER)
+    # The test bed runs no namespace controller: delete the resources themselves.
+    control_plane.kubectl("delete", "mcert", "--all", "-n", namespace, "--timeout=30s")
 
 
 def _apply_certificate(
@@ -767,7 +790,7 @@ def test_the_operator_publishes_and_the_status_says_every_node_serves_it(
             servers.append(nginx)
             flags = agent_flags(
                 name=name,
-                nginx=nginx,
+                server=nginx,
                 root=root,
                 endpoint=s3_bucket.endpoint,
                 datastore=datastore,
@@ -869,3 +892,141 @@ def test_the_operator_publishes_and_the_status_says_every_node_serves_it(
             "delete", "mcert", "--all", "-n", namespace, "--timeout=30s", check=False
         )
         install.stop_operator()
+
+
+# -- apache2 -----------------------------------------------------------------------------
+
+APACHE_CONFIG = """\
+PidFile {prefix}/apache2.pid
+Mutex file:{prefix} default
+DefaultRuntimeDir {prefix}
+ErrorLog {prefix}/error.log
+LogLevel warn
+LoadModule mpm_event_module {modules}/mod_mpm_event.so
+LoadModule authz_core_module {modules}/mod_authz_core.so
+LoadModule socache_shmcb_module {modules}/mod_socache_shmcb.so
+LoadModule ssl_module {modules}/mod_ssl.so
+{user}
+ServerName localhost
+DocumentRoot {prefix}
+Listen {address}:{port}
+<VirtualHost {address}:{port}>
+    SSLEngine on
+    SSLCertificateFile {certificate_dir}/fullchain.pem
+    SSLCertificateKeyFile {certificate_dir}/privkey.pem
+</VirtualHost>
+"""
+
+
+class ApacheServer:
+    """Debian's apache2 with its own config and TLS listener, in the foreground."""
+
+    def __init__(self, prefix: Path, certificate_dir: Path) -> None:
+        self.prefix = prefix
+        self.certificate_dir = certificate_dir
+        self.address = "127.0.0.1"
+        self.https_port = free_port()
+        self.config_path = prefix / "apache2.conf"
+        self.process: ServerProcess | None = None
+
+    @property
+    def _base(self) -> list[str]:
+        return [str(binaries.system_program("apache2")), "-f", str(self.config_path)]
+
+    @property
+    def test_command(self) -> list[str]:
+        return [*self._base, "-t"]
+
+    @property
+    def reload_command(self) -> list[str]:
+        return [*self._base, "-k", "graceful"]
+
+    def __enter__(self) -> ApacheServer:
+        self.prefix.mkdir(parents=True, exist_ok=True)
+        # As root, apache's children must switch to an unprivileged user.
+        user = "User nobody\nGroup nogroup" if os.geteuid() == 0 else ""
+        self.config_path.write_text(
+            APACHE_CONFIG.format(
+                prefix=self.prefix,
+                modules="/usr/lib/apache2/modules",
+                user=user,
+                address=self.address,
+                port=self.https_port,
+                certificate_dir=self.certificate_dir,
+            )
+        )
+        self.process = ServerProcess(
+            "apache2", [*self._base, "-DFOREGROUND"], self.prefix / "apache2.stdout.log"
+        )
+        self.process.wait_until(lambda: tcp_open(self.address, self.https_port))
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        if self.process is not None:
+            self.process.stop()
+
+    def served_serial(self, server_name: str, trust: Path) -> str:
+        context = ssl.create_default_context(cafile=str(trust))
+        try:
+            with (
+                socket.create_connection((self.address, self.https_port), timeout=5) as raw,
+                context.wrap_socket(raw, server_hostname=server_name) as tls,
+            ):
+                der = tls.getpeercert(binary_form=True)
+        except OSError as error:
+            return f"<no verified handshake: {error}>"
+        assert der is not None
+        return certificate_facts(x509.load_der_x509_certificate(der)).serial
+
+
+def test_apache2_serves_the_new_certificate_after_a_graceful_reload(
+    s3_bucket: S3Bucket, tmp_path: Path, ca: ManualCA, trust: Path
+) -> None:
+    datastore = _datastore(s3_bucket, tmp_path)
+    domain = datastore.location.domain
+    first = datastore.publish(ca.leaf(domain, valid_from_days=-2))
+    root = tmp_path / "apache-node" / "ssl" / "live"
+
+    def flags(server: LocalServer | None) -> list[str]:
+        return agent_flags(
+            name="apache-node",
+            server=server,
+            root=root,
+            endpoint=s3_bucket.endpoint,
+            datastore=datastore,
+            trust=trust,
+            kind="apache2",
+        )
+
+    init, _, _ = build(flags(None))
+    assert init.sync_once().ok, "the init step did not install the certificate"
+
+    with ApacheServer(tmp_path / "apache", root / domain) as apache:
+        agent, registry, _ = build(flags(apache))
+        thread = threading.Thread(target=agent.run, daemon=True)
+        thread.start()
+        try:
+            wait_until(
+                lambda: apache.served_serial(domain, trust) == first,
+                lambda: f"apache serves {apache.served_serial(domain, trust)}",
+            )
+            second = datastore.publish(ca.leaf(domain, valid_from_days=-1))
+            wait_until(
+                lambda: apache.served_serial(domain, trust) == second,
+                lambda: (
+                    f"apache serves {apache.served_serial(domain, trust)}; "
+                    f"the agent says {agent.last_result}"
+                ),
+            )
+            wait_until(
+                lambda: (
+                    registry.get_sample_value(
+                        "certfleet_agent_reloads_total", {"result": "success"}
+                    )
+                    == 1
+                ),
+                "the agent did not count its graceful reload",
+            )
+        finally:
+            agent.stop()
+            thread.join(timeout=20)
