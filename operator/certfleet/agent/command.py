@@ -4,6 +4,19 @@ Runs as a DaemonSet container on webserver nodes (the loop), or on a plain VM fr
 systemd timer (`--once`), or as an init step before the webserver starts on a fresh node
 (`--once --no-reload`). Exit status with `--once`: 0 when the node holds (and, with reloading,
 serves) the datastore's certificate, 1 when not, 2 for a configuration error.
+
+A plain VM, nightly from cron (the files of the CloudHost's two Secrets copied to the VM):
+
+    WEBSITE_URL=www.example.com CERTFLEET_S3_BUCKET=my-bucket CERTFLEET_CLOUDHOST=aws-eu \
+    CERTFLEET_BUILD_IDENTIFIER=build-7 CERTFLEET_MASTER_KEY_FILE=/etc/certfleet/master.key \
+    AWS_ACCESS_KEY_ID=... AWS_SECRET_ACCESS_KEY=... certfleet agent --once
+
+In a cluster, the DaemonSet runs the loop with CERTFLEET_CERTIFICATE_NAMESPACE/NAME set, so
+the node reports to the ManagedCertificate and watches it for an instant hint; the same
+container with `--once --no-reload` is the init step of a webserver pod. The agent runs as the
+webserver's user (the files are that user's, privkey.pem 0600) and reaches the webserver's
+reload through its commands (`--reload-command`, e.g. `kill -HUP` of the master's pid in a
+shared process namespace).
 """
 
 from __future__ import annotations
