@@ -27,7 +27,9 @@ from certfleet.leader_election import LeaderElector, standby_liveness
 from certfleet.metrics import OperatorMetrics
 from certfleet.reconciler import Reconciler, ReconcilerSettings
 
-ANNOTATION_PREFIX = "certfleet.io"
+# kopf's own bookkeeping annotations. Not plain "certfleet.io": kopf leaves every annotation
+# under its storage prefix out of its diffs, so a person's certfleet.io/renew-now would go unseen.
+KOPF_ANNOTATION_PREFIX = "operator.certfleet.io"
 
 
 def _host_port(value: str) -> tuple[str, int]:
@@ -109,12 +111,12 @@ def _configure_kopf(registry: kopf.OperatorRegistry) -> None:
     def settings(settings: kopf.OperatorSettings, **_: Any) -> None:
         # kopf's bookkeeping under certfleet's own annotation prefix, not kopf.zalando.org.
         settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
-            prefix=ANNOTATION_PREFIX
+            prefix=KOPF_ANNOTATION_PREFIX
         )
         settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-            prefix=ANNOTATION_PREFIX, key="last-handled-configuration"
+            prefix=KOPF_ANNOTATION_PREFIX, key="last-handled-configuration"
         )
-        settings.persistence.finalizer = f"{ANNOTATION_PREFIX}/finalizer"
+        settings.persistence.finalizer = "certfleet.io/finalizer"
         settings.posting.level = logging.WARNING  # events come from the handlers themselves
         settings.watching.server_timeout = 300
         # Our daemons are threads: give one a moment to return from stopped.wait() before

@@ -3,94 +3,21 @@
 
 from __future__ import annotations
 
-import json
-import secrets
 import signal
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.verification import PolicyBuilder, Store
-from e2e.certificates import ManualCA
 
-from certfleet.datastore.encryption import MasterKey
-from certfleet.datastore.location import DatastoreLocation
-from certfleet.datastore.s3_store import S3Datastore, StoredCertificate
-from testbed.acme_ca import AcmeCA
+from e2e.certificates import ManualCA
+from e2e.fleet import Fleet, new_domain
 from testbed.certfleet_install import CertfleetInstall, load_example
 from testbed.control_plane import ControlPlane
-from testbed.s3 import S3Bucket
-from testbed.webserver import Nginx
 
 pytestmark = pytest.mark.testbed
-
-
-@dataclass
-class Fleet:
-    """One test's certfleet: its namespace, CloudHost, CA, webserver and operator."""
-
-    install: CertfleetInstall
-    ca: AcmeCA
-    nginx: Nginx
-    bucket: S3Bucket
-    namespace: str
-    cloudhost: str
-    master_key: bytes
-
-    def apply_certificate(self, example: str, name: str, domain: str, **spec: Any) -> None:
-        resource = load_example(example)
-        resource["metadata"].update(name=name, namespace=self.namespace)
-        resource["spec"].update({"domain": domain, "cloudhost": self.cloudhost, **spec})
-        if "acme" in resource["spec"]:
-            resource["spec"]["acme"]["server"] = self.ca.directory_url
-        self.install.apply(resource)
-
-    def stored(self, domain: str, build: str = "build-1") -> StoredCertificate | None:
-        location = DatastoreLocation(self.bucket.name, "certfleet", self.cloudhost, build, domain)
-        store = S3Datastore(self.bucket.endpoint.client(), [MasterKey(self.master_key)])
-        return store.read_current(location)
-
-    def secret(self, name: str) -> dict[str, Any] | None:
-        found = self.install.control_plane.kubectl(
-            "get", "secret", name, "-n", self.namespace, "-o", "json", check=False
-        )
-        return json.loads(found.stdout) if found.returncode == 0 else None
-
-
-@pytest.fixture
-def fleet(
-    control_plane: ControlPlane,
-    s3_bucket: S3Bucket,
-    start_acme_ca: Callable[..., AcmeCA],
-    start_nginx: Callable[..., Nginx],
-    tmp_path: Path,
-) -> Iterator[Fleet]:
-    ca = start_acme_ca()
-    install = CertfleetInstall(control_plane, tmp_path / "certfleet")
-    install.install_crds()
-    suffix = secrets.token_hex(3)
-    cloudhost, namespace = f"host-{suffix}", f"test-{suffix}"
-    master_key = install.create_cloudhost(cloudhost, s3_bucket.endpoint, s3_bucket.name)
-    control_plane.kubectl("create", "namespace", namespace)
-    nginx = start_nginx(
-        http_port=ca.http_port, challenge_proxy=f"http://127.0.0.1:{install.http01_port}"
-    )
-    install.start_operator(ca)
-    yield Fleet(install, ca, nginx, s3_bucket, namespace, cloudhost, master_key)
-    # Delete while an operator runs, so it releases its finalizers; then stop it.
-    if install.operator is None or not install.operator.alive():
-        install.start_operator(ca)
-    control_plane.kubectl("delete", "mcert", "--all", "-n", namespace, "--timeout=30s", check=False)
-    install.stop_operator()
-
-
-def _domain() -> str:
-    return f"www-{secrets.token_hex(4)}.certfleet.test"
 
 
 def _verify_chain(fullchain: bytes, roots: bytes, domain: str) -> x509.Certificate:
@@ -109,7 +36,7 @@ def _public_key_der(key_pem: bytes) -> bytes:
 
 
 def test_automatic_certificate_becomes_ready_verified_in_s3(fleet: Fleet) -> None:
-    domain = _domain()
+    domain = new_domain()
     started = time.monotonic()
     fleet.apply_certificate("automatic.yaml", "web", domain)
 
@@ -154,7 +81,7 @@ def test_automatic_certificate_becomes_ready_verified_in_s3(fleet: Fleet) -> Non
 def test_fresh_control_plane_reuses_the_datastore_without_an_order(
     fleet: Fleet, tmp_path: Path
 ) -> None:
-    domain = _domain()
+    domain = new_domain()
     fleet.apply_certificate("automatic.yaml", "web", domain)
     first = fleet.install.wait_for_condition(fleet.namespace, "web", "True")["status"]
     assert fleet.ca.orders_created() == 1
@@ -191,7 +118,7 @@ def test_fresh_control_plane_reuses_the_datastore_without_an_order(
 
 
 def test_manual_certificate_waits_then_is_accepted_and_published(fleet: Fleet) -> None:
-    domain = _domain()
+    domain = new_domain()
     fleet.apply_certificate("manual.yaml", "shop", domain, manual={"secretName": "shop-tls"})
     waiting = fleet.install.wait_for_condition(
         fleet.namespace, "shop", "False", "WaitingForManualCertificate"
@@ -227,7 +154,7 @@ def test_manual_certificate_waits_then_is_accepted_and_published(fleet: Fleet) -
 def test_bad_manual_certificate_is_refused_and_not_published(
     fleet: Fleet, case: str, reason: str
 ) -> None:
-    domain = _domain()
+    domain = new_domain()
     ca = ManualCA()
     if case == "mismatched pair":
         crt, key = ca.leaf(domain).fullchain, ca.leaf(domain).key
@@ -255,12 +182,12 @@ def test_bad_manual_certificate_is_refused_and_not_published(
 def test_bad_specs_are_reported_and_the_operator_keeps_running(fleet: Fleet) -> None:
     # Passes the schema's pattern, fails IDNA: only the operator can tell.
     fleet.apply_certificate("automatic.yaml", "bad-idna", "xn--zz.certfleet.test")
-    fleet.apply_certificate("automatic.yaml", "no-host", _domain(), cloudhost="missing-host")
+    fleet.apply_certificate("automatic.yaml", "no-host", new_domain(), cloudhost="missing-host")
     invalid = fleet.install.wait_for_condition(fleet.namespace, "bad-idna", "False", "InvalidSpec")
     assert "xn--zz" in invalid["status"]["conditions"][0]["message"]
     fleet.install.wait_for_condition(fleet.namespace, "no-host", "False", "DatastoreNotConfigured")
 
-    domain = _domain()
+    domain = new_domain()
     fleet.apply_certificate("automatic.yaml", "good", domain)
     fleet.install.wait_for_condition(fleet.namespace, "good", "True")
     assert fleet.install.operator is not None and fleet.install.operator.alive()
@@ -269,7 +196,7 @@ def test_bad_specs_are_reported_and_the_operator_keeps_running(fleet: Fleet) -> 
 def test_operator_killed_during_issuance_ends_ready_with_at_most_one_extra_order(
     fleet: Fleet,
 ) -> None:
-    domain = _domain()
+    domain = new_domain()
     fleet.apply_certificate("automatic.yaml", "web", domain)
     deadline = time.monotonic() + 20
     while fleet.ca.orders_created() == 0:  # the kill point: an order is under way

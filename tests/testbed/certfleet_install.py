@@ -34,7 +34,8 @@ class CertfleetInstall:
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.http01_port = free_port()
-        self.operator: ServerProcess | None = None
+        self.operator: ServerProcess | None = None  # the last one started
+        self.operators: list[ServerProcess] = []
         self.metrics_port: int | None = None  # the last started operator's /metrics
         self._operator_starts = 0
 
@@ -118,14 +119,17 @@ class CertfleetInstall:
                 "PATH": os.environ.get("PATH", ""),
             },
         )
+        self.operators.append(self.operator)
+        # A standby replica answers liveness too, while it waits for the lease.
         self.operator.wait_until(
             lambda: http_ok(f"http://127.0.0.1:{liveness_port}/healthz"), what="live"
         )
         return self.operator
 
     def stop_operator(self) -> None:
-        if self.operator is not None:
-            self.operator.stop()
+        """Stops every operator replica started here."""
+        for operator in self.operators:
+            operator.stop()
 
     def managed_certificate(self, namespace: str, name: str) -> dict[str, Any]:
         found: dict[str, Any] = json.loads(

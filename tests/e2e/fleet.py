@@ -1,0 +1,62 @@
+"""One end-to-end test's certfleet on the test bed: its namespace, CloudHost, ACME CA, the
+webserver pebble validates against, and the operator replicas."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from certfleet.datastore.encryption import MasterKey
+from certfleet.datastore.location import DatastoreLocation
+from certfleet.datastore.s3_store import S3Datastore, StoredCertificate
+from testbed.acme_ca import AcmeCA
+from testbed.certfleet_install import CertfleetInstall, load_example
+from testbed.s3 import S3Bucket
+from testbed.webserver import Nginx
+
+
+def new_domain() -> str:
+    return f"www-{secrets.token_hex(4)}.certfleet.test"
+
+
+@dataclass
+class Fleet:
+    install: CertfleetInstall
+    ca: AcmeCA
+    nginx: Nginx
+    bucket: S3Bucket
+    namespace: str
+    cloudhost: str
+    master_key: bytes
+
+    def apply_certificate(self, example: str, name: str, domain: str, **spec: Any) -> None:
+        resource = load_example(example)
+        resource["metadata"].update(name=name, namespace=self.namespace)
+        resource["spec"].update({"domain": domain, "cloudhost": self.cloudhost, **spec})
+        if "acme" in resource["spec"]:
+            resource["spec"]["acme"]["server"] = self.ca.directory_url
+        self.install.apply(resource)
+
+    def location(self, domain: str, build: str = "build-1") -> DatastoreLocation:
+        return DatastoreLocation(self.bucket.name, "certfleet", self.cloudhost, build, domain)
+
+    def stored(self, domain: str, build: str = "build-1") -> StoredCertificate | None:
+        store = S3Datastore(self.bucket.endpoint.client(), [MasterKey(self.master_key)])
+        return store.read_current(self.location(domain, build))
+
+    def secret(self, name: str) -> dict[str, Any] | None:
+        found = self.install.control_plane.kubectl(
+            "get", "secret", name, "-n", self.namespace, "-o", "json", check=False
+        )
+        return json.loads(found.stdout) if found.returncode == 0 else None
+
+    def close(self) -> None:
+        # Delete while an operator runs, so it releases its finalizers; then stop them all.
+        if self.install.operator is None or not self.install.operator.alive():
+            self.install.start_operator(self.ca)
+        self.install.control_plane.kubectl(
+            "delete", "mcert", "--all", "-n", self.namespace, "--timeout=30s", check=False
+        )
+        self.install.stop_operator()

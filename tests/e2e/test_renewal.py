@@ -1,0 +1,289 @@
+"""Renewal for years, compressed into seconds on the test bed: pebble issues short-lived
+certificates, the operator renews them by itself, agents install every renewal, and clients
+never see a failed handshake. Also: one ACME order per renewal with two operator replicas, and
+a failing CA that is retried with back-off while the old certificate stays in use."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import shlex
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography import x509
+from prometheus_client.parser import text_string_to_metric_families
+
+from e2e.fleet import Fleet, new_domain
+from testbed.processes import ServerProcess, free_port
+from testbed.webserver import Nginx
+
+pytestmark = pytest.mark.testbed
+
+POLL = 0.5  # the agents' poll interval
+
+
+def wait_for(what: str, condition: Callable[[], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"{what}: not within {timeout:.0f} s"
+        time.sleep(0.05)
+
+
+def published_revision(fleet: Fleet, domain: str) -> int:
+    stored = fleet.stored(domain)
+    return stored.pointer.revision if stored else 0
+
+
+def start_node(
+    fleet: Fleet,
+    domain: str,
+    index: int,
+    roots: Path,
+    start_nginx: Callable[..., Nginx],
+    workdir: Path,
+) -> tuple[Nginx, ServerProcess]:
+    """A webserver node as a fresh one starts: the agent's init step installs the current
+    certificate, then nginx starts, then the agent keeps it current."""
+    secrets_dir = workdir / f"node-{index}-secrets"
+    secrets_dir.mkdir(parents=True)
+    endpoint = fleet.bucket.endpoint
+    for name, value in (
+        ("master.key", fleet.master_key),
+        ("accessKeyID", endpoint.access_key.encode()),
+        ("secretAccessKey", endpoint.secret_key.encode()),
+    ):
+        (secrets_dir / name).write_bytes(value)
+    root = workdir / f"node-{index}-live"
+    location = fleet.location(domain)
+    flags = [
+        f"--s3-endpoint={endpoint.url}",
+        f"--s3-region={endpoint.region}",
+        f"--s3-bucket={location.bucket}",
+        f"--s3-prefix={location.prefix}",
+        f"--access-key-id-file={secrets_dir / 'accessKeyID'}",
+        f"--secret-access-key-file={secrets_dir / 'secretAccessKey'}",
+        f"--master-key-file={secrets_dir / 'master.key'}",
+        f"--cloudhost={location.cloudhost}",
+        f"--build-identifier={location.build_identifier}",
+        f"--domain={domain}",
+        f"--cert-root={root}",
+        f"--node-name=node-{index}",
+        f"--poll-interval={POLL}",
+        "--max-backoff=2",
+        "--metrics-port=0",
+    ]
+    agent = [sys.executable, "-m", "certfleet.cli", "agent"]
+    init = subprocess.run(
+        [*agent, *flags, "--once", "--no-reload"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert init.returncode == 0, init.stderr
+    nginx = start_nginx(certificate_dir=root / domain)
+    loop = ServerProcess(
+        f"agent-{index}",
+        [
+            *agent,
+            *flags,
+            "--webserver=nginx",
+            f"--test-command={shlex.join(nginx.test_command)}",
+            f"--reload-command={shlex.join(nginx.reload_command)}",
+            f"--probe-address={nginx.address}:{nginx.https_port}",
+            f"--probe-ca-file={roots}",
+        ],
+        workdir / f"node-{index}-agent.log",
+    )
+    return nginx, loop
+
+
+class Client(threading.Thread):
+    """Handshakes with every node, over and over, as browsers would: verifying the chain,
+    the name and the validity period. Records every failure and every serial seen."""
+
+    def __init__(self, nodes: list[Nginx], domain: str, roots: Path) -> None:
+        super().__init__(daemon=True)
+        self.nodes, self.domain = nodes, domain
+        self.context = ssl.create_default_context(cafile=str(roots))
+        self.failures: list[str] = []
+        self.serials: list[set[int]] = [set() for _ in nodes]
+        self.handshakes = 0
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            for index, node in enumerate(self.nodes):
+                try:
+                    with (
+                        socket.create_connection((node.address, node.https_port), timeout=5) as raw,
+                        self.context.wrap_socket(raw, server_hostname=self.domain) as tls,
+                    ):
+                        der = tls.getpeercert(binary_form=True)
+                    assert der is not None
+                    self.serials[index].add(x509.load_der_x509_certificate(der).serial_number)
+                    self.handshakes += 1
+                except (OSError, ssl.SSLError) as error:
+                    self.failures.append(f"node {index} at {time.time():.2f}: {error}")
+            self.stop.wait(0.05)
+
+
+def test_certificates_renew_by_themselves_and_clients_never_fail(
+    start_fleet: Callable[..., Fleet], start_nginx: Callable[..., Nginx], tmp_path: Path
+) -> None:
+    # 15-second certificates: renewed at 2/3 of their life (the 7-day margin cannot apply).
+    fleet = start_fleet(acme={"certificate_validity_seconds": 15})
+    domain = new_domain()
+    fleet.apply_certificate("automatic.yaml", "web", domain, renewBeforeSeconds=60)
+    first = fleet.install.wait_for_condition(fleet.namespace, "web", "True")["status"]
+    roots = tmp_path / "pebble-roots.pem"
+    roots.write_bytes(fleet.ca.issuing_roots_pem())
+
+    nodes = [start_node(fleet, domain, i, roots, start_nginx, tmp_path) for i in range(2)]
+    for nginx, _agent in nodes:
+        nginx.wait_until_serving(int(first["serialNumber"], 16), domain, trust=roots)
+    client = Client([nginx for nginx, _agent in nodes], domain, roots)
+    client.start()
+    try:
+        start = published_revision(fleet, domain)
+        wait_for("three renewals", lambda: published_revision(fleet, domain) >= start + 3, 90)
+        latest = fleet.stored(domain)
+        assert latest is not None
+        for nginx, _agent in nodes:
+            nginx.wait_until_serving(
+                int(latest.pointer.serial, 16), domain, trust=roots, timeout=4 * POLL + 5
+            )
+        newest = int(latest.pointer.serial, 16)
+        wait_for("the client sees the newest", lambda: all(newest in s for s in client.serials), 5)
+    finally:
+        client.stop.set()
+        client.join(10)
+        for _nginx, agent in nodes:
+            agent.stop()
+
+    assert client.failures == [], client.failures[:5]
+    assert client.handshakes > 100
+    for seen in client.serials:
+        # Three renewals while the client watched: at least the last two were installed in
+        # front of it (the first may have landed before its first handshake).
+        assert len(seen) >= 3, "a node did not serve every renewal"
+    assert fleet.ca.orders_created() == latest.pointer.revision  # one order per certificate
+    status = fleet.install.managed_certificate(fleet.namespace, "web")["status"]
+    assert status["conditions"][0]["status"] == "True"
+
+
+def _leader(fleet: Fleet) -> ServerProcess:
+    acting = [
+        p for p in fleet.install.operators if p.alive() and "leading as" in p.log_path.read_text()
+    ]
+    assert len(acting) == 1, f"{len(acting)} replicas act"
+    return acting[0]
+
+
+def test_two_replicas_make_one_order_per_renewal_and_the_standby_takes_over(
+    start_fleet: Callable[..., Fleet],
+) -> None:
+    fleet = start_fleet(acme={"certificate_validity_seconds": 12}, replicas=2)
+    domain = new_domain()
+    fleet.apply_certificate("automatic.yaml", "web", domain, renewBeforeSeconds=60)
+    fleet.install.wait_for_condition(fleet.namespace, "web", "True")
+    wait_for("two renewals", lambda: published_revision(fleet, domain) >= 3, 60)
+    assert fleet.ca.orders_created() == published_revision(fleet, domain)
+
+    leader = _leader(fleet)
+    leader.kill()
+    standby = next(p for p in fleet.install.operators if p is not leader)
+    killed_at = published_revision(fleet, domain)
+    wait_for(
+        "a renewal by the standby", lambda: published_revision(fleet, domain) >= killed_at + 2, 60
+    )
+    assert "leading as" in standby.log_path.read_text()
+    assert fleet.ca.orders_created() == published_revision(fleet, domain)
+
+
+def _metric(port: int, metric: str, labels: dict[str, str]) -> float | None:
+    """One sample from the operator's /metrics, as Prometheus would scrape it."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == metric and labels.items() <= sample.labels.items():
+                return float(sample.value)
+    return None
+
+
+def test_a_failing_ca_is_retried_with_backoff_while_the_old_certificate_stays(
+    start_fleet: Callable[..., Fleet],
+) -> None:
+    fleet = start_fleet(
+        operator_args=["--issuance-backoff-seconds=1", "--issuance-backoff-cap-seconds=8"]
+    )
+    domain = new_domain()
+    fleet.apply_certificate("automatic.yaml", "web", domain)
+    before = fleet.install.wait_for_condition(fleet.namespace, "web", "True")["status"]
+    orders_before = fleet.ca.orders_created()
+
+    # The CA can no longer validate: challenges now go to a closed port.
+    working_proxy = fleet.nginx.challenge_proxy
+    fleet.nginx.challenge_proxy = f"http://127.0.0.1:{free_port()}"
+    fleet.nginx.write_config()
+    fleet.nginx.reload()
+    renew = subprocess.run(
+        [sys.executable, "-m", "certfleet.cli", "renew", "web", "-n", fleet.namespace],
+        env={**os.environ, "KUBECONFIG": str(fleet.install.control_plane.admin_kubeconfig)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert renew.returncode == 0, renew.stderr
+
+    failures: list[tuple[float, int]] = []  # (when, failedIssuanceAttempts)
+    deadline = time.monotonic() + 30
+    status: dict[str, Any] = {}
+    while len(failures) < 4:
+        assert time.monotonic() < deadline, f"only {failures} failures seen"
+        status = fleet.install.managed_certificate(fleet.namespace, "web")["status"]
+        count = int(status.get("failedIssuanceAttempts") or 0)
+        if count and (not failures or failures[-1][1] != count):
+            failures.append((time.monotonic(), count))
+        time.sleep(0.02)
+    gaps = [later[0] - earlier[0] for earlier, later in itertools.pairwise(failures)]
+    # 1 s, 2 s, 4 s: each wait about twice the one before.
+    assert all(after > 1.5 * previous for previous, after in itertools.pairwise(gaps)), gaps
+    assert fleet.ca.orders_created() - orders_before == failures[-1][1]
+
+    ready = status["conditions"][0]
+    assert (ready["status"], ready["reason"]) == ("True", "IssuanceFailed"), ready
+    assert status["lastFailureReason"] == "IssuanceFailed"
+    assert status["serialNumber"] == before["serialNumber"]
+    stored = fleet.stored(domain)
+    assert stored is not None and stored.pointer.serial == before["serialNumber"]
+    port = fleet.install.metrics_port
+    assert port is not None
+    seen = _metric(
+        port,
+        "certfleet_certificate_failed_issuance_attempts",
+        {"namespace": fleet.namespace, "name": "web"},
+    )
+    assert seen is not None and seen >= failures[-1][1]
+
+    # The CA recovers: the next attempt (within the 8 s cap) renews, and the request is done.
+    fleet.nginx.challenge_proxy = working_proxy
+    fleet.nginx.write_config()
+    fleet.nginx.reload()
+    wait_for("the renewal after recovery", lambda: published_revision(fleet, domain) == 2, 20)
+    resource = fleet.install.wait_for_condition(fleet.namespace, "web", "True", "Issued")
+    assert resource["status"]["failedIssuanceAttempts"] == 0
+    assert "certfleet.io/renew-now" not in json.dumps(resource["metadata"].get("annotations", {}))
