@@ -442,6 +442,9 @@ def test_three_nodes_serve_a_new_certificate_within_two_poll_intervals(fleet: Fl
         assert node.metric("certfleet_agent_certificate_expiration_timestamp_seconds") == expires
         link = node.root / fleet.domain
         assert link.is_symlink() and (link / "privkey.pem").stat().st_mode & 0o777 == 0o600
+        # nginx's placeholder folder on nodes a and b was taken over, and kept aside.
+        kept = list((node.root / ".certfleet" / fleet.domain).glob("pre-certfleet-*"))
+        assert len(kept) == (0 if node is fresh else 1), kept
 
 
 class CountingProxy:
