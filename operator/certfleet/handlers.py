@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from collections.abc import Callable
@@ -93,10 +94,10 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
             raise kopf.TemporaryError(outcome.message, delay=outcome.retry_after or 30)
         patch.metadata.annotations[RENEW_NOW_ANNOTATION] = None  # done: a request, not a state
 
-    # A sync daemon cannot be cancelled, only asked to stop: the backoff gives it that time
-    # (it returns from stopped.wait() at once) before kopf falls back to cancelling.
-    @kopf.daemon(*RESOURCE, registry=registry, cancellation_backoff=5.0, cancellation_timeout=10.0)
-    def renew_when_due(
+    # Async, so a sleeping daemon holds no thread: a sync daemon per resource would take one of
+    # kopf's few worker threads each, and a handful of certificates would starve the handlers.
+    @kopf.daemon(*RESOURCE, registry=registry, cancellation_timeout=10.0)
+    async def renew_when_due(
         stopped: kopf.DaemonStopped, body: kopf.Body, logger: kopf.Logger, **_: Any
     ) -> None:
         # A timer per resource: it sleeps until the renewal time the status names. `body` is a
@@ -106,14 +107,14 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
             now = runtime.clock()
             if due is None or due > now:
                 remaining = (due - now).total_seconds() if due else UNKNOWN_RENEWAL_RECHECK_SECONDS
-                stopped.wait(min(remaining, MAX_RENEWAL_SLEEP_SECONDS))
+                await stopped.wait(min(remaining, MAX_RENEWAL_SLEEP_SECONDS))
                 continue
-            outcome = reconcile_and_report(runtime, body, logger)
+            outcome = await asyncio.to_thread(reconcile_and_report, runtime, body, logger)
             if outcome.retry_after is not None:
-                stopped.wait(outcome.retry_after)
+                await stopped.wait(outcome.retry_after)
             elif outcome.renew_at is not None:
                 remaining = (outcome.renew_at - runtime.clock()).total_seconds()
-                stopped.wait(min(max(remaining, 0.0), MAX_RENEWAL_SLEEP_SECONDS))
+                await stopped.wait(min(max(remaining, 0.0), MAX_RENEWAL_SLEEP_SECONDS))
 
     # Every watch event, not a field handler (kopf's diff-base would miss changes made while
     # another handler retries); filtered to stale summaries, as kopf logs every call.

@@ -210,3 +210,14 @@ def test_operator_killed_during_issuance_ends_ready_with_at_most_one_extra_order
     fleet.install.wait_for_condition(fleet.namespace, "web", "True")
     assert fleet.ca.orders_created() <= 2
     assert fleet.stored(domain) is not None
+
+
+def test_many_certificates_at_once_all_become_ready(fleet: Fleet) -> None:
+    # More resources than kopf has worker threads on this machine: a sleeping renewal timer
+    # per resource must not hold one (it once did, and the operator froze at six).
+    names = [f"many-{index}" for index in range(10)]
+    for name in names:
+        fleet.apply_certificate("automatic.yaml", name, new_domain())
+    for name in names:
+        fleet.install.wait_for_condition(fleet.namespace, name, "True", timeout=60)
+    assert fleet.ca.orders_created() == len(names)
