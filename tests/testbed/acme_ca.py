@@ -2,6 +2,9 @@
 
 Every name resolves to 127.0.0.1, so pebble validates HTTP-01 against `http_port` on this machine:
 put a webserver there that answers /.well-known/acme-challenge/.
+
+`pebble="module"` runs the current pebble built from its Go module (versions.env) instead of
+Debian's 2.4: it adds ACME Renewal Information (RFC 9773), `replaces` and profiles.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import re
 import ssl
 import urllib.request
 from pathlib import Path
+from typing import Literal
 
 from testbed import binaries
 from testbed.pki import TestCA
@@ -27,12 +31,16 @@ class AcmeCA:
         http_port: int | None = None,
         certificate_validity_seconds: int | None = None,
         authz_reuse_percent: int = 0,
+        pebble: Literal["debian", "module"] = "debian",
     ) -> None:
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.http_port = http_port or free_port()
         self.certificate_validity_seconds = certificate_validity_seconds
         self.authz_reuse_percent = authz_reuse_percent
+        if pebble not in ("debian", "module"):
+            raise ValueError(f"pebble must be 'debian' or 'module', got {pebble!r}")
+        self.pebble_kind = pebble
         self.listener_ca = TestCA(workdir / "pki", "pebble-listener")
         self.pebble: ServerProcess | None = None
         self.challtestsrv: ServerProcess | None = None
@@ -83,6 +91,12 @@ class AcmeCA:
         )
 
         acme_port, management_port = free_port(), free_port()
+        pebble_module = self.pebble_kind == "module"
+        program = (
+            binaries.go_program(f"pebble-{binaries.pinned_version('PEBBLE_VERSION')}")
+            if pebble_module
+            else binaries.system_program("pebble")
+        )
         listener = self.listener_ca.serving_pair("pebble", ("localhost", "pebble"))
         settings: dict[str, object] = {
             "listenAddress": f"127.0.0.1:{acme_port}",
@@ -95,13 +109,22 @@ class AcmeCA:
             "externalAccountBindingRequired": False,
         }
         if self.certificate_validity_seconds is not None:
-            settings["certificateValidityPeriod"] = self.certificate_validity_seconds
+            if pebble_module:
+                # Newer pebble ignores the top-level key: validity is per profile.
+                settings["profiles"] = {
+                    "default": {
+                        "description": "the test bed's profile",
+                        "validityPeriod": self.certificate_validity_seconds,
+                    }
+                }
+            else:
+                settings["certificateValidityPeriod"] = self.certificate_validity_seconds
         config = self.workdir / "pebble-config.json"
         config.write_text(json.dumps({"pebble": settings}, indent=2))
         self.pebble = ServerProcess(
             "pebble",
             [
-                str(binaries.system_program("pebble")),
+                str(program),
                 f"-config={config}",
                 f"-dnsserver=127.0.0.1:{self.dns_port}",
             ],
@@ -115,7 +138,8 @@ class AcmeCA:
         self.directory_url = f"https://127.0.0.1:{acme_port}/dir"
         self.management_url = f"https://127.0.0.1:{management_port}"
         context = self.ssl_context()
-        self.startup_seconds["pebble"] = self.pebble.wait_until(
+        name = "pebble-module" if pebble_module else "pebble"
+        self.startup_seconds[name] = self.pebble.wait_until(
             lambda: http_ok(self.directory_url, context=context, expect=b"newOrder")
         )
 
@@ -130,6 +154,19 @@ class AcmeCA:
             f"{self.management_url}/roots/0", context=self.ssl_context(), timeout=5
         ) as response:
             return bytes(response.read())
+
+    def set_renewal_info(self, certificate_pem: bytes, response: str) -> None:
+        """Module pebble only: what its renewalInfo answers for this certificate from now on
+        (any text, even malformed JSON, to test a client's handling)."""
+        request = urllib.request.Request(
+            f"{self.management_url}/set-renewal-info/",
+            data=json.dumps(
+                {"Certificate": certificate_pem.decode(), "ARIResponse": response}
+            ).encode(),
+            method="POST",
+        )
+        with urllib.request.urlopen(request, context=self.ssl_context(), timeout=5) as answer:
+            assert answer.status == 200
 
     def orders_created(self) -> int:
         assert self.pebble is not None

@@ -38,6 +38,15 @@ def go_program(name: str) -> Path:
     return path
 
 
+def pinned_version(key: str) -> str:
+    """A version pin of versions.env (KEY=VALUE lines), e.g. PEBBLE_VERSION."""
+    for line in (HERE / "versions.env").read_text().splitlines():
+        name, sep, value = line.partition("=")
+        if sep and name.strip() == key:
+            return value.strip()
+    raise MissingProgramError(f"versions.env pins no {key}")
+
+
 def system_program(name: str) -> Path:
     for folder in ("/usr/sbin", "/usr/bin"):
         candidate = Path(folder) / name

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the test bed's servers from pinned upstream Go modules (versions.env) into a cache outside
-# the work tree: kube-apiserver and kubectl, etcd, and versitygw (S3). A binary already in the cache
-# is reused, so a second run builds nothing. Prints the cache folder of this version set.
+# the work tree: kube-apiserver and kubectl, etcd, versitygw (S3) and a current pebble (named
+# pebble-VERSION, beside Debian's /usr/bin/pebble). A binary already in the cache is reused, so a
+# second run builds nothing. Prints the cache folder of this version set.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -93,6 +94,19 @@ if [ ! -x "$bin_dir/versitygw" ]; then
   mv "$bin_dir/.gobin/versitygw" "$bin_dir/versitygw"
   rmdir "$bin_dir/.gobin"
   log "built versitygw in $(($(date +%s) - started)) s"
+fi
+
+# Versioned name in the same folder: a new pebble pin does not rebuild kube-apiserver.
+pebble=pebble-$PEBBLE_VERSION
+if [ ! -x "$bin_dir/$pebble" ]; then
+  started=$(date +%s)
+  log "building $pebble"
+  rm -rf "$bin_dir/.gobin-pebble"
+  GOBIN="$bin_dir/.gobin-pebble" go install -trimpath -ldflags "-s -w -X main.version=$PEBBLE_VERSION" \
+    "github.com/letsencrypt/pebble/v2/cmd/pebble@$PEBBLE_VERSION"
+  mv "$bin_dir/.gobin-pebble/pebble" "$bin_dir/$pebble"
+  rmdir "$bin_dir/.gobin-pebble"
+  log "built $pebble in $(($(date +%s) - started)) s"
 fi
 
 echo "$bin_dir"

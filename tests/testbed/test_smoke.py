@@ -181,3 +181,31 @@ def test_pebble_issues_through_nginx_http01_and_nginx_serves_it(
     roots.write_bytes(ca.issuing_roots_pem())
     served = nginx.wait_until_serving(leaf.serial_number, domain, trust=roots)
     assert served == leaf
+
+
+def test_module_pebble_offers_renewal_information_and_honours_the_validity(
+    start_acme_ca: Callable[..., AcmeCA], start_nginx: Callable[..., Nginx]
+) -> None:
+    # Debian's pebble 2.4 predates ARI; the one built from the Go module has it.
+    debian = start_acme_ca()
+    module = start_acme_ca(pebble="module", certificate_validity_seconds=3600)
+    nginx = start_nginx(http_port=module.http_port)
+    fullchain, _key = _issue_with_http01(
+        module, nginx, f"ari-{secrets.token_hex(3)}.certfleet.test"
+    )
+    leaf = x509.load_pem_x509_certificate(fullchain)
+    # The validity went into the newer pebble's profile (its top-level key is ignored).
+    assert leaf.not_valid_after_utc - leaf.not_valid_before_utc == timedelta(seconds=3599)
+
+    def directory(ca: AcmeCA) -> client.ClientV2:
+        key = josepy.jwk.JWKEC(key=ec.generate_private_key(ec.SECP256R1()))
+        network = client.ClientNetwork(
+            key,
+            verify_ssl=str(ca.listener_ca_bundle),  # type: ignore[arg-type]
+        )
+        return client.ClientV2(client.ClientV2.get_directory(ca.directory_url, network), network)
+
+    suggested, _ask_again = directory(module).renewal_time(fullchain)
+    assert suggested is not None
+    assert leaf.not_valid_before_utc <= suggested <= leaf.not_valid_after_utc
+    assert "renewalInfo" not in directory(debian).directory.to_partial_json()
