@@ -155,10 +155,21 @@ def test_agent_daemonset_runs_on_webserver_nodes_only(control_plane: ControlPlan
     assert pod["nodeSelector"] == {"certfleet.io/webserver": "true"}
     assert pod["serviceAccountName"] == "certfleet-agent"
     assert container["command"] == ["certfleet", "agent"]
-    (volume,) = pod["volumes"]
-    (mount,) = container["volumeMounts"]
-    assert mount["name"] == volume["name"]
-    assert volume["hostPath"]["path"] == mount["mountPath"]
+    volumes = {volume["name"]: volume for volume in pod["volumes"]}
+    mounts = {mount["name"]: mount for mount in container["volumeMounts"]}
+    assert volumes.keys() == mounts.keys()
+    root = volumes["certificate-root"]["hostPath"]["path"]
+    assert root == mounts["certificate-root"]["mountPath"]
+    env = {item["name"]: item.get("value") for item in container["env"]}
+    # The agent writes ${HOME}/ssl/live/<domain>/ on the node, beside the webserver.
+    assert env["CERTFLEET_CERT_ROOT"] == f"{root}/live"
+    # Keys and credentials come as read-only files from the CloudHost's Secrets.
+    for name in ("s3-credentials", "master-key"):
+        assert mounts[name]["readOnly"] is True
+        assert volumes[name]["secret"]["defaultMode"] == 0o400
+    # The webserver is the node's: reloaded in its namespaces, probed on its network.
+    assert pod["hostNetwork"] is True and pod["hostPID"] is True
+    assert "nsenter" in env["CERTFLEET_RELOAD_COMMAND"]
 
 
 def test_base_applies_and_reapplies_without_change(deployed: ControlPlane) -> None:
