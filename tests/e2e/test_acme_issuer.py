@@ -5,19 +5,16 @@ from __future__ import annotations
 
 import re
 import secrets
-import statistics
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from acme import challenges, client, crypto_util, messages
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.verification import PolicyBuilder, Store
-from josepy import jwa, jwk
 
 from certfleet.acme_issuer import (
     AcmeChallengeFailedError,
@@ -280,57 +277,3 @@ def test_the_request_hook_sees_every_step(bed: Bed) -> None:
     assert {"directory", "new-account", "new-order", "answer-challenge"} <= operations
     assert {"poll-authorization", "finalize", "download-certificate"} <= operations
     assert all(seconds >= 0 for seconds, _ in seen)
-
-
-def _issue_with_poll_and_finalize(ca: AcmeCA, store: ChallengeStore, name: str) -> None:
-    """The library's own way (test_smoke.py's), for comparison: fixed 1 s sleeps."""
-    account_key = jwk.JWKEC(key=ec.generate_private_key(ec.SECP256R1()))
-    network = client.ClientNetwork(
-        account_key,
-        alg=jwa.ES256,
-        verify_ssl=str(ca.listener_ca_bundle),  # type: ignore[arg-type]
-    )
-    acme = client.ClientV2(client.ClientV2.get_directory(ca.directory_url, network), network)
-    acme.new_account(messages.NewRegistration.from_data(terms_of_service_agreed=True))
-    key_pem = ec.generate_private_key(ec.SECP256R1()).private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    order = acme.new_order(crypto_util.make_csr(key_pem, [name]))
-    for authorization in order.authorizations:
-        http01 = next(
-            c for c in authorization.body.challenges if isinstance(c.chall, challenges.HTTP01)
-        )
-        response, validation = http01.response_and_validation(account_key)
-        store.put(http01.chall.encode("token"), validation)
-        acme.answer_challenge(http01, response)
-    acme.poll_and_finalize(order, datetime.now() + timedelta(seconds=60))
-
-
-def test_issuance_is_much_faster_than_poll_and_finalize(
-    bed: Bed, capsys: pytest.CaptureFixture[str]
-) -> None:
-    issuer = bed.issuer()
-    issuer.issue([_name()], deadline=30)  # registers the account: not part of the timing
-
-    ours = []
-    for _ in range(5):
-        started = time.monotonic()
-        issuer.issue([_name()], deadline=30)
-        ours.append(time.monotonic() - started)
-    theirs = []
-    for _ in range(2):
-        started = time.monotonic()
-        _issue_with_poll_and_finalize(bed.ca, bed.challenges, _name())
-        theirs.append(time.monotonic() - started)
-
-    with capsys.disabled():
-        print(
-            f"\nACME issuance on pebble, per certificate (ECDSA-P256): AcmeIssuer median "
-            f"{statistics.median(ours) * 1000:.0f} ms (min {min(ours) * 1000:.0f}, max "
-            f"{max(ours) * 1000:.0f}); poll_and_finalize median "
-            f"{statistics.median(theirs) * 1000:.0f} ms"
-        )
-    assert statistics.median(ours) < 0.5
-    assert statistics.median(ours) * 4 < statistics.median(theirs)
