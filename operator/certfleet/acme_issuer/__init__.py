@@ -2,10 +2,12 @@
 (Let's Encrypt, ZeroSSL with EAB, any CA by directory URL) validated with HTTP-01.
 
 `issuer` is the only module that talks to the CA (through the acme library's ClientV2);
-`http01` answers the CA's validation requests that the fleet's webservers proxy to certfleet.
+`http01` answers the CA's validation requests that the fleet's webservers proxy to certfleet;
+`ari` asks the CA when it would like a certificate renewed (RFC 9773).
 """
 
 from certfleet.acme_issuer.accounts import AccountStore, InMemoryAccountStore, StoredAccount
+from certfleet.acme_issuer.ari import RenewalInfo
 from certfleet.acme_issuer.directories import KNOWN_DIRECTORIES, resolve_directory_url
 from certfleet.acme_issuer.errors import (
     AcmeChallengeFailedError,
@@ -39,6 +41,7 @@ __all__ = [
     "InvalidAcmeServerError",
     "IssuedCertificate",
     "KeyAlgorithm",
+    "RenewalInfo",
     "RequestHook",
     "StoredAccount",
     "is_valid_token",
