@@ -133,20 +133,21 @@ def fetch_renewal_info(
     if leaf.not_valid_after_utc <= current:
         return None  # RFC 9773 4.3: never asked for once the certificate has expired
     exchange = Exchange(f"renewal information of {cert_id}", deadline, timeout, on_request)
+    # Per request, not session.verify: requests lets REQUESTS_CA_BUNDLE override the latter.
+    verify: str | bool = ca_bundle or True
     try:
         with requests.Session() as session:
             adapter = DeadlineAdapter(exchange)
             session.mount("https://", adapter)
             session.mount("http://", adapter)
-            session.verify = ca_bundle or True
             session.headers["User-Agent"] = user_agent
             with exchange.step("directory"):
-                base = _renewal_info_url(session, directory_url)
+                base = _renewal_info_url(session, directory_url, verify)
             if base is None:
                 log.debug("ACME CA %s offers no renewal information", directory_url)
                 return None
             with exchange.step("renewal-info"):
-                response = session.get(f"{base.rstrip('/')}/{cert_id}")
+                response = session.get(f"{base.rstrip('/')}/{cert_id}", verify=verify)
             if response.status_code != 200:
                 raise ValueError(f"HTTP {response.status_code}")
             start, end, explanation = parse_suggested_window(response.json())
@@ -181,8 +182,10 @@ def fetch_renewal_info(
     return info
 
 
-def _renewal_info_url(session: requests.Session, directory_url: str) -> str | None:
-    response = session.get(directory_url)
+def _renewal_info_url(
+    session: requests.Session, directory_url: str, verify: str | bool
+) -> str | None:
+    response = session.get(directory_url, verify=verify)
     if response.status_code != 200:
         raise ValueError(f"the directory answered HTTP {response.status_code}")
     directory = response.json()
