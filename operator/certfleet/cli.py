@@ -17,11 +17,12 @@ from typing import Any
 import kopf
 from kubernetes import config as kube_config
 
+from certfleet.acme_issuer import ari
 from certfleet.acme_issuer.http01 import ChallengeStore, Http01Server
 from certfleet.agent import command as agent_command
 from certfleet.cluster_world import ClusterWorld
 from certfleet.core.backoff import DEFAULT_BASE_SECONDS, DEFAULT_CAP_SECONDS
-from certfleet.handlers import Runtime, register, utc_now
+from certfleet.handlers import MAX_RENEWAL_SLEEP_SECONDS, Runtime, register, utc_now
 from certfleet.kubernetes_gateway import KubernetesGateway
 from certfleet.leader_election import LeaderElector, standby_liveness
 from certfleet.metrics import OperatorMetrics
@@ -73,6 +74,26 @@ def _parser() -> argparse.ArgumentParser:
         help="first wait after a failed issuance; it doubles with every failure in a row",
     )
     operator.add_argument("--issuance-backoff-cap-seconds", type=float, default=DEFAULT_CAP_SECONDS)
+    operator.add_argument(
+        "--recheck-seconds",
+        type=float,
+        default=MAX_RENEWAL_SLEEP_SECONDS,
+        help="reconcile a certificate that is not due yet at least this often (clock jumps, "
+        "the CA's renewal information)",
+    )
+    operator.add_argument(
+        "--ari-retry-after-min-seconds",
+        type=float,
+        default=ari.DEFAULT_MIN_ASK_AGAIN_SECONDS,
+        help="ask the CA's renewal information (RFC 9773) for a certificate at most this "
+        "often, whatever its Retry-After says (also after a failure)",
+    )
+    operator.add_argument(
+        "--ari-retry-after-max-seconds",
+        type=float,
+        default=ari.DEFAULT_MAX_ASK_AGAIN_SECONDS,
+        help="and at least this often",
+    )
     operator.add_argument(
         "--leader-election",
         action=argparse.BooleanOptionalAction,
@@ -178,6 +199,8 @@ def run_operator(args: argparse.Namespace) -> int:
         acme_ca_bundle=args.acme_ca_bundle,
         on_acme_request=metrics.acme_request,
         on_s3_client=metrics.instrument_s3_client,
+        ari_min_ask_again_seconds=args.ari_retry_after_min_seconds,
+        ari_max_ask_again_seconds=args.ari_retry_after_max_seconds,
     )
     settings = ReconcilerSettings(
         retry_seconds=args.retry_seconds,
@@ -186,7 +209,11 @@ def run_operator(args: argparse.Namespace) -> int:
         issuance_backoff_cap_seconds=args.issuance_backoff_cap_seconds,
     )
     runtime = Runtime(
-        Reconciler(world, utc_now, settings), KubernetesGateway(), utc_now, metrics=metrics
+        Reconciler(world, utc_now, settings),
+        KubernetesGateway(),
+        utc_now,
+        metrics=metrics,
+        recheck_seconds=args.recheck_seconds,
     )
     registry = kopf.OperatorRegistry()
     _configure_kopf(registry)

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal
 
 import boto3
 from botocore.config import Config
 
+from certfleet.acme_issuer import ari
 from certfleet.acme_issuer.accounts import StoredAccount
 from certfleet.acme_issuer.directories import resolve_directory_url
 from certfleet.acme_issuer.http01 import ChallengeStore
@@ -107,8 +110,12 @@ class _AcmeIssuerPort:
     issuer: AcmeIssuer
     deadline_seconds: float
 
-    def issue(self, names: Sequence[str], key_algorithm: str) -> IssuedCertificate:
-        issued = self.issuer.issue(names, KeyAlgorithm(key_algorithm), self.deadline_seconds)
+    def issue(
+        self, names: Sequence[str], key_algorithm: str, replacing: bytes | None = None
+    ) -> IssuedCertificate:
+        issued = self.issuer.issue(
+            names, KeyAlgorithm(key_algorithm), self.deadline_seconds, replacing=replacing
+        )
         return IssuedCertificate(issued.fullchain_pem, issued.private_key_pem)
 
 
@@ -126,8 +133,12 @@ class ClusterWorld:
         issuance_deadline_seconds: float = 120.0,
         on_acme_request: RequestHook | None = None,
         on_s3_client: Callable[[Any], None] | None = None,
+        ari_min_ask_again_seconds: float = ari.DEFAULT_MIN_ASK_AGAIN_SECONDS,
+        ari_max_ask_again_seconds: float = ari.DEFAULT_MAX_ASK_AGAIN_SECONDS,
     ) -> None:
-        """The hooks are for metrics: every ACME request's duration, every new S3 client."""
+        """The hooks are for metrics: every ACME request's duration, every new S3 client.
+        A CA's renewal information is asked for again after its Retry-After, bounded by the
+        `ari_*` seconds (the minimum also after a failure or from a CA without ARI)."""
         self._gateway = gateway
         self.secrets = KubernetesSecrets(gateway)
         self._accounts = SecretAccountStore(gateway, operator_namespace)
@@ -138,6 +149,9 @@ class ClusterWorld:
         self._on_s3_client = on_s3_client
         self._datastores: dict[tuple[Any, ...], S3Datastore] = {}
         self._lock = threading.Lock()
+        self._ari_bounds = (ari_min_ask_again_seconds, ari_max_ask_again_seconds)
+        # (directory, certificate digest) -> (monotonic time to ask again, window)
+        self._windows: dict[tuple[str, str], tuple[float, tuple[datetime, datetime] | None]] = {}
 
     def cloudhost(self, name: str) -> Mapping[str, Any] | None:
         return self._gateway.get_cloudhost(name)
@@ -186,6 +200,41 @@ class ClusterWorld:
                     self._on_s3_client(client)
                 self._datastores[identity] = S3Datastore(client, [MasterKey(master)])
             return self._datastores[identity]
+
+    def renewal_window(
+        self, spec: CertificateSpec, certificate_pem: bytes
+    ) -> tuple[datetime, datetime] | None:
+        """The CA's suggested window (RFC 9773), remembered per certificate until the CA's
+        Retry-After: reconciliations may come often, ARI requests do not."""
+        if spec.acme is None:
+            return None
+        directory_url = resolve_directory_url(spec.acme.server)
+        key = (directory_url, hashlib.sha256(certificate_pem).hexdigest())
+        now = time.monotonic()
+        with self._lock:
+            known = self._windows.get(key)
+        if known is not None and known[0] > now:
+            return known[1]
+        # No account is needed for this plain GET: the issuer only lends its transport.
+        issuer = AcmeIssuer(
+            directory_url,
+            self._accounts,
+            self._challenges,
+            ca_bundle=self._acme_ca_bundle,
+            on_request=self._on_acme_request,
+        )
+        minimum, maximum = self._ari_bounds
+        info = issuer.renewal_info(
+            certificate_pem, min_ask_again_seconds=minimum, max_ask_again_seconds=maximum
+        )
+        window = info.window if info is not None else None
+        ask_again = info.ask_again_seconds if info is not None else minimum
+        with self._lock:
+            # Forget what is stale, so replaced certificates do not pile up.
+            for stale in [k for k, (until, _) in self._windows.items() if until <= now]:
+                del self._windows[stale]
+            self._windows[key] = (now + ask_again, window)
+        return window
 
     def issuer(self, spec: CertificateSpec, namespace: str) -> _AcmeIssuerPort:
         assert spec.acme is not None

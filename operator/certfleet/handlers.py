@@ -7,7 +7,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import kopf
@@ -20,7 +20,8 @@ from certfleet.resources import GROUP, MANAGED_CERTIFICATES, RENEW_NOW_ANNOTATIO
 from certfleet.status import issuing_status, status_from_outcome
 
 RESOURCE = (GROUP, VERSION, MANAGED_CERTIFICATES)
-# Re-check a long-lived certificate at least this often: clocks jump, CAs revoke.
+# Reconcile a certificate that is not due at least this often: clocks jump, and a CA's renewal
+# information (ARI) can move the renewal earlier, e.g. after a revocation.
 MAX_RENEWAL_SLEEP_SECONDS = 3600.0
 # Before the first reconciliation has written a renewal time.
 UNKNOWN_RENEWAL_RECHECK_SECONDS = 5.0
@@ -32,6 +33,7 @@ class Runtime:
     gateway: KubernetesGateway
     clock: Callable[[], datetime]
     metrics: OperatorMetrics = field(default_factory=OperatorMetrics)
+    recheck_seconds: float = MAX_RENEWAL_SLEEP_SECONDS
     _locks: dict[tuple[str, str], threading.Lock] = field(default_factory=dict)
     _guard: threading.Lock = field(default_factory=threading.Lock)
 
@@ -100,21 +102,28 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
     async def renew_when_due(
         stopped: kopf.DaemonStopped, body: kopf.Body, logger: kopf.Logger, **_: Any
     ) -> None:
-        # A timer per resource: it sleeps until the renewal time the status names. `body` is a
-        # live view, so a handler's newer status is seen at the next wake-up.
+        # A timer per resource: it sleeps until the renewal time the status names, or until
+        # the next recheck (a reconciliation that asks the CA's renewal information again).
+        # `body` is a live view, so a handler's newer status is seen at the next wake-up.
+        recheck = timedelta(seconds=runtime.recheck_seconds)
+        checked = runtime.clock()
         while not stopped:
             due = _renewal_time(body.status)
             now = runtime.clock()
-            if due is None or due > now:
-                remaining = (due - now).total_seconds() if due else UNKNOWN_RENEWAL_RECHECK_SECONDS
-                await stopped.wait(min(remaining, MAX_RENEWAL_SLEEP_SECONDS))
+            if due is None or (due > now and checked + recheck > now):
+                wake = min(due, checked + recheck) if due else None
+                remaining = (
+                    (wake - now).total_seconds() if wake else UNKNOWN_RENEWAL_RECHECK_SECONDS
+                )
+                await stopped.wait(remaining)
                 continue
             outcome = await asyncio.to_thread(reconcile_and_report, runtime, body, logger)
+            checked = runtime.clock()
             if outcome.retry_after is not None:
                 await stopped.wait(outcome.retry_after)
             elif outcome.renew_at is not None:
                 remaining = (outcome.renew_at - runtime.clock()).total_seconds()
-                await stopped.wait(min(max(remaining, 0.0), MAX_RENEWAL_SLEEP_SECONDS))
+                await stopped.wait(min(max(remaining, 0.0), runtime.recheck_seconds))
 
     # Every watch event, not a field handler (kopf's diff-base would miss changes made while
     # another handler retries); filtered to stale summaries, as kopf logs every call.

@@ -8,6 +8,8 @@
 Gathering (reads) and acting (writes) go through small ports; every decision is the core's
 pure policy with the clock passed in. A new certificate is saved in the cache Secret before it
 is published, so an operator killed in between finds it there and never orders it again.
+For ACME certificates, the CA's renewal information (ARI, RFC 9773), read through the World,
+can bring a renewal earlier; it never postpones one.
 """
 
 from __future__ import annotations
@@ -74,7 +76,10 @@ class Secrets(Protocol):
 
 
 class Issuer(Protocol):
-    def issue(self, names: Sequence[str], key_algorithm: str) -> IssuedCertificate: ...
+    def issue(
+        self, names: Sequence[str], key_algorithm: str, replacing: bytes | None = None
+    ) -> IssuedCertificate:
+        """`replacing`: the PEM certificate a renewal replaces (the CA may be told so)."""
 
 
 class World(Protocol):
@@ -88,6 +93,12 @@ class World(Protocol):
     def datastore(self, cloudhost: CloudHostConfig) -> S3Datastore: ...
 
     def issuer(self, spec: CertificateSpec, namespace: str) -> Issuer: ...
+
+    def renewal_window(
+        self, spec: CertificateSpec, certificate_pem: bytes
+    ) -> tuple[datetime, datetime] | None:
+        """The ACME CA's suggested renewal window for this certificate (RFC 9773); None when
+        it offers none or it could not be had."""
 
 
 @dataclass(frozen=True)
@@ -204,7 +215,9 @@ class _Reconciliation:
 
         # Step 1: the datastore.
         stored = store.read_current(location)
-        stored_verdict = self._judge(stored and (stored.fullchain, stored.privkey), spec, now)
+        stored_verdict = self._judge(
+            stored and (stored.fullchain, stored.privkey), spec, now, ari=True
+        )
         if self._force_renewal:
             return self._obtain(namespace, spec, store, location, stored, stored_verdict)
         if isinstance(stored_verdict, Valid) and stored is not None:
@@ -220,7 +233,10 @@ class _Reconciliation:
 
         # Step 2: the cluster cache.
         cached = self._world.secrets.read_tls(namespace, cache_name)
-        cached_verdict = self._judge(cached, spec, now)
+        if stored is not None and cached == (stored.fullchain, stored.privkey):
+            cached_verdict = stored_verdict  # the same certificate: judged (and ARI asked) once
+        else:
+            cached_verdict = self._judge(cached, spec, now, ari=True)
         if isinstance(cached_verdict, Valid) and cached is not None:
             return self._publish(
                 store,
@@ -278,12 +294,55 @@ class _Reconciliation:
             raise DatastoreNotConfiguredError(str(error)) from None
         return self._world.datastore(config), location
 
-    @staticmethod
     def _judge(
-        pair: tuple[bytes, bytes] | Any | None, spec: CertificateSpec, now: datetime
+        self,
+        pair: tuple[bytes, bytes] | Any | None,
+        spec: CertificateSpec,
+        now: datetime,
+        ari: bool = False,
     ) -> Verdict:
+        """The policy's verdict; with `ari`, also the CA's renewal window (`_with_ari`)."""
         fullchain, key = pair if pair else (None, None)
-        return evaluate(fullchain, key, names=spec.names, now=now, renew_before=spec.renew_before)
+        verdict = evaluate(
+            fullchain, key, names=spec.names, now=now, renew_before=spec.renew_before
+        )
+        return self._with_ari(verdict, pair, spec, now) if ari else verdict
+
+    def _with_ari(
+        self,
+        verdict: Verdict,
+        pair: tuple[bytes, bytes] | Any | None,
+        spec: CertificateSpec,
+        now: datetime,
+    ) -> Verdict:
+        """A valid ACME certificate judged again with its CA's renewal window, which can only
+        make it due earlier. Anything else has nothing to gain (MANUAL has no CA)."""
+        if (
+            not pair
+            or spec.method is not GenerationMethod.AUTOMATIC
+            or not isinstance(verdict, Valid)
+        ):
+            return verdict
+        fullchain, key = pair
+        window = self._world.renewal_window(spec, fullchain)
+        if window is None:
+            return verdict
+        adjusted = evaluate(
+            fullchain,
+            key,
+            names=spec.names,
+            now=now,
+            renew_before=spec.renew_before,
+            ari_window=window,
+        )
+        if isinstance(adjusted, Failure):
+            log.info(
+                "the ACME CA's renewal information makes serial %s due now", verdict.facts.serial
+            )
+            return dataclasses.replace(
+                adjusted, message=f"the ACME CA asks for renewal (RFC 9773): {adjusted.message}"
+            )
+        return adjusted
 
     def _ensure_cached(
         self, namespace: str, name: str, spec: CertificateSpec, fullchain: bytes, key: bytes
@@ -460,8 +519,12 @@ class _Reconciliation:
         assert spec.acme is not None
         cache_name = cache_secret_name(spec)
         self._on_issuing(f"ordering a certificate for {', '.join(spec.names)} through ACME")
+        # A renewal tells the CA which certificate it replaces (RFC 9773 `replaces`).
+        replacing = stored.fullchain if stored is not None and stored_verdict.facts else None
         try:
-            issued = self._world.issuer(spec, namespace).issue(spec.names, spec.acme.key_algorithm)
+            issued = self._world.issuer(spec, namespace).issue(
+                spec.names, spec.acme.key_algorithm, replacing=replacing
+            )
         except CertfleetError as error:
             retry = retry_delay(
                 self._previous_failures + 1,
@@ -491,7 +554,13 @@ class _Reconciliation:
                 events=(Event("Warning", "IssuanceFailed", message),),
             )
         pair = (issued.fullchain_pem, issued.private_key_pem)
-        verdict = self._judge(pair, spec, self._clock())
+        issued_at = self._clock()
+        verdict = self._judge(pair, spec, issued_at)
+        # The status's renewal time follows the CA's window at once; but a window that would
+        # make a brand-new certificate due is not obeyed by ordering yet another one.
+        with_ari = self._with_ari(verdict, pair, spec, issued_at)
+        if isinstance(with_ari, Valid):
+            verdict = with_ari
         if not isinstance(verdict, Valid):
             message = f"the CA issued a certificate that fails the policy: {verdict.message}"
             return Outcome(

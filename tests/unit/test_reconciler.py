@@ -90,9 +90,13 @@ class FakeIssuer:
     fail: bool = False
     retry_after: float | None = None
     orders: int = 0
+    replaced: list[bytes | None] = field(default_factory=list)
 
-    def issue(self, names: Sequence[str], key_algorithm: str) -> IssuedCertificate:
+    def issue(
+        self, names: Sequence[str], key_algorithm: str, replacing: bytes | None = None
+    ) -> IssuedCertificate:
         self.orders += 1
+        self.replaced.append(replacing)
         if self.retry_after is not None:
             raise RetryLaterError("rate limited", self.retry_after)
         if self.fail:
@@ -117,6 +121,8 @@ class FakeWorld:
     secrets: DictSecrets = field(default_factory=DictSecrets)
     ca: FakeIssuer = field(default_factory=FakeIssuer)
     cloudhosts: dict[str, Mapping[str, Any]] = field(default_factory=lambda: {"aws": CLOUDHOST})
+    ari_window: tuple[datetime, datetime] | None = None  # what the CA's ARI suggests
+    ari_asked: list[bytes] = field(default_factory=list)
 
     def cloudhost(self, name: str) -> Mapping[str, Any] | None:
         return self.cloudhosts.get(name)
@@ -126,6 +132,12 @@ class FakeWorld:
 
     def issuer(self, spec: CertificateSpec, namespace: str) -> FakeIssuer:
         return self.ca
+
+    def renewal_window(
+        self, spec: CertificateSpec, certificate_pem: bytes
+    ) -> tuple[datetime, datetime] | None:
+        self.ari_asked.append(certificate_pem)
+        return self.ari_window
 
 
 @pytest.fixture
@@ -344,3 +356,61 @@ def test_failed_renew_now_keeps_serving_the_valid_certificate(world: FakeWorld) 
     world.ca.fail = True
     outcome = reconcile(world, force_renewal=True)
     assert (outcome.ready, outcome.reason, outcome.revision) == (True, "IssuanceFailed", 1)
+
+
+def test_an_ari_window_in_the_past_makes_a_valid_certificate_due_now(world: FakeWorld) -> None:
+    first = reconcile(world)
+    assert first.renew_at is not None and first.renew_at > NOW + 50 * DAY
+    # The CA asks for renewal now (RFC 9773: a window in the past), e.g. after a revocation.
+    world.ari_window = (NOW - DAY, NOW - DAY / 2)
+    old = published(world)
+    world.ca.next_certificate = certificate(key=4)
+
+    outcome = reconcile(world)
+    assert (outcome.ready, outcome.reason, outcome.revision) == (True, "Issued", 2)
+    assert world.ca.orders == 2
+    assert published(world) == world.ca.next_certificate
+    assert old is not None and world.ca.replaced == [None, old[0]], (
+        "the renewal names its predecessor"
+    )
+
+
+def test_an_ari_window_brings_the_renewal_time_earlier_but_never_later(world: FakeWorld) -> None:
+    plain = reconcile(world).renew_at  # 2/3 of the 90 days: NOW + 59 days
+    assert plain is not None
+    world.ari_window = (NOW + 40 * DAY, NOW + 42 * DAY)
+    earlier = reconcile(world)
+    assert (earlier.reason, earlier.renew_at) == ("Reused", NOW + 41 * DAY)  # the midpoint
+    world.ari_window = (NOW + 80 * DAY, NOW + 85 * DAY)
+    assert reconcile(world).renew_at == plain
+    assert world.ca.orders == 1
+
+
+def test_no_ari_window_changes_nothing(world: FakeWorld) -> None:
+    first = reconcile(world)
+    again = reconcile(world)
+    assert (again.reason, again.renew_at, world.ca.orders) == ("Reused", first.renew_at, 1)
+    assert world.ari_asked, "the CA was asked"
+
+
+def test_a_fresh_certificate_shows_its_ari_renewal_time_at_once(world: FakeWorld) -> None:
+    world.ari_window = (NOW + 10 * DAY, NOW + 12 * DAY)
+    assert reconcile(world).renew_at == NOW + 11 * DAY
+
+
+def test_a_window_that_makes_a_fresh_certificate_due_is_not_obeyed_at_once(
+    world: FakeWorld,
+) -> None:
+    world.ari_window = (NOW - DAY, NOW - DAY / 2)  # a confused CA: renew the new one now
+    outcome = reconcile(world)
+    assert (outcome.ready, outcome.reason, world.ca.orders) == (True, "Issued", 1)
+    assert outcome.renew_at is not None and outcome.renew_at > NOW + 50 * DAY
+
+
+def test_manual_certificates_never_ask_a_ca(world: FakeWorld) -> None:
+    world.secrets.items[(NAMESPACE, "supplied")] = certificate()
+    world.ari_window = (NOW - DAY, NOW - DAY / 2)
+    outcome = reconcile(world, MANUAL_SPEC)
+    assert (outcome.ready, outcome.reason) == (True, "ManualCertificateAccepted")
+    assert reconcile(world, MANUAL_SPEC).reason == "Reused"
+    assert world.ari_asked == []

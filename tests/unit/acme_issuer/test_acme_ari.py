@@ -1,5 +1,6 @@
 """ACME Renewal Information: the identifier, the window, Retry-After, and a CA on a local
-socket that answers well, badly or not at all (each bad answer means "no window")."""
+socket that answers well, badly or not at all (each bad answer means "no window"); last, the
+operator's per-certificate memory of it."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import cast
 
 import pytest
 from acme.messages import IDENTIFIER_FQDN, Identifier
@@ -19,6 +21,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from certfleet import cluster_world
 from certfleet.acme_issuer import AcmeIssuer, ChallengeStore, InMemoryAccountStore
 from certfleet.acme_issuer.ari import (
     DEFAULT_ASK_AGAIN_SECONDS,
@@ -28,6 +31,8 @@ from certfleet.acme_issuer.ari import (
     parse_suggested_window,
 )
 from certfleet.acme_issuer.issuer import _NewOrderReplacing
+from certfleet.kubernetes_gateway import KubernetesGateway
+from certfleet.resources import parse_certificate_spec
 
 KEY = ec.generate_private_key(ec.SECP256R1())
 # RFC 9773 4.1's example: this keyIdentifier and serial 0x87654321.
@@ -192,8 +197,11 @@ def ca() -> Iterator[FakeCA]:
             for name, value in answer.headers.items():
                 self.send_header(name.replace("_", "-"), value)
             self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            try:
+                self.end_headers()
+                self.wfile.write(data)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client gave up (the deadline test)
 
         def log_message(self, *_args: object) -> None:
             pass
@@ -298,3 +306,38 @@ def test_a_replacement_order_names_the_certificate_it_replaces() -> None:
         "identifiers": [{"type": "dns", "value": "www.example.com"}],
         "replaces": "aYhba4dGQEHhs3uEe6CuLN4ByNQ.AIdlQyE",
     }
+
+
+def test_the_operator_asks_again_only_after_the_bounded_retry_after(
+    ca: FakeCA, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The spec needs an https:// directory; the fake CA speaks plain HTTP.
+    monkeypatch.setattr(cluster_world, "resolve_directory_url", lambda _server: ca.directory_url)
+    world = cluster_world.ClusterWorld(
+        cast(KubernetesGateway, None),
+        "certfleet-system",
+        ChallengeStore(),
+        ari_min_ask_again_seconds=0.2,
+        ari_max_ask_again_seconds=0.3,
+    )
+    spec = parse_certificate_spec(
+        {
+            "domain": "www.example.com",
+            "cloudhost": "aws",
+            "buildIdentifier": "build-1",
+            "generationMethod": "AUTOMATIC",
+            "acme": {"server": "https://ca.example/dir"},
+        }
+    )
+    ca.offer(WINDOW, Retry_After="21600")  # six hours, bounded to 0.3 s here
+    leaf = pem(certificate())
+    window = world.renewal_window(spec, leaf)
+    assert window == (datetime(2031, 1, 2, 4, tzinfo=UTC), datetime(2031, 1, 3, 4, tzinfo=UTC))
+    assert world.renewal_window(spec, leaf) == window
+    assert len(ca.requests) == 2, "asked again before Retry-After"
+
+    time.sleep(0.35)
+    ca.answers[f"/ari/{certificate_identifier(certificate())}"] = Answer(500, {})
+    assert world.renewal_window(spec, leaf) is None  # a failure: no window...
+    assert world.renewal_window(spec, leaf) is None
+    assert len(ca.requests) == 4  # ... and not asked again before the minimum

@@ -1,0 +1,179 @@
+"""ACME Renewal Information (RFC 9773) end to end, with the current pebble built from its Go
+module (Debian's 2.4 has no ARI): the CA's suggested window sets the status's renewal time,
+a revoked certificate is renewed by the operator by itself, the renewal names the certificate
+it replaces, and an unusable ARI answer leaves the operator's own rule in charge."""
+
+from __future__ import annotations
+
+import json
+import re
+import ssl
+import time
+import urllib.request
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from acme import client
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from josepy import jwa, jwk
+
+from certfleet.acme_issuer.ari import certificate_identifier
+from certfleet.core.renewal import renewal_time
+from e2e.fleet import Fleet, new_domain
+
+pytestmark = pytest.mark.testbed
+
+# Short rechecks, so what a CA changes is seen within seconds instead of hours.
+FAST_ARI = [
+    "--recheck-seconds=1",
+    "--ari-retry-after-min-seconds=0.5",
+    "--ari-retry-after-max-seconds=1",
+]
+_REPLACEMENT = re.compile(rb"ARI: order \"[^\"]+\" is a replacement of")
+
+
+def wait_for(what: str, condition: Callable[[], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"{what}: not within {timeout:.0f} s"
+        time.sleep(0.1)
+
+
+def status(fleet: Fleet) -> dict[str, Any]:
+    return dict(fleet.install.managed_certificate(fleet.namespace, "web").get("status") or {})
+
+
+def renewal_time_in_status(fleet: Fleet) -> datetime:
+    return datetime.fromisoformat(status(fleet)["renewalTime"].replace("Z", "+00:00"))
+
+
+def leaf_of(fleet: Fleet, domain: str) -> x509.Certificate:
+    stored = fleet.stored(domain)
+    assert stored is not None
+    return x509.load_pem_x509_certificate(stored.fullchain)
+
+
+def pebbles_window(fleet: Fleet, leaf: x509.Certificate) -> tuple[datetime, datetime]:
+    """What pebble's renewalInfo says for this certificate, read without certfleet's client."""
+    context = ssl.create_default_context(cafile=str(fleet.ca.listener_ca_bundle))
+    with urllib.request.urlopen(fleet.ca.directory_url, context=context, timeout=5) as answer:
+        base = json.load(answer)["renewalInfo"]
+    url = f"{base}/{certificate_identifier(leaf)}"
+    with urllib.request.urlopen(url, context=context, timeout=5) as answer:
+        window = json.load(answer)["suggestedWindow"]
+    return (
+        datetime.fromisoformat(window["start"].replace("Z", "+00:00")),
+        datetime.fromisoformat(window["end"].replace("Z", "+00:00")),
+    )
+
+
+def own_rule(leaf: x509.Certificate) -> datetime:
+    """The renewal time without ARI (the default 7-day margin, 2/3 of the lifetime)."""
+    return renewal_time(leaf.not_valid_before_utc, leaf.not_valid_after_utc)
+
+
+def close_to(moment: datetime, expected: datetime) -> bool:
+    # The status names whole seconds.
+    return abs((moment - expected).total_seconds()) <= 1.0
+
+
+def test_the_cas_window_sets_the_renewal_time_and_a_bad_answer_is_ignored(
+    start_fleet: Callable[..., Fleet],
+) -> None:
+    # One-hour certificates: pebble's window is their whole life, so its midpoint (30 min)
+    # is earlier than the operator's own 2/3 rule (40 min).
+    fleet = start_fleet(
+        acme={"pebble": "module", "certificate_validity_seconds": 3600}, operator_args=FAST_ARI
+    )
+    domain = new_domain()
+    fleet.apply_certificate("automatic.yaml", "web", domain)
+    fleet.install.wait_for_condition(fleet.namespace, "web", "True")
+    leaf = leaf_of(fleet, domain)
+    start, end = pebbles_window(fleet, leaf)
+    assert own_rule(leaf) > start + (end - start) / 2, "no test: pebble's window is not earlier"
+
+    # At once, from the issuance on: the middle of the CA's window.
+    shown = renewal_time_in_status(fleet)
+    assert start <= shown <= end
+    assert close_to(shown, start + (end - start) / 2)
+    assert shown < own_rule(leaf) - timedelta(minutes=9)
+
+    # Any window the CA chooses is followed at the next recheck...
+    soon = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=10)
+    fleet.ca.set_renewal_info(
+        leaf.public_bytes(serialization.Encoding.PEM),
+        json.dumps(
+            {
+                "suggestedWindow": {
+                    "start": soon.isoformat().replace("+00:00", "Z"),
+                    "end": (soon + timedelta(minutes=2)).isoformat().replace("+00:00", "Z"),
+                }
+            }
+        ),
+    )
+    wait_for(
+        "the CA's new window in the status",
+        lambda: close_to(renewal_time_in_status(fleet), soon + timedelta(minutes=1)),
+        15,
+    )
+    # ... and an answer that is no window at all leaves the operator's own rule in charge.
+    fleet.ca.set_renewal_info(leaf.public_bytes(serialization.Encoding.PEM), "{not json")
+    wait_for(
+        "the operator's own renewal time",
+        lambda: close_to(renewal_time_in_status(fleet), own_rule(leaf)),
+        15,
+    )
+    assert status(fleet)["conditions"][0]["status"] == "True"
+    assert fleet.ca.orders_created() == 1
+    assert fleet.install.operator is not None
+    assert "unusable, ignored" in fleet.install.operator.log_path.read_text()
+
+
+def test_a_revoked_certificate_is_renewed_by_the_operator_by_itself(
+    start_fleet: Callable[..., Fleet],
+) -> None:
+    # pebble's default 90-day certificates: nothing would be due for two months.
+    fleet = start_fleet(acme={"pebble": "module"}, operator_args=FAST_ARI)
+    domain = new_domain()
+    fleet.apply_certificate("automatic.yaml", "web", domain)
+    first = fleet.install.wait_for_condition(fleet.namespace, "web", "True")["status"]
+    leaf = leaf_of(fleet, domain)
+    assert renewal_time_in_status(fleet) > datetime.now(UTC) + timedelta(days=50)
+
+    # Revoked with the certificate's own key (RFC 8555 7.6): pebble's ARI now says "renew now".
+    stored = fleet.stored(domain)
+    assert stored is not None
+    revoke(fleet, leaf, stored.privkey)
+    assert pebbles_window(fleet, leaf)[1] < datetime.now(UTC)
+
+    wait_for("the renewal", lambda: (fleet.stored(domain) or stored).pointer.revision == 2, 30)
+    renewed = fleet.install.wait_for_condition(fleet.namespace, "web", "True")["status"]
+    assert renewed["serialNumber"] != first["serialNumber"]
+    assert renewal_time_in_status(fleet) > datetime.now(UTC) + timedelta(days=50)
+    assert fleet.ca.orders_created() == 2
+    # The new order named the revoked certificate as the one it replaces (RFC 9773 5).
+    assert fleet.ca.pebble is not None
+    assert len(_REPLACEMENT.findall(fleet.ca.pebble.log_path.read_bytes())) == 1
+
+    # The new certificate is not revoked: rechecks go on, renewals do not.
+    time.sleep(3)
+    stored_now = fleet.stored(domain)
+    assert stored_now is not None and stored_now.pointer.revision == 2
+    assert fleet.ca.orders_created() == 2
+
+
+def revoke(fleet: Fleet, leaf: x509.Certificate, key_pem: bytes) -> None:
+    key = jwk.JWK.load(key_pem)
+    alg = jwa.RS256
+    if isinstance(key, jwk.JWKEC):
+        alg = {256: jwa.ES256, 384: jwa.ES384}[key.key.curve.key_size]
+    network = client.ClientNetwork(
+        key,
+        alg=alg,
+        verify_ssl=str(fleet.ca.listener_ca_bundle),  # type: ignore[arg-type]
+    )
+    acme = client.ClientV2(client.ClientV2.get_directory(fleet.ca.directory_url, network), network)
+    acme.revoke(leaf, 0)
