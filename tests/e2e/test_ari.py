@@ -1,7 +1,8 @@
 """ACME Renewal Information (RFC 9773) end to end, with the current pebble built from its Go
-module (Debian's 2.4 has no ARI): the CA's suggested window sets the status's renewal time,
-a revoked certificate is renewed by the operator by itself, the renewal names the certificate
-it replaces, and an unusable ARI answer leaves the operator's own rule in charge."""
+module (Debian's 2.4 has no ARI): the issuer reads pebble's window and names the certificate a
+renewal replaces (and orders anyway when pebble refuses that); the CA's window sets the
+status's renewal time; a revoked certificate is renewed by the operator by itself; and an
+unusable ARI answer leaves the operator's own rule in charge."""
 
 from __future__ import annotations
 
@@ -20,9 +21,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from josepy import jwa, jwk
 
+from certfleet.acme_issuer import AcmeIssuer, ChallengeStore, Http01Server, InMemoryAccountStore
 from certfleet.acme_issuer.ari import certificate_identifier
 from certfleet.core.renewal import renewal_time
 from e2e.fleet import Fleet, new_domain
+from testbed.acme_ca import AcmeCA
+from testbed.webserver import Nginx
 
 pytestmark = pytest.mark.testbed
 
@@ -78,6 +82,43 @@ def own_rule(leaf: x509.Certificate) -> datetime:
 def close_to(moment: datetime, expected: datetime) -> bool:
     # The status names whole seconds.
     return abs((moment - expected).total_seconds()) <= 1.0
+
+
+def replacements(ca: AcmeCA) -> int:
+    assert ca.pebble is not None
+    return len(_REPLACEMENT.findall(ca.pebble.log_path.read_bytes()))
+
+
+def test_the_issuer_reads_the_window_and_names_what_a_renewal_replaces(
+    start_acme_ca: Callable[..., AcmeCA],
+    start_nginx: Callable[..., Nginx],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    ca = start_acme_ca(pebble="module", certificate_validity_seconds=3600)
+    with Http01Server(ChallengeStore(), "127.0.0.1", 0) as responder:
+        start_nginx(http_port=ca.http_port, challenge_proxy=f"http://127.0.0.1:{responder.port}")
+        issuer = AcmeIssuer(
+            ca.directory_url,
+            InMemoryAccountStore(),
+            responder.store,
+            ca_bundle=str(ca.listener_ca_bundle),
+        )
+        name = new_domain()
+        first = issuer.issue([name], deadline=30).fullchain_pem
+        leaf = x509.load_pem_x509_certificate(first)
+        info = issuer.renewal_info(first)
+        assert info is not None
+        assert info.window == (leaf.not_valid_before_utc, leaf.not_valid_after_utc)
+        assert info.ask_again_seconds == 6 * 3600  # pebble's Retry-After, within the bounds
+
+        issuer.issue([name], deadline=30, replacing=first)
+        assert replacements(ca) == 1
+        # pebble refuses a second replacement of the same certificate (alreadyReplaced): the
+        # renewal is ordered all the same, without `replaces`.
+        issuer.issue([name], deadline=30, replacing=first)
+        assert replacements(ca) == 1
+        assert "(HTTP 409: already replaced); ordering without it" in caplog.text
+        assert ca.orders_created() == 3  # the refused order with `replaces` was never created
 
 
 def test_the_cas_window_sets_the_renewal_time_and_a_bad_answer_is_ignored(
@@ -155,8 +196,7 @@ def test_a_revoked_certificate_is_renewed_by_the_operator_by_itself(
     assert renewal_time_in_status(fleet) > datetime.now(UTC) + timedelta(days=50)
     assert fleet.ca.orders_created() == 2
     # The new order named the revoked certificate as the one it replaces (RFC 9773 5).
-    assert fleet.ca.pebble is not None
-    assert len(_REPLACEMENT.findall(fleet.ca.pebble.log_path.read_bytes())) == 1
+    assert replacements(fleet.ca) == 1
 
     # The new certificate is not revoked: rechecks go on, renewals do not.
     time.sleep(3)

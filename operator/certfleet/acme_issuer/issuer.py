@@ -320,17 +320,22 @@ class _Session:
             return client.new_order(csr_pem)
         try:
             return self._new_order_replacing(csr_pem, names, replaces)
+        except acme_errors.ConflictError:
+            # HTTP 409, which the library raises without its problem: RFC 9773's
+            # alreadyReplaced (an earlier renewal of it was ordered, e.g. before a crash).
+            refusal = "HTTP 409: already replaced"
         except messages.Error as problem:
             if problem.code in ("rateLimited", "accountDoesNotExist"):
                 raise
-            # The CA may not know the old certificate (another account, a CA restart) or it
-            # was replaced already: `replaces` is a courtesy, the renewal itself is not.
-            log.warning(
-                "ACME CA %s refused the order as a replacement of %s (%s); ordering without it",
-                self.issuer.directory_url,
-                replaces,
-                describe_problem(problem),
-            )
+            refusal = describe_problem(problem)
+        # The CA may not know the old certificate (another account, a CA restart) or it was
+        # replaced already: `replaces` is a courtesy, the renewal itself is not.
+        log.warning(
+            "ACME CA %s refused the order as a replacement of %s (%s); ordering without it",
+            self.issuer.directory_url,
+            replaces,
+            refusal,
+        )
         return client.new_order(csr_pem)
 
     def _new_order_replacing(
