@@ -16,6 +16,7 @@ from botocore.config import Config
 from certfleet.acme_issuer import ari
 from certfleet.acme_issuer.accounts import StoredAccount
 from certfleet.acme_issuer.directories import resolve_directory_url
+from certfleet.acme_issuer.errors import InvalidAcmeServerError
 from certfleet.acme_issuer.http01 import ChallengeStore
 from certfleet.acme_issuer.issuer import AcmeIssuer
 from certfleet.acme_issuer.keys import KeyAlgorithm
@@ -208,7 +209,10 @@ class ClusterWorld:
         Retry-After: reconciliations may come often, ARI requests do not."""
         if spec.acme is None:
             return None
-        directory_url = resolve_directory_url(spec.acme.server)
+        try:
+            directory_url = resolve_directory_url(spec.acme.server)
+        except InvalidAcmeServerError:
+            return None  # advisory: the issuance reports the bad server
         key = (directory_url, hashlib.sha256(certificate_pem).hexdigest())
         now = time.monotonic()
         with self._lock:

@@ -341,3 +341,19 @@ def test_the_operator_asks_again_only_after_the_bounded_retry_after(
     assert world.renewal_window(spec, leaf) is None  # a failure: no window...
     assert world.renewal_window(spec, leaf) is None
     assert len(ca.requests) == 4  # ... and not asked again before the minimum
+
+
+def test_a_spec_with_an_unusable_server_has_no_window() -> None:
+    world = cluster_world.ClusterWorld(
+        cast(KubernetesGateway, None), "certfleet-system", ChallengeStore()
+    )
+    spec = parse_certificate_spec(
+        {
+            "domain": "www.example.com",
+            "cloudhost": "aws",
+            "buildIdentifier": "build-1",
+            "generationMethod": "AUTOMATIC",
+            "acme": {"server": "ftp://ca.example/dir"},
+        }
+    )
+    assert world.renewal_window(spec, pem(certificate())) is None
