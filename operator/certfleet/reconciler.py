@@ -168,6 +168,19 @@ class Reconciler:
         return _Reconciliation(self._world, self._clock, self._settings, request).run()
 
 
+@dataclass(frozen=True)
+class _Gathered:
+    """What steps 1 and 2 found: where the certificate lives and what is published there."""
+
+    namespace: str
+    spec: CertificateSpec
+    store: S3Datastore
+    location: DatastoreLocation
+    cache_name: str
+    stored: StoredCertificate | None
+    stored_verdict: Verdict
+
+
 class _Reconciliation:
     def __init__(
         self,
@@ -218,16 +231,15 @@ class _Reconciliation:
         stored_verdict = self._judge(
             stored and (stored.fullchain, stored.privkey), spec, now, ari=True
         )
+        self._g = _Gathered(namespace, spec, store, location, cache_name, stored, stored_verdict)
         if self._force_renewal:
-            return self._obtain(namespace, spec, store, location, stored, stored_verdict)
+            return self._obtain()
         if isinstance(stored_verdict, Valid) and stored is not None:
-            self._ensure_cached(namespace, cache_name, spec, stored.fullchain, stored.privkey)
+            self._ensure_cached(stored.fullchain, stored.privkey)
             return self._ready(
                 "Reused",
                 stored_verdict,
-                location,
                 stored.pointer.revision,
-                cache_name,
                 f"reused revision {stored.pointer.revision} from the datastore",
             )
 
@@ -239,40 +251,27 @@ class _Reconciliation:
             cached_verdict = self._judge(cached, spec, now, ari=True)
         if isinstance(cached_verdict, Valid) and cached is not None:
             return self._publish(
-                store,
-                location,
-                stored,
                 cached,
                 cached_verdict,
                 "RestoredFromCache",
                 f"published the cached certificate from Secret {cache_name}",
-                cache_name,
             )
+        return self._obtain()
 
-        return self._obtain(namespace, spec, store, location, stored, stored_verdict)
-
-    def _obtain(
-        self,
-        namespace: str,
-        spec: CertificateSpec,
-        store: S3Datastore,
-        location: DatastoreLocation,
-        stored: StoredCertificate | None,
-        stored_verdict: Verdict,
-    ) -> Outcome:
+    def _obtain(self) -> Outcome:
         """Step 3: issue through ACME, or take what a person supplied."""
-        now = self._clock()
-        if self._force_renewal and isinstance(stored_verdict, Valid):
+        verdict = self._g.stored_verdict
+        if self._force_renewal and isinstance(verdict, Valid):
             # What is published stays in use while the requested replacement is obtained.
-            stored_verdict = Failure(
-                Reason.RenewalDue,
-                "a renewal was requested",
-                stored_verdict.facts,
-                stored_verdict.renew_at,
+            self._g = dataclasses.replace(
+                self._g,
+                stored_verdict=Failure(
+                    Reason.RenewalDue, "a renewal was requested", verdict.facts, verdict.renew_at
+                ),
             )
-        if spec.method is GenerationMethod.MANUAL:
-            return self._manual(namespace, spec, store, location, stored, stored_verdict, now)
-        return self._issue(namespace, spec, store, location, stored, stored_verdict, now)
+        if self._g.spec.method is GenerationMethod.MANUAL:
+            return self._manual()
+        return self._issue()
 
     def _datastore_for(self, spec: CertificateSpec) -> tuple[S3Datastore, DatastoreLocation]:
         raw = self._world.cloudhost(spec.cloudhost)
@@ -344,9 +343,8 @@ class _Reconciliation:
             )
         return adjusted
 
-    def _ensure_cached(
-        self, namespace: str, name: str, spec: CertificateSpec, fullchain: bytes, key: bytes
-    ) -> None:
+    def _ensure_cached(self, fullchain: bytes, key: bytes) -> None:
+        namespace, name, spec = self._g.namespace, self._g.cache_name, self._g.spec
         if self._world.secrets.read_tls(namespace, name) == (fullchain, key):
             return
         self._world.secrets.write_tls(
@@ -363,19 +361,13 @@ class _Reconciliation:
         )
 
     def _publish(
-        self,
-        store: S3Datastore,
-        location: DatastoreLocation,
-        stored: StoredCertificate | None,
-        pair: tuple[bytes, bytes],
-        verdict: Valid,
-        reason: str,
-        message: str,
-        cache_name: str,
+        self, pair: tuple[bytes, bytes], verdict: Valid, reason: str, message: str
     ) -> Outcome:
+        """Step 4: publish to the datastore, verified, pointer last."""
         fullchain, key = pair
         facts = verdict.facts
-        pointer = store.publish(
+        location, stored = self._g.location, self._g.stored
+        pointer = self._g.store.publish(
             location,
             fullchain,
             key,
@@ -387,9 +379,7 @@ class _Reconciliation:
         return self._ready(
             reason,
             verdict,
-            location,
             pointer.revision,
-            cache_name,
             f"{message}; verified revision {pointer.revision} in the datastore",
             Event(
                 "Normal",
@@ -399,14 +389,7 @@ class _Reconciliation:
         )
 
     def _ready(
-        self,
-        reason: str,
-        verdict: Valid,
-        location: DatastoreLocation,
-        revision: int,
-        cache_name: str,
-        message: str,
-        *events: Event,
+        self, reason: str, verdict: Valid, revision: int, message: str, *events: Event
     ) -> Outcome:
         return Outcome(
             True,
@@ -414,25 +397,18 @@ class _Reconciliation:
             f"{message}; {verdict.message}",
             facts=verdict.facts,
             renew_at=verdict.renew_at,
-            datastore_uri=location.s3_uri,
+            datastore_uri=self._g.location.s3_uri,
             revision=revision,
-            cache_secret=cache_name,
+            cache_secret=self._g.cache_name,
             events=events,
         )
 
     def _still_serving(
-        self,
-        stored: StoredCertificate | None,
-        verdict: Verdict,
-        location: DatastoreLocation,
-        cache_name: str,
-        reason: str,
-        message: str,
-        retry_after: float,
-        failed: bool,
+        self, reason: str, message: str, retry_after: float, failed: bool
     ) -> Outcome | None:
         """While a replacement is not there yet, a certificate that is only due for renewal
         keeps the resource Ready: agents keep serving it."""
+        stored, verdict = self._g.stored, self._g.stored_verdict
         if stored is None or not isinstance(verdict, Failure) or not verdict.usable:
             return None
         return Outcome(
@@ -442,27 +418,18 @@ class _Reconciliation:
             f"{verdict.facts.not_after.isoformat() if verdict.facts else 'its expiry'}",
             facts=verdict.facts,
             renew_at=verdict.renew_at,
-            datastore_uri=location.s3_uri,
+            datastore_uri=self._g.location.s3_uri,
             revision=stored.pointer.revision,
-            cache_secret=cache_name,
+            cache_secret=self._g.cache_name,
             issuance_failed=failed,
             retry_after=retry_after,
             events=(Event("Warning", reason, message),),
         )
 
-    def _manual(
-        self,
-        namespace: str,
-        spec: CertificateSpec,
-        store: S3Datastore,
-        location: DatastoreLocation,
-        stored: StoredCertificate | None,
-        stored_verdict: Verdict,
-        now: datetime,
-    ) -> Outcome:
+    def _manual(self) -> Outcome:
+        namespace, spec = self._g.namespace, self._g.spec
         assert spec.manual_secret_name is not None
         secret = spec.manual_secret_name
-        cache_name = cache_secret_name(spec)
         poll = self._settings.manual_poll_seconds
         supplied = self._world.secrets.read_tls(namespace, secret)
         if supplied is None:
@@ -471,25 +438,17 @@ class _Reconciliation:
                 f"waiting for the kubernetes.io/tls Secret {namespace}/{secret}",
             )
         else:
-            verdict = self._judge(supplied, spec, now)
+            verdict = self._judge(supplied, spec, self._clock())
             if isinstance(verdict, Valid):
-                self._ensure_cached(namespace, cache_name, spec, *supplied)
+                self._ensure_cached(*supplied)
                 return self._publish(
-                    store,
-                    location,
-                    stored,
                     supplied,
                     verdict,
                     "ManualCertificateAccepted",
                     f"accepted the certificate of Secret {secret}",
-                    cache_name,
                 )
             problem = (str(verdict.reason), f"Secret {namespace}/{secret}: {verdict.message}")
         serving = self._still_serving(
-            stored,
-            stored_verdict,
-            location,
-            cache_name,
             "ManualRenewalRequired",
             f"renewal is due and certfleet does not renew MANUAL certificates: {problem[1]}",
             poll,
@@ -506,21 +465,14 @@ class _Reconciliation:
             events=(Event("Warning" if warn else "Normal", problem[0], problem[1]),),
         )
 
-    def _issue(
-        self,
-        namespace: str,
-        spec: CertificateSpec,
-        store: S3Datastore,
-        location: DatastoreLocation,
-        stored: StoredCertificate | None,
-        stored_verdict: Verdict,
-        now: datetime,
-    ) -> Outcome:
+    def _issue(self) -> Outcome:
+        namespace, spec, stored = self._g.namespace, self._g.spec, self._g.stored
         assert spec.acme is not None
-        cache_name = cache_secret_name(spec)
         self._on_issuing(f"ordering a certificate for {', '.join(spec.names)} through ACME")
         # A renewal tells the CA which certificate it replaces (RFC 9773 `replaces`).
-        replacing = stored.fullchain if stored is not None and stored_verdict.facts else None
+        replacing = (
+            stored.fullchain if stored is not None and self._g.stored_verdict.facts else None
+        )
         try:
             issued = self._world.issuer(spec, namespace).issue(
                 spec.names, spec.acme.key_algorithm, replacing=replacing
@@ -536,10 +488,6 @@ class _Reconciliation:
             )
             message = f"issuing through ACME failed: {error}; next attempt in {retry:.0f} s"
             serving = self._still_serving(
-                stored,
-                stored_verdict,
-                location,
-                cache_name,
                 "IssuanceFailed",
                 message,
                 retry,
@@ -572,16 +520,9 @@ class _Reconciliation:
                 events=(Event("Warning", "IssuedCertificateRejected", message),),
             )
         # Cache first: from here on, a crash never costs another order.
-        self._ensure_cached(namespace, cache_name, spec, *pair)
+        self._ensure_cached(*pair)
         outcome = self._publish(
-            store,
-            location,
-            stored,
-            pair,
-            verdict,
-            "Issued",
-            f"issued serial {verdict.facts.serial} through ACME",
-            cache_name,
+            pair, verdict, "Issued", f"issued serial {verdict.facts.serial} through ACME"
         )
         issued_event = Event(
             "Normal",
