@@ -124,7 +124,10 @@ def test_operator_deployment_is_locked_down(control_plane: ControlPlane) -> None
     deployment = find(documents, "Deployment", "certfleet-operator")
     pod = deployment["spec"]["template"]["spec"]
     (container,) = pod["containers"]
-    assert deployment["spec"]["replicas"] == 1
+    # Leader election makes a second replica a warm standby, not a second actor.
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"].get("strategy", {}).get("type", "RollingUpdate") == "RollingUpdate"
+    assert container["readinessProbe"]["tcpSocket"]["port"] == "http-acme"
     assert pod["serviceAccountName"] == "certfleet-operator"
     assert container["command"] == ["certfleet", "operator"]
     assert pod["securityContext"]["runAsNonRoot"] is True
