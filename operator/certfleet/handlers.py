@@ -17,7 +17,7 @@ from certfleet.kubernetes_gateway import KubernetesGateway
 from certfleet.metrics import OperatorMetrics
 from certfleet.reconciler import Outcome, Reconciler, Request
 from certfleet.resources import GROUP, MANAGED_CERTIFICATES, RENEW_NOW_ANNOTATION, VERSION
-from certfleet.status import issuing_status, status_from_outcome
+from certfleet.status import events_to_post, issuing_status, status_from_outcome
 
 RESOURCE = (GROUP, VERSION, MANAGED_CERTIFICATES)
 # Reconcile a certificate that is not due at least this often: clocks jump, and a CA's renewal
@@ -72,7 +72,7 @@ def reconcile_and_report(
         runtime.metrics.record_reconciliation(
             namespace, name, body.spec.get("domain"), outcome, {**previous, **status}
         )
-    for event in outcome.events:
+    for event in events_to_post(outcome, previous):
         kopf.event(body, type=event.type, reason=event.reason, message=event.message)
     logger.info("%s: %s", outcome.reason, outcome.message)
     return outcome

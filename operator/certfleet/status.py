@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from certfleet.reconciler import Outcome
+from certfleet.reconciler import Event, Outcome
 
 
 def _timestamp(moment: datetime) -> str:
@@ -112,3 +112,16 @@ def status_from_outcome(
     if outcome.cache_secret is not None:
         status["cacheSecretName"] = outcome.cache_secret
     return status
+
+
+def events_to_post(outcome: Outcome, previous: Mapping[str, Any]) -> tuple[Event, ...]:
+    """Events for transitions only: an outcome that repeats the Ready condition already in the
+    status (waiting for a Secret, renewal due on a MANUAL certificate) was announced before;
+    posting it again at every poll would bury what changed."""
+    ready = _previous_condition(previous, "Ready") or {}
+    repeated = (
+        ready.get("status") == ("True" if outcome.ready else "False")
+        and ready.get("reason") == outcome.reason
+        and ready.get("message") == outcome.message
+    )
+    return () if repeated else outcome.events

@@ -32,7 +32,7 @@ from certfleet.reconciler import (
 )
 from certfleet.resources import CertificateSpec, CloudHostConfig, cache_secret_name
 from certfleet.resources import parse_certificate_spec as parse_spec
-from certfleet.status import status_from_outcome
+from certfleet.status import events_to_post, status_from_outcome
 
 BUCKET = "certfleet-unit"
 NAMESPACE = "shop"
@@ -414,3 +414,15 @@ def test_manual_certificates_never_ask_a_ca(world: FakeWorld) -> None:
     assert (outcome.ready, outcome.reason) == (True, "ManualCertificateAccepted")
     assert reconcile(world, MANUAL_SPEC).reason == "Reused"
     assert world.ari_asked == []
+
+
+def test_a_repeated_state_is_announced_once(world: FakeWorld) -> None:
+    first = reconcile(world, MANUAL_SPEC)
+    status = status_from_outcome(first, {}, 1, NOW)
+    assert [e.reason for e in events_to_post(first, {})] == ["WaitingForManualCertificate"]
+    again = reconcile(world, MANUAL_SPEC)
+    assert events_to_post(again, status) == ()
+
+    world.secrets.items[(NAMESPACE, "supplied")] = certificate()
+    accepted = reconcile(world, MANUAL_SPEC)
+    assert [e.reason for e in events_to_post(accepted, status)] == ["Published"]
