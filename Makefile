@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test lint unit sandbox clean
+.PHONY: setup test lint unit sandbox bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,9 @@ test: setup lint
 
 sandbox: setup
 	PYTHONPATH=tests $(VENV)/bin/python -m testbed.sandbox $(SANDBOX_ARGS)
+
+bench: setup
+	PYTHONPATH=tests $(VENV)/bin/python bench/acme_issuance.py
 
 unit: $(STAMP)
 	$(VENV)/bin/pytest tests/unit
