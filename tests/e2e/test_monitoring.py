@@ -10,21 +10,19 @@ from __future__ import annotations
 import secrets
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from e2e.fleet import Fleet
 from testbed.acme_ca import AcmeCA
 from testbed.certfleet_install import REPO, CertfleetInstall, load_example
 from testbed.control_plane import ControlPlane
-from testbed.s3 import S3Bucket
-from testbed.webserver import Nginx
 
 pytestmark = pytest.mark.testbed
 
@@ -87,29 +85,10 @@ def _unix(timestamp: str) -> float:
 
 
 @pytest.fixture
-def setup(
-    control_plane: ControlPlane,
-    s3_bucket: S3Bucket,
-    start_acme_ca: Callable[..., AcmeCA],
-    start_nginx: Callable[..., Nginx],
-    tmp_path: Path,
-) -> Iterator[Setup]:
-    """As tests/e2e/test_operator.py's fleet: a CloudHost on the real S3, pebble, an nginx
-    that proxies challenges to the operator, and the operator process."""
-    ca = start_acme_ca()
-    install = CertfleetInstall(control_plane, tmp_path / "certfleet")
-    install.install_crds()
-    suffix = secrets.token_hex(3)
-    cloudhost, namespace = f"host-{suffix}", f"metrics-{suffix}"
-    install.create_cloudhost(cloudhost, s3_bucket.endpoint, s3_bucket.name)
-    control_plane.kubectl("create", "namespace", namespace)
-    start_nginx(http_port=ca.http_port, challenge_proxy=f"http://127.0.0.1:{install.http01_port}")
-    install.start_operator(ca)
-    yield Setup(install, ca, namespace, cloudhost)
-    if install.operator is None or not install.operator.alive():
-        install.start_operator(ca)
-    control_plane.kubectl("delete", "mcert", "--all", "-n", namespace, "--timeout=30s", check=False)
-    install.stop_operator()
+def setup(fleet: Fleet) -> Setup:
+    """The e2e fleet (tests/e2e/conftest.py): pebble, a CloudHost on the real S3, an nginx that
+    proxies challenges to the operator, and the operator process."""
+    return Setup(fleet.install, fleet.ca, fleet.namespace, fleet.cloudhost)
 
 
 def test_metrics_agree_with_the_status_of_an_issued_certificate(setup: Setup) -> None:

@@ -18,13 +18,13 @@ from typing import Literal
 
 from testbed import binaries
 from testbed.pki import TestCA
-from testbed.processes import ServerProcess, free_port, http_ok, tcp_open
+from testbed.processes import ServerProcess, Servers, free_port, http_ok, tcp_open
 
 # pebble logs one line per new order; counting them proves reuse ("zero new ACME orders").
 _ORDER_LINE = re.compile(rb"Added order \"")
 
 
-class AcmeCA:
+class AcmeCA(Servers):
     def __init__(
         self,
         workdir: Path,
@@ -48,17 +48,6 @@ class AcmeCA:
         self.management_url = ""
         self.dns_port = 0
         self.startup_seconds: dict[str, float] = {}
-
-    def __enter__(self) -> AcmeCA:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.stop()
 
     @property
     def listener_ca_bundle(self) -> Path:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from testbed import binaries
 from testbed.pki import TestCA, write_signing_key
-from testbed.processes import ServerProcess, free_port, http_ok
+from testbed.processes import ServerProcess, Servers, free_port, http_ok
 
 KUBECONFIG_TEMPLATE = """apiVersion: v1
 kind: Config
@@ -37,7 +37,7 @@ current-context: testbed
 """
 
 
-class ControlPlane:
+class ControlPlane(Servers):
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
@@ -47,17 +47,6 @@ class ControlPlane:
         self.server_url = ""
         self.admin_kubeconfig = workdir / "admin.kubeconfig"
         self.startup_seconds: dict[str, float] = {}
-
-    def __enter__(self) -> ControlPlane:
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.stop()
 
     def start(self) -> None:
         etcd_port, peer_port, api_port = free_port(), free_port(), free_port()

@@ -19,7 +19,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, Self
 
 _PR_SET_PDEATHSIG = 1
 _running: set[ServerProcess] = set()
@@ -136,6 +136,28 @@ class ServerProcess:
         """SIGKILL at once: a crash, for tests that prove recovery."""
         self.signal(signal.SIGKILL)
         self.stop(grace=0)
+
+
+class Servers:
+    """A test bed part that starts servers: a context manager that stops whatever it started,
+    also when starting fails halfway (etcd up, kube-apiserver refusing)."""
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
 
 
 def running_process_groups() -> list[int]:

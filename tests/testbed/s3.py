@@ -11,7 +11,7 @@ import boto3
 from botocore.config import Config
 
 from testbed import binaries
-from testbed.processes import ServerProcess, free_port, tcp_open
+from testbed.processes import ServerProcess, Servers, free_port, tcp_open
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -48,7 +48,7 @@ class S3Bucket:
     name: str
 
 
-class S3Server:
+class S3Server(Servers):
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
         self.root = workdir / "s3-root"
@@ -59,13 +59,6 @@ class S3Server:
         self.endpoint = S3Endpoint(
             url="", region=REGION, access_key="certfleet-test", secret_key=secrets.token_hex(16)
         )
-
-    def __enter__(self) -> S3Server:
-        self.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.stop()
 
     def start(self) -> None:
         """Starts the server; after a stop, again on the same port and data (outage tests)."""

@@ -19,7 +19,7 @@ from cryptography import x509
 
 from testbed import binaries
 from testbed.pki import TestCA
-from testbed.processes import ServerProcess, free_port, tcp_open
+from testbed.processes import ServerProcess, Servers, free_port, tcp_open
 
 NGINX_CONFIG = """\
 {user}
@@ -51,7 +51,7 @@ http {{
 """
 
 
-class Nginx:
+class Nginx(Servers):
     def __init__(
         self,
         prefix: Path,
@@ -71,13 +71,6 @@ class Nginx:
         self.config_path = prefix / "nginx.conf"
         self.process: ServerProcess | None = None
         self.startup_seconds = 0.0
-
-    def __enter__(self) -> Nginx:
-        self.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.stop()
 
     @property
     def _base_command(self) -> list[str]:
