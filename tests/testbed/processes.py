@@ -179,7 +179,9 @@ def stop_all() -> None:
 
 def _stop_all_and_exit(signum: int, _frame: object) -> None:
     stop_all()
-    raise SystemExit(128 + signum)
+    # At once: teardown code that still ran would talk to the servers just stopped and wait
+    # for their time-outs.
+    os._exit(128 + signum)
 
 
 atexit.register(stop_all)

@@ -73,3 +73,13 @@ def test_interrupted_run_leaves_no_server_running(tmp_path: Path) -> None:
     output = child.communicate(timeout=60)[0].decode()
     assert "KeyboardInterrupt" in output, output
     assert [g for g in groups if process_group_exists(g)] == []
+
+
+def test_terminated_run_leaves_no_server_running(tmp_path: Path) -> None:
+    child, pids = _start_case("interrupt", tmp_path)
+    groups = _wait_for(pids, child)
+
+    child.terminate()  # what a CI runner or `kill` sends
+    child.communicate(timeout=30)
+    assert child.returncode == 128 + signal.SIGTERM
+    assert [g for g in groups if process_group_exists(g)] == []
