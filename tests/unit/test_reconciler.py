@@ -8,15 +8,12 @@ here without any server; tests/e2e prove the same on the real ones.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import boto3
 import pytest
-from moto import mock_aws
-from unit.core.certificates import DAY, NOW, ec_key, key_pem, pem, pki
 
 from certfleet.core.errors import CertfleetError, RetryLaterError
 from certfleet.datastore.encryption import MasterKey
@@ -33,6 +30,7 @@ from certfleet.reconciler import (
 from certfleet.resources import CertificateSpec, CloudHostConfig, cache_secret_name
 from certfleet.resources import parse_certificate_spec as parse_spec
 from certfleet.status import events_to_post, status_from_outcome
+from unit.core.certificates import DAY, NOW, ec_key, key_pem, pem, pki
 
 BUCKET = "certfleet-unit"
 NAMESPACE = "shop"
@@ -52,6 +50,9 @@ CLOUDHOST = {
         "encryptionKeySecretRef": {"namespace": "ops", "name": "key"},
     }
 }
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 
 def certificate(
@@ -141,14 +142,9 @@ class FakeWorld:
 
 
 @pytest.fixture
-def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeWorld]:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
-    with mock_aws():
-        client = boto3.client("s3", region_name="us-east-1")
-        client.create_bucket(Bucket=BUCKET)
-        yield FakeWorld(FlakyDatastore(client, [MasterKey(os.urandom(32))], clock=lambda: NOW))
+def world(moto_s3: S3Client) -> FakeWorld:
+    moto_s3.create_bucket(Bucket=BUCKET)
+    return FakeWorld(FlakyDatastore(moto_s3, [MasterKey(os.urandom(32))], clock=lambda: NOW))
 
 
 def reconcile(

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from certfleet import cli
 from certfleet.agent import command
@@ -22,6 +21,9 @@ from certfleet.datastore import DatastoreLocation, MasterKey, S3Datastore
 from .pki import DAY, leaf
 
 MASTER = bytes(range(32))
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 
 @pytest.fixture
@@ -243,19 +245,8 @@ def test_a_bad_number_in_the_environment_is_a_usage_error(
     assert "--poll-interval" in capsys.readouterr().err
 
 
-@pytest.fixture
-def moto_s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_CONFIG_FILE", "AWS_ENDPOINT_URL"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
-    with mock_aws():
-        yield
-
-
 def test_once_through_the_cli_installs_and_exits_zero(
-    moto_s3: None, key_file: Path, tmp_path: Path
+    moto_s3: S3Client, key_file: Path, tmp_path: Path
 ) -> None:
     client = boto3.client("s3", region_name="us-east-1")
     client.create_bucket(Bucket="fleet-bucket")

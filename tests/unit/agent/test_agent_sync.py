@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 import boto3
 import pytest
 from cryptography import x509
-from moto import mock_aws
 from prometheus_client import CollectorRegistry, generate_latest
 
 from certfleet.agent.decision import SyncReason
@@ -253,19 +252,11 @@ class World:
 
 
 @pytest.fixture
-def world(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[World]:
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_CONFIG_FILE", "AWS_ENDPOINT_URL"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
-    with mock_aws():
-        client = boto3.client("s3", region_name="us-east-1")
-        client.create_bucket(Bucket=BUCKET)
-        master_key = MasterKey(os.urandom(32))
-        location = DatastoreLocation(BUCKET, "certfleet", "sandbox", "build-1", DOMAIN)
-        yield World(client, S3Datastore(client, [master_key]), master_key, location, tmp_path)
+def world(moto_s3: S3Client, tmp_path: Path) -> World:
+    moto_s3.create_bucket(Bucket=BUCKET)
+    master_key = MasterKey(os.urandom(32))
+    location = DatastoreLocation(BUCKET, "certfleet", "sandbox", "build-1", DOMAIN)
+    return World(moto_s3, S3Datastore(moto_s3, [master_key]), master_key, location, tmp_path)
 
 
 def revision_reads(calls: list[tuple[str, str, str | None]]) -> list[str]:
