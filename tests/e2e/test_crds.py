@@ -17,15 +17,12 @@ from typing import Any
 import pytest
 import yaml
 
+from testbed.certfleet_install import install_crds
 from testbed.control_plane import ControlPlane
 
 pytestmark = pytest.mark.testbed
 
 ROOT = Path(__file__).resolve().parents[2]
-CRD_FILES = (
-    ROOT / "crds" / "managedcertificates.certfleet.io.yaml",
-    ROOT / "crds" / "cloudhosts.certfleet.io.yaml",
-)
 EXAMPLES = ROOT / "examples"
 API_VERSION = "certfleet.io/v1alpha1"
 
@@ -49,15 +46,7 @@ def unique(prefix: str) -> str:
 
 @pytest.fixture(scope="module")
 def crds(control_plane: ControlPlane) -> ControlPlane:
-    files = [arg for path in CRD_FILES for arg in ("-f", str(path))]
-    control_plane.kubectl("apply", *files)
-    control_plane.kubectl(
-        "wait",
-        "--for=condition=Established",
-        "crd/managedcertificates.certfleet.io",
-        "crd/cloudhosts.certfleet.io",
-        "--timeout=30s",
-    )
+    install_crds(control_plane)
     return control_plane
 
 

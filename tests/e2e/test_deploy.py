@@ -24,6 +24,7 @@ import pytest
 import yaml
 
 from testbed import binaries
+from testbed.certfleet_install import wait_for_crds
 from testbed.control_plane import ControlPlane
 from testbed.processes import ServerProcess, free_port, tcp_open
 
@@ -51,13 +52,7 @@ def find(documents: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any
 @pytest.fixture(scope="module")
 def deployed(control_plane: ControlPlane) -> ControlPlane:
     control_plane.kubectl("apply", "-k", str(DEPLOY))
-    control_plane.kubectl(
-        "wait",
-        "--for=condition=Established",
-        "crd/managedcertificates.certfleet.io",
-        "crd/cloudhosts.certfleet.io",
-        "--timeout=30s",
-    )
+    wait_for_crds(control_plane)
     return control_plane
 
 

@@ -28,6 +28,22 @@ def load_example(name: str) -> dict[str, Any]:
     return loaded
 
 
+def wait_for_crds(control_plane: ControlPlane) -> None:
+    """Until the apiserver serves certfleet's kinds: objects of them fail before that."""
+    control_plane.kubectl(
+        "wait",
+        "--for=condition=Established",
+        "crd/managedcertificates.certfleet.io",
+        "crd/cloudhosts.certfleet.io",
+        "--timeout=30s",
+    )
+
+
+def install_crds(control_plane: ControlPlane) -> None:
+    control_plane.kubectl("apply", "-k", str(REPO / "crds"))
+    wait_for_crds(control_plane)
+
+
 class CertfleetInstall:
     def __init__(self, control_plane: ControlPlane, workdir: Path) -> None:
         self.control_plane = control_plane
@@ -43,11 +59,7 @@ class CertfleetInstall:
         self.control_plane.kubectl("apply", "-f", "-", stdin=json.dumps(document))
 
     def install_crds(self) -> None:
-        self.control_plane.kubectl("apply", "-k", str(REPO / "crds"))
-        for crd in ("managedcertificates.certfleet.io", "cloudhosts.certfleet.io"):
-            self.control_plane.kubectl(
-                "wait", "--for=condition=Established", f"crd/{crd}", "--timeout=30s"
-            )
+        install_crds(self.control_plane)
         namespace = {
             "apiVersion": "v1",
             "kind": "Namespace",
