@@ -21,8 +21,10 @@ from certfleet.acme_issuer import ari
 from certfleet.acme_issuer.http01 import ChallengeStore, Http01Server
 from certfleet.agent import command as agent_command
 from certfleet.cluster_world import ClusterWorld
+from certfleet.core.addresses import parse_host_port
 from certfleet.core.backoff import DEFAULT_BASE_SECONDS, DEFAULT_CAP_SECONDS
-from certfleet.handlers import MAX_RENEWAL_SLEEP_SECONDS, Runtime, register, utc_now
+from certfleet.core.clock import utc_now
+from certfleet.handlers import MAX_RENEWAL_SLEEP_SECONDS, Runtime, register
 from certfleet.kubernetes_gateway import KubernetesGateway
 from certfleet.leader_election import LeaderElector, standby_liveness
 from certfleet.metrics import OperatorMetrics
@@ -34,10 +36,10 @@ KOPF_ANNOTATION_PREFIX = "operator.certfleet.io"
 
 
 def _host_port(value: str) -> tuple[str, int]:
-    host, _, port = value.rpartition(":")
-    if not host or not port.isdigit():
-        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {value!r}")
-    return host, int(port)
+    try:
+        return parse_host_port(value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _parser() -> argparse.ArgumentParser:

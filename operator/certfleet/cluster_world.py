@@ -21,8 +21,9 @@ from certfleet.acme_issuer.http01 import ChallengeStore
 from certfleet.acme_issuer.issuer import AcmeIssuer
 from certfleet.acme_issuer.keys import KeyAlgorithm
 from certfleet.acme_issuer.transport import RequestHook
+from certfleet.api.spec import CertificateSpec, CloudHostConfig, ObjectRef
 from certfleet.core.errors import CertfleetError
-from certfleet.datastore.encryption import MasterKey
+from certfleet.datastore.encryption import MASTER_KEY_BYTES, MasterKey
 from certfleet.datastore.s3_store import S3Datastore
 from certfleet.kubernetes_gateway import KubernetesGateway, SecretData
 from certfleet.reconciler import (
@@ -32,11 +33,9 @@ from certfleet.reconciler import (
     DatastoreNotConfiguredError,
     IssuedCertificate,
 )
-from certfleet.resources import CertificateSpec, CloudHostConfig, ObjectRef
 
 ACCOUNT_KEY = "account.json"
 ACCOUNT_URL_ANNOTATION = "certfleet.io/acme-account-url"
-MASTER_KEY_BYTES = 32
 
 
 class IssuerNotConfiguredError(CertfleetError):

@@ -7,16 +7,17 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import kopf
 
+from certfleet.api.names import GROUP, MANAGED_CERTIFICATES, RENEW_NOW_ANNOTATION, VERSION
+from certfleet.core.clock import parse_rfc3339
 from certfleet.fleet import fleet_summary_patch
 from certfleet.kubernetes_gateway import KubernetesGateway
 from certfleet.metrics import OperatorMetrics
 from certfleet.reconciler import Outcome, Reconciler, Request
-from certfleet.resources import GROUP, MANAGED_CERTIFICATES, RENEW_NOW_ANNOTATION, VERSION
 from certfleet.status import events_to_post, issuing_status, status_from_outcome
 
 RESOURCE = (GROUP, VERSION, MANAGED_CERTIFICATES)
@@ -147,14 +148,4 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
 
 
 def _renewal_time(status: Any) -> datetime | None:
-    value = status.get("renewalTime")
-    if not isinstance(value, str):
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
+    return parse_rfc3339(status.get("renewalTime"))

@@ -13,7 +13,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from certfleet.resources import (
+from certfleet.api.names import (
     CLOUDHOSTS,
     GROUP,
     MANAGED_CERTIFICATES,

@@ -11,20 +11,17 @@ import logging
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from certfleet.core.clock import utc_now
 from certfleet.core.leases import LeaseState, may_take, still_leading
 
 log = logging.getLogger(__name__)
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 class LeaderElector:
@@ -35,7 +32,7 @@ class LeaderElector:
         identity: str,
         duration: timedelta = timedelta(seconds=15),
         retry_period: timedelta = timedelta(seconds=2),
-        clock: Callable[[], datetime] = _utc_now,
+        clock: Callable[[], datetime] = utc_now,
         api: client.CoordinationV1Api | None = None,
     ) -> None:
         self.namespace = namespace

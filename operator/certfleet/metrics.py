@@ -26,7 +26,7 @@ import logging
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from wsgiref.simple_server import WSGIServer
 
@@ -47,6 +47,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from certfleet.core.clock import parse_rfc3339
 from certfleet.reconciler import Outcome
 
 log = logging.getLogger(__name__)
@@ -81,13 +82,8 @@ def _seconds(moment: datetime | None, fallback: object) -> float | None:
     # Whole seconds, as the status stores them: the metric and `kubectl get` agree exactly.
     if moment is not None:
         return float(int(moment.timestamp()))
-    if isinstance(fallback, str):
-        try:
-            parsed = datetime.fromisoformat(fallback.replace("Z", "+00:00"))
-        except ValueError:
-            return None
-        return float(int(parsed.replace(tzinfo=parsed.tzinfo or UTC).timestamp()))
-    return None
+    parsed = parse_rfc3339(fallback)
+    return float(int(parsed.timestamp())) if parsed is not None else None
 
 
 def certificate_series(

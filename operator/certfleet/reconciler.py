@@ -21,6 +21,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from certfleet.api.spec import (
+    CertificateSpec,
+    CloudHostConfig,
+    GenerationMethod,
+    InvalidSpecError,
+    cache_secret_name,
+    parse_certificate_spec,
+    parse_cloudhost,
+)
 from certfleet.core.backoff import DEFAULT_BASE_SECONDS, DEFAULT_CAP_SECONDS, retry_delay
 from certfleet.core.checks import Reason
 from certfleet.core.errors import CertfleetError, RetryLaterError
@@ -33,15 +42,6 @@ from certfleet.datastore.errors import (
 )
 from certfleet.datastore.location import DatastoreLocation
 from certfleet.datastore.s3_store import S3Datastore, StoredCertificate
-from certfleet.resources import (
-    CertificateSpec,
-    CloudHostConfig,
-    GenerationMethod,
-    InvalidSpecError,
-    cache_secret_name,
-    parse_certificate_spec,
-    parse_cloudhost,
-)
 
 log = logging.getLogger(__name__)
 

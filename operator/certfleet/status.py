@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
+from certfleet.core.clock import rfc3339
 from certfleet.reconciler import Event, Outcome
-
-
-def _timestamp(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def condition(
@@ -24,7 +21,7 @@ def condition(
 ) -> dict[str, Any]:
     """A Kubernetes-style condition; lastTransitionTime moves only when the status flips."""
     value = "True" if status else "False"
-    since = _timestamp(now)
+    since = rfc3339(now)
     if previous and previous.get("status") == value and previous.get("lastTransitionTime"):
         since = str(previous["lastTransitionTime"])
     found: dict[str, Any] = {
@@ -92,21 +89,21 @@ def status_from_outcome(
     failures = int(previous.get("failedIssuanceAttempts") or 0)
     if outcome.issuance_failed:
         status["failedIssuanceAttempts"] = failures + 1
-        status["lastFailureTime"] = _timestamp(now)
+        status["lastFailureTime"] = rfc3339(now)
         status["lastFailureReason"] = outcome.reason
     elif outcome.reason == "Issued":
         status["failedIssuanceAttempts"] = 0
     if outcome.facts is not None:
         facts = outcome.facts
         status.update(
-            notBefore=_timestamp(facts.not_before),
-            notAfter=_timestamp(facts.not_after),
+            notBefore=rfc3339(facts.not_before),
+            notAfter=rfc3339(facts.not_after),
             serialNumber=facts.serial,
             sha256Fingerprint=facts.sha256,
             dnsNames=list(facts.dns_names),
         )
     if outcome.renew_at is not None:
-        status["renewalTime"] = _timestamp(outcome.renew_at)
+        status["renewalTime"] = rfc3339(outcome.renew_at)
     if outcome.datastore_uri is not None:
         status["datastore"] = {"uri": outcome.datastore_uri, "revision": outcome.revision}
     if outcome.cache_secret is not None:

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from certfleet.api.spec import CertificateSpec, CloudHostConfig, cache_secret_name
+from certfleet.api.spec import parse_certificate_spec as parse_spec
 from certfleet.core.errors import CertfleetError, RetryLaterError
 from certfleet.datastore.encryption import MasterKey
 from certfleet.datastore.errors import DatastoreUnavailableError
@@ -27,8 +29,6 @@ from certfleet.reconciler import (
     ReconcilerSettings,
     Request,
 )
-from certfleet.resources import CertificateSpec, CloudHostConfig, cache_secret_name
-from certfleet.resources import parse_certificate_spec as parse_spec
 from certfleet.status import events_to_post, status_from_outcome
 from unit.core.certificates import DAY, NOW, ec_key, key_pem, pem, pki
 

@@ -43,6 +43,7 @@ from certfleet.agent.probe import TlsProber
 from certfleet.agent.reporter import KubernetesStatusReporter, NullReporter, StatusReporter
 from certfleet.agent.sync import Agent, AgentSettings
 from certfleet.agent.webserver import CommandWebserver, WebserverKind
+from certfleet.core.addresses import parse_host_port
 from certfleet.core.domains import validate_domain
 from certfleet.core.errors import CertfleetError, InvalidDomainError
 from certfleet.datastore.encryption import MASTER_KEY_BYTES, MasterKey
@@ -66,14 +67,6 @@ class AgentConfigError(CertfleetError):
 def _env(name: str, default: str | None = None) -> str | None:
     value = os.environ.get(name)
     return value if value not in (None, "") else default
-
-
-def _host_port(value: str) -> tuple[str, int]:
-    host, _, port = value.rpartition(":")
-    host = host.strip("[]")  # [::1]:443
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {value!r}")
-    return host, int(port)
 
 
 def _option(
@@ -411,9 +404,11 @@ def config_from_args(args: argparse.Namespace) -> AgentConfig:
     probe = None
     if args.reload and args.probe_address.lower() not in ("", "none"):
         try:
-            host, port = _host_port(args.probe_address)
-        except argparse.ArgumentTypeError as error:
+            host, port = parse_host_port(args.probe_address)
+        except ValueError as error:
             raise AgentConfigError(f"--probe-address: {error}") from None
+        if port == 0:
+            raise AgentConfigError("--probe-address: the webserver's port cannot be 0")
         server_name = args.probe_server_name or domain.replace("*", "certfleet-probe", 1)
         probe = TlsProber(
             host,

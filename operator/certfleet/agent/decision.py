@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 
+from certfleet.core.clock import rfc3339
 from certfleet.core.facts import CertificateFacts
 from certfleet.core.policy import Failure, Verdict, evaluate
 
@@ -129,8 +130,8 @@ def decide(
     old = installed.facts if installed is not None and installed.acceptable else None
     if old is not None and facts.not_before < old.not_before:
         message = (
-            f"serial {facts.serial} (issued {_when(facts.not_before)}) is older than the "
-            f"installed serial {old.serial} (issued {_when(old.not_before)})"
+            f"serial {facts.serial} (issued {rfc3339(facts.not_before)}) is older than the "
+            f"installed serial {old.serial} (issued {rfc3339(old.not_before)})"
         )
         if not force:
             return Decision(
@@ -140,7 +141,3 @@ def decide(
             )
         return Decision(Action.INSTALL, SyncReason.Installed, f"forced a downgrade: {message}")
     return Decision(Action.INSTALL, SyncReason.Installed, f"install serial {facts.serial}")
-
-
-def _when(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from certfleet.resources import GROUP, MANAGED_CERTIFICATES, VERSION
+from certfleet.api.names import GROUP, MANAGED_CERTIFICATES, VERSION
 
 log = logging.getLogger(__name__)
 

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from certfleet.core.clock import utc_now
 from certfleet.core.domains import validate_domain
 from certfleet.core.errors import CertfleetError
 from certfleet.core.pem import MAX_PEM_BYTES
@@ -84,10 +85,6 @@ class Switch:
     moved_aside: str | None = None  # a pre-certfleet directory's new name, when one was migrated
 
 
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 class CertificateInstaller:
     def __init__(
         self,
@@ -95,7 +92,7 @@ class CertificateInstaller:
         domain: str,
         *,
         keep_versions: int = DEFAULT_KEEP_VERSIONS,
-        clock: Callable[[], datetime] = _utc_now,
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
         if keep_versions < 2:
             raise ValueError("keep_versions must be at least 2: the current and the previous")

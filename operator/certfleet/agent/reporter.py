@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Protocol
 
+from certfleet.api.names import GROUP, MANAGED_CERTIFICATES, VERSION
+from certfleet.core.clock import rfc3339
 from certfleet.core.errors import CertfleetError
-from certfleet.resources import GROUP, MANAGED_CERTIFICATES, VERSION
 
 MAX_ERROR_CHARACTERS = 1024
 FIELD_MANAGER = "certfleet-agent"
@@ -42,7 +43,7 @@ class NodeReport:
             "servedSerial": self.served_serial,
             "installedSerial": self.installed_serial,
             "lastSuccessfulSync": (
-                None if self.last_successful_sync is None else _timestamp(self.last_successful_sync)
+                None if self.last_successful_sync is None else rfc3339(self.last_successful_sync)
             ),
             "lastError": error,
         }
@@ -100,7 +101,3 @@ class KubernetesStatusReporter:
             raise ReportError(
                 f"patching the status of ManagedCertificate {self.namespace}/{self.name}: {error}"
             ) from None
-
-
-def _timestamp(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Protocol
 
 from certfleet.agent.decision import Action, SyncReason, decide, judge
@@ -34,6 +34,7 @@ from certfleet.agent.metrics import RELOAD_FAILED, RELOAD_SUCCESS, RELOAD_TEST_F
 from certfleet.agent.probe import ProbeError, ServedCertificate
 from certfleet.agent.reporter import NodeReport, ReportError, StatusReporter
 from certfleet.agent.webserver import Webserver
+from certfleet.core.clock import utc_now
 from certfleet.core.facts import CertificateFacts
 from certfleet.datastore.errors import (
     DatastoreError,
@@ -97,10 +98,6 @@ class _Outcome:
     message: str
 
 
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 def datastore_reason(error: DatastoreError) -> SyncReason:
     if isinstance(error, UnknownMasterKeyError):
         return SyncReason.UnknownMasterKey
@@ -141,7 +138,7 @@ class Agent:
         reporter: StatusReporter,
         metrics: AgentMetrics,
         *,
-        clock: Callable[[], datetime] = _utc_now,
+        clock: Callable[[], datetime] = utc_now,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         if settings.reload and webserver is None:

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from certfleet.core.clock import rfc3339
 from certfleet.core.domains import domain_matches, validate_domain
 from certfleet.core.facts import dns_names, fingerprint_sha256
 from certfleet.core.keys import PrivateKey, describe_key, public_key_info
@@ -158,7 +159,7 @@ def check_not_yet_valid(chain: Sequence[x509.Certificate], now: datetime) -> Fin
             return Finding(
                 Reason.NotYetValid,
                 f"{_which(index, cert)} is not valid before "
-                f"{_when(cert.not_valid_before_utc)} (now: {_when(now)})",
+                f"{rfc3339(cert.not_valid_before_utc)} (now: {rfc3339(now)})",
             )
     return None
 
@@ -170,8 +171,8 @@ def check_expired(chain: Sequence[x509.Certificate], now: datetime) -> Finding |
         if now > cert.not_valid_after_utc:
             return Finding(
                 Reason.Expired,
-                f"{_which(index, cert)} expired at {_when(cert.not_valid_after_utc)} "
-                f"(now: {_when(now)})",
+                f"{_which(index, cert)} expired at {rfc3339(cert.not_valid_after_utc)} "
+                f"(now: {rfc3339(now)})",
             )
     return None
 
@@ -216,10 +217,6 @@ def _listing(names: Sequence[str]) -> str:
     shown = ", ".join(names[:_SHOWN_NAMES])
     more = len(names) - _SHOWN_NAMES
     return f"{shown} and {more} more" if more > 0 else shown
-
-
-def _when(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _aware(moment: datetime) -> datetime:

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TypeAlias
 
 from cryptography import x509
 
 from certfleet.core import checks
 from certfleet.core.checks import Finding, Reason
+from certfleet.core.clock import rfc3339
 from certfleet.core.domains import validate_domain
 from certfleet.core.errors import PemError
 from certfleet.core.facts import CertificateFacts, certificate_facts
@@ -43,7 +44,7 @@ class Valid:
 
     @property
     def message(self) -> str:
-        return f"valid until {_when(self.not_after)}, renew at {_when(self.renew_at)}"
+        return f"valid until {rfc3339(self.not_after)}, renew at {rfc3339(self.renew_at)}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,8 +140,8 @@ def evaluate_bundle(
     if now >= renew_at:
         return Failure(
             Reason.RenewalDue,
-            f"renewal is due since {_when(renew_at)}; the certificate expires at "
-            f"{_when(facts.not_after)}",
+            f"renewal is due since {rfc3339(renew_at)}; the certificate expires at "
+            f"{rfc3339(facts.not_after)}",
             facts,
             renew_at,
         )
@@ -154,7 +155,3 @@ def _check_arguments(names: Sequence[str], now: datetime) -> list[str]:
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError(f"now must be timezone-aware, got naive {now.isoformat()}")
     return [validate_domain(name) for name in names]
-
-
-def _when(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

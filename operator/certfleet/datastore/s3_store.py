@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from certfleet.core.clock import utc_now
 from certfleet.datastore.encryption import (
     ENVELOPE_OVERHEAD_BYTES,
     ENVELOPE_SCHEME,
@@ -64,10 +65,6 @@ MAX_REVISION_PROBES = 8
 FULLCHAIN_CONTENT_TYPE = "application/pem-certificate-chain"  # RFC 8555, section 9.1
 PRIVKEY_CONTENT_TYPE = "application/octet-stream"
 POINTER_CONTENT_TYPE = "application/json"
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def _sha256(data: bytes) -> str:
@@ -138,7 +135,7 @@ class S3Datastore:
         client: S3Client,
         master_keys: Sequence[MasterKey],
         *,
-        clock: Callable[[], datetime] = _utc_now,
+        clock: Callable[[], datetime] = utc_now,
         max_object_bytes: int = MAX_OBJECT_BYTES,
     ) -> None:
         if not master_keys:

@@ -31,8 +31,8 @@ from certfleet.acme_issuer.ari import (
     parse_suggested_window,
 )
 from certfleet.acme_issuer.issuer import _NewOrderReplacing
+from certfleet.api.spec import parse_certificate_spec
 from certfleet.kubernetes_gateway import KubernetesGateway
-from certfleet.resources import parse_certificate_spec
 
 KEY = ec.generate_private_key(ec.SECP256R1())
 # RFC 9773 4.1's example: this keyIdentifier and serial 0x87654321.

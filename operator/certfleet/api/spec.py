@@ -19,13 +19,6 @@ from certfleet.core.domains import validate_domain
 from certfleet.core.errors import CertfleetError, InvalidDomainError
 from certfleet.core.renewal import DEFAULT_RENEW_BEFORE
 
-GROUP = "certfleet.io"
-VERSION = "v1alpha1"
-MANAGED_CERTIFICATES = "managedcertificates"
-CLOUDHOSTS = "cloudhosts"
-# Set by a person (any value) to get a new certificate now; certfleet removes it when done.
-RENEW_NOW_ANNOTATION = "certfleet.io/renew-now"
-
 _CLOUDHOST_NAME = re.compile(r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?")
 _BUILD_IDENTIFIER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 _SECRET_NAME = re.compile(r"[a-z0-9](?:[-a-z0-9.]{0,251}[a-z0-9])?")

@@ -1,0 +1,22 @@
+"""``HOST:PORT`` as given on a command line or in an environment variable (pure)."""
+
+from __future__ import annotations
+
+import re
+
+_HOST = re.compile(r"\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+")
+
+
+def parse_host_port(value: str) -> tuple[str, int]:
+    """``127.0.0.1:8089``, ``0.0.0.0:9090``, ``[::1]:443`` or ``node-1:80`` into (host, port).
+
+    Raises ValueError naming the input for anything else: an empty host, a port that is not
+    a number from 0 to 65535 (0 lets the system choose), a host with spaces or a path.
+    """
+    host, separator, port = value.rpartition(":")
+    if not separator or not _HOST.fullmatch(host) or not port.isdigit():
+        raise ValueError(f"expected HOST:PORT, got {value!r}")
+    number = int(port)
+    if number > 65535:
+        raise ValueError(f"the port of {value!r} is above 65535")
+    return host.removeprefix("[").removesuffix("]"), number
