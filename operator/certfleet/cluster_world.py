@@ -8,10 +8,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
-
-import boto3
-from botocore.config import Config
+from typing import Any
 
 from certfleet.acme_issuer import ari
 from certfleet.acme_issuer.accounts import StoredAccount
@@ -23,6 +20,7 @@ from certfleet.acme_issuer.keys import KeyAlgorithm
 from certfleet.acme_issuer.transport import RequestHook
 from certfleet.api.spec import CertificateSpec, CloudHostConfig, ObjectRef
 from certfleet.core.errors import CertfleetError
+from certfleet.datastore.client import s3_client
 from certfleet.datastore.encryption import MASTER_KEY_BYTES, MasterKey
 from certfleet.datastore.s3_store import S3Datastore
 from certfleet.kubernetes_gateway import KubernetesGateway, SecretData
@@ -119,10 +117,6 @@ class _AcmeIssuerPort:
         return IssuedCertificate(issued.fullchain_pem, issued.private_key_pem)
 
 
-def _addressing_style(cloudhost: CloudHostConfig) -> Literal["path", "virtual"]:
-    return "virtual" if cloudhost.addressing_style == "virtual" else "path"
-
-
 class ClusterWorld:
     def __init__(
         self,
@@ -183,18 +177,12 @@ class ClusterWorld:
         identity = (cloudhost, hashlib.sha256(access_key + secret_key + master).hexdigest())
         with self._lock:
             if identity not in self._datastores:
-                client = boto3.client(
-                    "s3",
-                    endpoint_url=cloudhost.endpoint,
-                    region_name=cloudhost.region,
-                    aws_access_key_id=access_key.decode(),
-                    aws_secret_access_key=secret_key.decode(),
-                    config=Config(
-                        s3={"addressing_style": _addressing_style(cloudhost)},
-                        retries={"max_attempts": 3, "mode": "standard"},
-                        connect_timeout=5,
-                        read_timeout=15,
-                    ),
+                client = s3_client(
+                    endpoint=cloudhost.endpoint,
+                    region=cloudhost.region,
+                    access_key_id=access_key.decode(),
+                    secret_access_key=secret_key.decode(),
+                    addressing_style=cloudhost.addressing_style,
                 )
                 if self._on_s3_client is not None:
                     self._on_s3_client(client)

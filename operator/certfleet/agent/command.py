@@ -32,8 +32,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import boto3
-from botocore.config import Config
 from prometheus_client import CollectorRegistry, start_http_server
 
 from certfleet.agent.hint import CertificateWatch
@@ -46,6 +44,7 @@ from certfleet.agent.webserver import CommandWebserver, WebserverKind
 from certfleet.core.addresses import parse_host_port
 from certfleet.core.domains import validate_domain
 from certfleet.core.errors import CertfleetError, InvalidDomainError
+from certfleet.datastore.client import s3_client as new_s3_client
 from certfleet.datastore.encryption import MASTER_KEY_BYTES, MasterKey
 from certfleet.datastore.location import DatastoreLocation
 from certfleet.datastore.s3_store import S3Datastore
@@ -463,23 +462,15 @@ def s3_client(config: AgentConfig) -> S3Client:
 
 
 def _s3_client(config: AgentConfig) -> S3Client:
-    client: S3Client = boto3.client(
-        "s3",
-        endpoint_url=config.s3_endpoint,
-        region_name=config.s3_region,
-        aws_access_key_id=config.access_key_id,
-        aws_secret_access_key=config.secret_access_key,
-        verify=config.s3_ca_bundle if config.s3_ca_bundle else None,
-        config=Config(
-            s3={
-                "addressing_style": "virtual" if config.s3_addressing_style == "virtual" else "path"
-            },
-            retries={"max_attempts": 2, "mode": "standard"},
-            connect_timeout=5,
-            read_timeout=15,
-        ),
+    return new_s3_client(
+        endpoint=config.s3_endpoint,
+        region=config.s3_region,
+        access_key_id=config.access_key_id,
+        secret_access_key=config.secret_access_key,
+        addressing_style=config.s3_addressing_style,
+        ca_bundle=config.s3_ca_bundle,
+        max_attempts=2,
     )
-    return client
 
 
 def _custom_objects_api(config: AgentConfig) -> Any:

@@ -1,7 +1,8 @@
 """Pure certificate logic: parsing, validity, renewal time, policy checks, domain names.
 
-No I/O, no clock (time is an argument; `clock.utc_now` is defined here for the edges to pass in), no kopf, kubernetes, boto3, acme or network imports
-(an import-linter contract in pyproject.toml, checked by tests/unit/core/test_purity.py).
+No I/O, no clock (time is an argument; ``clock.utc_now`` is defined here for the edges to
+pass in), no kopf, kubernetes, boto3, acme or network imports (an import-linter contract in
+pyproject.toml, checked by tests/unit/core/test_purity.py).
 
 - ``clock``: utc_now (the edges' clock), rfc3339, parse_rfc3339
 - ``addresses``: parse_host_port
