@@ -20,15 +20,15 @@ from kubernetes import config as kube_config
 from certfleet.acme_issuer import ari
 from certfleet.acme_issuer.http01 import ChallengeStore, Http01Server
 from certfleet.agent import command as agent_command
-from certfleet.cluster_world import ClusterWorld
+from certfleet.controller.adapters import ClusterWorld
+from certfleet.controller.handlers import MAX_RENEWAL_SLEEP_SECONDS, Runtime, register
+from certfleet.controller.metrics import OperatorMetrics
+from certfleet.controller.reconciler import Reconciler, ReconcilerSettings
 from certfleet.core.addresses import parse_host_port
 from certfleet.core.backoff import DEFAULT_BASE_SECONDS, DEFAULT_CAP_SECONDS
 from certfleet.core.clock import utc_now
-from certfleet.handlers import MAX_RENEWAL_SLEEP_SECONDS, Runtime, register
-from certfleet.kubernetes_gateway import KubernetesGateway
-from certfleet.leader_election import LeaderElector, standby_liveness
-from certfleet.metrics import OperatorMetrics
-from certfleet.reconciler import Reconciler, ReconcilerSettings
+from certfleet.kube.gateway import KubernetesGateway
+from certfleet.kube.lease import LeaderElector, standby_liveness
 
 # kopf's own bookkeeping annotations. Not plain "certfleet.io": kopf leaves every annotation
 # under its storage prefix out of its diffs, so a person's certfleet.io/renew-now would go unseen.

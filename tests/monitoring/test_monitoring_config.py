@@ -20,7 +20,7 @@ import yaml
 from prometheus_client import CollectorRegistry
 
 from certfleet.agent.metrics import AgentMetrics
-from certfleet.metrics import OperatorMetrics
+from certfleet.controller.metrics import OperatorMetrics
 from testbed import binaries
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -15,10 +15,10 @@ from moto import mock_aws
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from certfleet.controller.metrics import OperatorMetrics, certificate_series
+from certfleet.controller.reconciler import Outcome
+from certfleet.controller.report import status_from_outcome
 from certfleet.core.facts import CertificateFacts
-from certfleet.metrics import OperatorMetrics, certificate_series
-from certfleet.reconciler import Outcome
-from certfleet.status import status_from_outcome
 
 NOW = datetime(2030, 6, 1, 12, 0, tzinfo=UTC)
 NOT_AFTER = NOW + timedelta(days=90)

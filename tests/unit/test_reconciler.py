@@ -17,19 +17,19 @@ import pytest
 
 from certfleet.api.spec import CertificateSpec, CloudHostConfig, cache_secret_name
 from certfleet.api.spec import parse_certificate_spec as parse_spec
-from certfleet.core.errors import CertfleetError, RetryLaterError
-from certfleet.datastore.encryption import MasterKey
-from certfleet.datastore.errors import DatastoreUnavailableError
-from certfleet.datastore.location import DatastoreLocation
-from certfleet.datastore.s3_store import S3Datastore
-from certfleet.reconciler import (
+from certfleet.controller.reconciler import (
     IssuedCertificate,
     Outcome,
     Reconciler,
     ReconcilerSettings,
     Request,
 )
-from certfleet.status import events_to_post, status_from_outcome
+from certfleet.controller.report import events_to_post, status_from_outcome
+from certfleet.core.errors import CertfleetError, RetryLaterError
+from certfleet.datastore.encryption import MasterKey
+from certfleet.datastore.errors import DatastoreUnavailableError
+from certfleet.datastore.location import DatastoreLocation
+from certfleet.datastore.s3_store import S3Datastore
 from unit.core.certificates import DAY, NOW, ec_key, key_pem, pem, pki
 
 BUCKET = "certfleet-unit"

@@ -2,7 +2,7 @@
 
 One JSON merge patch on the status subresource per report: each agent writes only its own key,
 so agents never conflict with each other or with the operator (which owns the rest of status
-and writes the summary, see certfleet.fleet). A value of None deletes its key (merge patch),
+and writes the summary, see certfleet.api.fleet). A value of None deletes its key (merge patch),
 so a cleared error disappears. Nothing reported here comes near a private key: serials, times,
 reasons and messages built from public facts.
 """

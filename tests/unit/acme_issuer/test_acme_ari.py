@@ -21,7 +21,6 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from certfleet import cluster_world
 from certfleet.acme_issuer import AcmeIssuer, ChallengeStore, InMemoryAccountStore
 from certfleet.acme_issuer.ari import (
     DEFAULT_ASK_AGAIN_SECONDS,
@@ -32,7 +31,8 @@ from certfleet.acme_issuer.ari import (
 )
 from certfleet.acme_issuer.issuer import _NewOrderReplacing
 from certfleet.api.spec import parse_certificate_spec
-from certfleet.kubernetes_gateway import KubernetesGateway
+from certfleet.controller import adapters as cluster_world
+from certfleet.kube.gateway import KubernetesGateway
 
 KEY = ec.generate_private_key(ec.SECP256R1())
 # RFC 9773 4.1's example: this keyIdentifier and serial 0x87654321.

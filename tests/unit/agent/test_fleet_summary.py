@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from certfleet.fleet import fleet_summary, fleet_summary_patch
+from certfleet.api.fleet import fleet_summary, fleet_summary_patch
 
 
 def status(serial: str | None, **nodes: Any) -> dict[str, Any]:

@@ -6,8 +6,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from certfleet.controller.reconciler import Event, Outcome
 from certfleet.core.clock import rfc3339
-from certfleet.reconciler import Event, Outcome
 
 
 def condition(

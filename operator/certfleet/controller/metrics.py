@@ -47,8 +47,8 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from certfleet.controller.reconciler import Outcome
 from certfleet.core.clock import parse_rfc3339
-from certfleet.reconciler import Outcome
 
 log = logging.getLogger(__name__)
 

@@ -12,13 +12,13 @@ from typing import Any
 
 import kopf
 
+from certfleet.api.fleet import fleet_summary_patch
 from certfleet.api.names import GROUP, MANAGED_CERTIFICATES, RENEW_NOW_ANNOTATION, VERSION
+from certfleet.controller.metrics import OperatorMetrics
+from certfleet.controller.reconciler import Outcome, Reconciler, Request
+from certfleet.controller.report import events_to_post, issuing_status, status_from_outcome
 from certfleet.core.clock import parse_rfc3339
-from certfleet.fleet import fleet_summary_patch
-from certfleet.kubernetes_gateway import KubernetesGateway
-from certfleet.metrics import OperatorMetrics
-from certfleet.reconciler import Outcome, Reconciler, Request
-from certfleet.status import events_to_post, issuing_status, status_from_outcome
+from certfleet.kube.gateway import KubernetesGateway
 
 RESOURCE = (GROUP, VERSION, MANAGED_CERTIFICATES)
 # Reconcile a certificate that is not due at least this often: clocks jump, and a CA's renewal

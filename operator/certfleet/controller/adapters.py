@@ -19,18 +19,18 @@ from certfleet.acme_issuer.issuer import AcmeIssuer
 from certfleet.acme_issuer.keys import KeyAlgorithm
 from certfleet.acme_issuer.transport import RequestHook
 from certfleet.api.spec import CertificateSpec, CloudHostConfig, ObjectRef
-from certfleet.core.errors import CertfleetError
-from certfleet.datastore.client import s3_client
-from certfleet.datastore.encryption import MASTER_KEY_BYTES, MasterKey
-from certfleet.datastore.s3_store import S3Datastore
-from certfleet.kubernetes_gateway import KubernetesGateway, SecretData
-from certfleet.reconciler import (
+from certfleet.controller.reconciler import (
     TLS_CERT_KEY,
     TLS_PRIVATE_KEY,
     TLS_SECRET_TYPE,
     DatastoreNotConfiguredError,
     IssuedCertificate,
 )
+from certfleet.core.errors import CertfleetError
+from certfleet.datastore.client import s3_client
+from certfleet.datastore.encryption import MASTER_KEY_BYTES, MasterKey
+from certfleet.datastore.s3_store import S3Datastore
+from certfleet.kube.gateway import KubernetesGateway, SecretData
 
 ACCOUNT_KEY = "account.json"
 ACCOUNT_URL_ANNOTATION = "certfleet.io/acme-account-url"
