@@ -10,7 +10,8 @@ from typing import Any
 
 from certfleet.datastore.encryption import MasterKey
 from certfleet.datastore.location import DatastoreLocation
-from certfleet.datastore.s3_store import S3Datastore, StoredCertificate
+from certfleet.datastore.protocol import StoredCertificate
+from certfleet.datastore.s3_store import S3Datastore
 from testbed.acme_ca import AcmeCA
 from testbed.certfleet_install import CertfleetInstall, load_example
 from testbed.s3 import S3Bucket

@@ -24,7 +24,7 @@ from enum import StrEnum
 
 from certfleet.core.clock import rfc3339
 from certfleet.core.facts import CertificateFacts
-from certfleet.core.policy import Failure, Verdict, evaluate
+from certfleet.core.policy import Failure, Verdict, evaluate, fit_to_serve
 
 
 class SyncReason(StrEnum):
@@ -82,7 +82,7 @@ class Judged:
     @property
     def acceptable(self) -> bool:
         """Fine to serve: valid, or valid but due for renewal (that is the operator's job)."""
-        return self.verdict.ok or (isinstance(self.verdict, Failure) and self.verdict.usable)
+        return fit_to_serve(self.verdict)
 
 
 @dataclass(frozen=True, slots=True)

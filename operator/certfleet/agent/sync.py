@@ -44,7 +44,7 @@ from certfleet.datastore.errors import (
 )
 from certfleet.datastore.location import DatastoreLocation
 from certfleet.datastore.pointer import Pointer
-from certfleet.datastore.s3_store import PointerPoll, PollStatus, StoredCertificate
+from certfleet.datastore.protocol import PointerPoll, PollStatus, StoredCertificate
 
 log = logging.getLogger(__name__)
 

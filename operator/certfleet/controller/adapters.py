@@ -1,56 +1,64 @@
-"""The reconciler's ports over the real world: Kubernetes Secrets and CloudHosts, S3, ACME."""
+"""The controller's ports over the real world: Kubernetes Secrets and CloudHosts, S3, ACME.
+
+Each class implements one port of ``controller.ports``; the CA's renewal windows have a module
+of their own (``renewal_windows``), the status reporter too (``reporter``).
+"""
 
 from __future__ import annotations
 
 import hashlib
 import threading
-import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
-from certfleet.acme_issuer import ari
 from certfleet.acme_issuer.accounts import StoredAccount
 from certfleet.acme_issuer.directories import resolve_directory_url
-from certfleet.acme_issuer.errors import InvalidAcmeServerError
 from certfleet.acme_issuer.http01 import ChallengeStore
 from certfleet.acme_issuer.issuer import AcmeIssuer
 from certfleet.acme_issuer.keys import KeyAlgorithm
 from certfleet.acme_issuer.transport import RequestHook
-from certfleet.api.spec import CertificateSpec, CloudHostConfig, ObjectRef
-from certfleet.controller.reconciler import (
-    TLS_CERT_KEY,
-    TLS_PRIVATE_KEY,
+from certfleet.api.names import (
+    ACCOUNT_DIRECTORY_ANNOTATION,
+    ACCOUNT_KEY,
+    ACCOUNT_LABEL,
+    ACCOUNT_URL_ANNOTATION,
+    BUILD_IDENTIFIER_ANNOTATION,
+    CACHE_LABEL,
+    CLOUDHOST_ANNOTATION,
+    DOMAIN_ANNOTATION,
+    MASTER_KEY,
+    S3_ACCESS_KEY_ID,
+    S3_SECRET_ACCESS_KEY,
     TLS_SECRET_TYPE,
-    DatastoreNotConfiguredError,
-    IssuedCertificate,
 )
+from certfleet.api.spec import (
+    CertificateSpec,
+    CloudHostConfig,
+    InvalidSpecError,
+    ObjectRef,
+    cache_secret_name,
+    parse_cloudhost,
+)
+from certfleet.controller.gather import DatastoreNotConfiguredError
+from certfleet.controller.ports import PemPair
 from certfleet.core.errors import CertfleetError
 from certfleet.datastore.client import s3_client
 from certfleet.datastore.encryption import MASTER_KEY_BYTES, MasterKey
+from certfleet.datastore.protocol import Datastore
 from certfleet.datastore.s3_store import S3Datastore
 from certfleet.kube.gateway import KubernetesGateway, SecretData
-
-ACCOUNT_KEY = "account.json"
-ACCOUNT_URL_ANNOTATION = "certfleet.io/acme-account-url"
 
 
 class IssuerNotConfiguredError(CertfleetError):
     """The spec's ACME settings name something that is not there (an EAB Secret)."""
 
 
-class KubernetesSecrets:
-    def __init__(self, gateway: KubernetesGateway) -> None:
-        self._gateway = gateway
+class TlsStore(Protocol):
+    """What the Secret-backed ports need of ``kube.secrets.TlsSecrets``."""
 
-    def read_tls(self, namespace: str, name: str) -> tuple[bytes, bytes] | None:
-        secret = self._gateway.read_secret(namespace, name)
-        if secret is None:
-            return None
-        return secret.value(TLS_CERT_KEY) or b"", secret.value(TLS_PRIVATE_KEY) or b""
+    def read(self, namespace: str, name: str) -> tuple[bytes, bytes] | None: ...
 
-    def write_tls(
+    def write(
         self,
         namespace: str,
         name: str,
@@ -58,20 +66,131 @@ class KubernetesSecrets:
         key: bytes,
         labels: Mapping[str, str],
         annotations: Mapping[str, str],
-    ) -> None:
-        self._gateway.write_secret(
+    ) -> None: ...
+
+
+class SecretCache:
+    """The cache (DESIGN step 2) in a cluster: a kubernetes.io/tls Secret in the resource's
+    namespace, named after (domain, cloudhost, build), so an Ingress can use it too."""
+
+    def __init__(self, secrets: TlsStore) -> None:
+        self._secrets = secrets
+
+    def name(self, namespace: str, spec: CertificateSpec) -> str:
+        return cache_secret_name(spec)
+
+    def read(self, namespace: str, spec: CertificateSpec) -> PemPair | None:
+        found = self._secrets.read(namespace, cache_secret_name(spec))
+        return PemPair(*found) if found is not None else None
+
+    def write(self, namespace: str, spec: CertificateSpec, pair: PemPair) -> None:
+        self._secrets.write(
             namespace,
-            name,
-            TLS_SECRET_TYPE,
-            {TLS_CERT_KEY: fullchain, TLS_PRIVATE_KEY: key},
-            labels,
-            annotations,
+            cache_secret_name(spec),
+            pair.fullchain,
+            pair.key,
+            labels={CACHE_LABEL: "true"},
+            annotations={
+                DOMAIN_ANNOTATION: spec.domain,
+                CLOUDHOST_ANNOTATION: spec.cloudhost,
+                BUILD_IDENTIFIER_ANNOTATION: spec.build_identifier,
+            },
         )
 
 
+class SecretSuppliedCertificates:
+    """MANUAL certificates: the kubernetes.io/tls Secret that ``spec.manual.secretName``
+    names, in the resource's namespace."""
+
+    def __init__(self, secrets: TlsStore) -> None:
+        self._secrets = secrets
+
+    def describe(self, namespace: str, spec: CertificateSpec) -> str:
+        return f"the {TLS_SECRET_TYPE} Secret {namespace}/{spec.manual_secret_name}"
+
+    def read(self, namespace: str, spec: CertificateSpec) -> PemPair | None:
+        if spec.manual_secret_name is None:
+            return None
+        found = self._secrets.read(namespace, spec.manual_secret_name)
+        return PemPair(*found) if found is not None else None
+
+
+class CloudHostDatastores:
+    """A CloudHost names its bucket and two Secrets (S3 credentials, the master key). S3
+    clients are reused while the configuration and the credentials stay the same."""
+
+    def __init__(
+        self,
+        gateway: KubernetesGateway,
+        on_s3_client: Callable[[Any], None] | None = None,
+    ) -> None:
+        """`on_s3_client` is told of every new S3 client (metrics count its calls)."""
+        self._gateway = gateway
+        self._on_s3_client = on_s3_client
+        self._datastores: dict[tuple[Any, ...], S3Datastore] = {}
+        self._lock = threading.Lock()
+
+    def datastore(self, cloudhost: str) -> tuple[CloudHostConfig, Datastore]:
+        raw = self._gateway.get_cloudhost(cloudhost)
+        if raw is None:
+            raise DatastoreNotConfiguredError(
+                f"CloudHost {cloudhost!r} does not exist: create it to say where the "
+                "datastore of this cloudhost is"
+            )
+        try:
+            config = parse_cloudhost(cloudhost, raw.get("spec") or {})
+        except InvalidSpecError as error:
+            raise DatastoreNotConfiguredError(str(error)) from None
+        return config, self._datastore(config)
+
+    def _secret(self, ref: ObjectRef, what: str) -> SecretData:
+        secret = self._gateway.read_secret(ref.namespace, ref.name)
+        if secret is None:
+            raise DatastoreNotConfiguredError(
+                f"the {what} Secret {ref.namespace}/{ref.name} does not exist"
+            )
+        return secret
+
+    def _datastore(self, cloudhost: CloudHostConfig) -> S3Datastore:
+        credentials = self._secret(cloudhost.credentials, "credentials")
+        access_key = credentials.value(S3_ACCESS_KEY_ID)
+        secret_key = credentials.value(S3_SECRET_ACCESS_KEY)
+        if not access_key or not secret_key:
+            raise DatastoreNotConfiguredError(
+                f"Secret {cloudhost.credentials.namespace}/{cloudhost.credentials.name} needs "
+                f"the keys {S3_ACCESS_KEY_ID} and {S3_SECRET_ACCESS_KEY}"
+            )
+        master = self._secret(cloudhost.encryption_key, "encryption key").value(MASTER_KEY)
+        if master is None or len(master) != MASTER_KEY_BYTES:
+            raise DatastoreNotConfiguredError(
+                f"Secret {cloudhost.encryption_key.namespace}/{cloudhost.encryption_key.name} "
+                f"needs the key '{MASTER_KEY}' holding {MASTER_KEY_BYTES} random bytes"
+            )
+        identity = (cloudhost, hashlib.sha256(access_key + secret_key + master).hexdigest())
+        with self._lock:
+            if identity not in self._datastores:
+                try:
+                    client = s3_client(
+                        endpoint=cloudhost.endpoint,
+                        region=cloudhost.region,
+                        access_key_id=access_key.decode(),
+                        secret_access_key=secret_key.decode(),
+                        addressing_style=cloudhost.addressing_style,
+                    )
+                except ValueError as error:  # botocore refuses the endpoint or region
+                    raise DatastoreNotConfiguredError(
+                        f"CloudHost {cloudhost.name}: the S3 settings are not usable: {error}"
+                    ) from None
+                if self._on_s3_client is not None:
+                    self._on_s3_client(client)
+                self._datastores[identity] = S3Datastore(client, [MasterKey(master)])
+            return self._datastores[identity]
+
+
 class SecretAccountStore:
-    """One ACME account per (CA directory, email), its key in a Secret of the operator's
-    namespace, so every replica and every restart reuses the same account."""
+    """acme_issuer's account store over Secrets: one ACME account per (CA directory, email),
+    its key in a Secret of the operator's namespace, so every replica and every restart
+    reuses the same account."""
 
     def __init__(self, gateway: KubernetesGateway, namespace: str) -> None:
         self._gateway = gateway
@@ -95,157 +214,71 @@ class SecretAccountStore:
             self.secret_name(directory_url, email),
             "Opaque",
             {ACCOUNT_KEY: account.key_json.encode()},
-            labels={"certfleet.io/acme-account": "true"},
+            labels={ACCOUNT_LABEL: "true"},
             annotations={
                 ACCOUNT_URL_ANNOTATION: account.account_url,
-                "certfleet.io/acme-directory": directory_url,
+                ACCOUNT_DIRECTORY_ANNOTATION: directory_url,
             },
         )
 
 
-@dataclass(frozen=True)
-class _AcmeIssuerPort:
-    issuer: AcmeIssuer
-    deadline_seconds: float
+class AcmeIssuers:
+    """The Issuer port over acme_issuer: the spec's CA, its account, External Account
+    Binding from a Secret of the resource's namespace, HTTP-01 through the responder."""
 
-    def issue(
-        self, names: Sequence[str], key_algorithm: str, replacing: bytes | None = None
-    ) -> IssuedCertificate:
-        issued = self.issuer.issue(
-            names, KeyAlgorithm(key_algorithm), self.deadline_seconds, replacing=replacing
-        )
-        return IssuedCertificate(issued.fullchain_pem, issued.private_key_pem)
-
-
-class ClusterWorld:
     def __init__(
         self,
         gateway: KubernetesGateway,
-        operator_namespace: str,
+        accounts: SecretAccountStore,
         challenges: ChallengeStore,
         acme_ca_bundle: str | None = None,
         issuance_deadline_seconds: float = 120.0,
         on_acme_request: RequestHook | None = None,
-        on_s3_client: Callable[[Any], None] | None = None,
-        ari_min_ask_again_seconds: float = ari.DEFAULT_MIN_ASK_AGAIN_SECONDS,
-        ari_max_ask_again_seconds: float = ari.DEFAULT_MAX_ASK_AGAIN_SECONDS,
     ) -> None:
-        """The hooks are for metrics: every ACME request's duration, every new S3 client.
-        A CA's renewal information is asked for again after its Retry-After, bounded by the
-        `ari_*` seconds (the minimum also after a failure or from a CA without ARI)."""
         self._gateway = gateway
-        self.secrets = KubernetesSecrets(gateway)
-        self._accounts = SecretAccountStore(gateway, operator_namespace)
+        self._accounts = accounts
         self._challenges = challenges
         self._acme_ca_bundle = acme_ca_bundle
         self._deadline = issuance_deadline_seconds
         self._on_acme_request = on_acme_request
-        self._on_s3_client = on_s3_client
-        self._datastores: dict[tuple[Any, ...], S3Datastore] = {}
-        self._lock = threading.Lock()
-        self._ari_bounds = (ari_min_ask_again_seconds, ari_max_ask_again_seconds)
-        # (directory, certificate digest) -> (monotonic time to ask again, window)
-        self._windows: dict[tuple[str, str], tuple[float, tuple[datetime, datetime] | None]] = {}
 
-    def cloudhost(self, name: str) -> Mapping[str, Any] | None:
-        return self._gateway.get_cloudhost(name)
+    def issue(self, spec: CertificateSpec, namespace: str, replacing: bytes | None) -> PemPair:
+        assert spec.acme is not None
+        issued = self.for_directory(
+            resolve_directory_url(spec.acme.server),
+            email=spec.acme.email,
+            external_account_binding=self._binding(spec, namespace),
+        ).issue(
+            spec.names, KeyAlgorithm(spec.acme.key_algorithm), self._deadline, replacing=replacing
+        )
+        return PemPair(issued.fullchain_pem, issued.private_key_pem)
 
-    def _secret(self, ref: ObjectRef, what: str) -> SecretData:
-        secret = self._gateway.read_secret(ref.namespace, ref.name)
-        if secret is None:
-            raise DatastoreNotConfiguredError(
-                f"the {what} Secret {ref.namespace}/{ref.name} does not exist"
-            )
-        return secret
-
-    def datastore(self, cloudhost: CloudHostConfig) -> S3Datastore:
-        credentials = self._secret(cloudhost.credentials, "credentials")
-        access_key = credentials.value("accessKeyID")
-        secret_key = credentials.value("secretAccessKey")
-        if not access_key or not secret_key:
-            raise DatastoreNotConfiguredError(
-                f"Secret {cloudhost.credentials.namespace}/{cloudhost.credentials.name} needs "
-                "the keys accessKeyID and secretAccessKey"
-            )
-        master = self._secret(cloudhost.encryption_key, "encryption key").value("key")
-        if master is None or len(master) != MASTER_KEY_BYTES:
-            raise DatastoreNotConfiguredError(
-                f"Secret {cloudhost.encryption_key.namespace}/{cloudhost.encryption_key.name} "
-                f"needs the key 'key' holding {MASTER_KEY_BYTES} random bytes"
-            )
-        # Clients are reused while the configuration and the credentials stay the same.
-        identity = (cloudhost, hashlib.sha256(access_key + secret_key + master).hexdigest())
-        with self._lock:
-            if identity not in self._datastores:
-                client = s3_client(
-                    endpoint=cloudhost.endpoint,
-                    region=cloudhost.region,
-                    access_key_id=access_key.decode(),
-                    secret_access_key=secret_key.decode(),
-                    addressing_style=cloudhost.addressing_style,
-                )
-                if self._on_s3_client is not None:
-                    self._on_s3_client(client)
-                self._datastores[identity] = S3Datastore(client, [MasterKey(master)])
-            return self._datastores[identity]
-
-    def renewal_window(
-        self, spec: CertificateSpec, certificate_pem: bytes
-    ) -> tuple[datetime, datetime] | None:
-        """The CA's suggested window (RFC 9773), remembered per certificate until the CA's
-        Retry-After: reconciliations may come often, ARI requests do not."""
-        if spec.acme is None:
-            return None
-        try:
-            directory_url = resolve_directory_url(spec.acme.server)
-        except InvalidAcmeServerError:
-            return None  # advisory: the issuance reports the bad server
-        key = (directory_url, hashlib.sha256(certificate_pem).hexdigest())
-        now = time.monotonic()
-        with self._lock:
-            known = self._windows.get(key)
-        if known is not None and known[0] > now:
-            return known[1]
-        # No account is needed for this plain GET: the issuer only lends its transport.
-        issuer = AcmeIssuer(
+    def for_directory(
+        self,
+        directory_url: str,
+        email: str | None = None,
+        external_account_binding: tuple[str, str] | None = None,
+    ) -> AcmeIssuer:
+        """An issuer for one CA (the renewal windows borrow its transport too)."""
+        return AcmeIssuer(
             directory_url,
             self._accounts,
             self._challenges,
+            email=email,
             ca_bundle=self._acme_ca_bundle,
+            external_account_binding=external_account_binding,
             on_request=self._on_acme_request,
         )
-        minimum, maximum = self._ari_bounds
-        info = issuer.renewal_info(
-            certificate_pem, min_ask_again_seconds=minimum, max_ask_again_seconds=maximum
-        )
-        window = info.window if info is not None else None
-        ask_again = info.ask_again_seconds if info is not None else minimum
-        with self._lock:
-            # Forget what is stale, so replaced certificates do not pile up.
-            for stale in [k for k, (until, _) in self._windows.items() if until <= now]:
-                del self._windows[stale]
-            self._windows[key] = (now + ask_again, window)
-        return window
 
-    def issuer(self, spec: CertificateSpec, namespace: str) -> _AcmeIssuerPort:
+    def _binding(self, spec: CertificateSpec, namespace: str) -> tuple[str, str] | None:
         assert spec.acme is not None
-        binding = None
-        if spec.acme.eab_key_id and spec.acme.eab_hmac_secret:
-            secret_name, key = spec.acme.eab_hmac_secret
-            secret = self._gateway.read_secret(namespace, secret_name)
-            hmac_key = secret.value(key) if secret else None
-            if not hmac_key:
-                raise IssuerNotConfiguredError(
-                    f"the external account binding Secret {namespace}/{secret_name} has no {key!r}"
-                )
-            binding = (spec.acme.eab_key_id, hmac_key.decode().strip())
-        issuer = AcmeIssuer(
-            resolve_directory_url(spec.acme.server),
-            self._accounts,
-            self._challenges,
-            email=spec.acme.email,
-            ca_bundle=self._acme_ca_bundle,
-            external_account_binding=binding,
-            on_request=self._on_acme_request,
-        )
-        return _AcmeIssuerPort(issuer, self._deadline)
+        if not spec.acme.eab_key_id or not spec.acme.eab_hmac_secret:
+            return None
+        secret_name, key = spec.acme.eab_hmac_secret
+        secret = self._gateway.read_secret(namespace, secret_name)
+        hmac_key = secret.value(key) if secret else None
+        if not hmac_key:
+            raise IssuerNotConfiguredError(
+                f"the external account binding Secret {namespace}/{secret_name} has no {key!r}"
+            )
+        return spec.acme.eab_key_id, hmac_key.decode().strip()

@@ -47,16 +47,15 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from certfleet.controller.reconciler import Outcome
-from certfleet.core.clock import parse_rfc3339
+from certfleet.api.reasons import CertificateReason
+from certfleet.api.status import CertificateStatus
+from certfleet.controller.plan import Outcome
 
 log = logging.getLogger(__name__)
 
 CONDITIONS = ("True", "False", "Unknown")
 RESULT_SUCCESS = "success"
 RESULT_FAILURE = "failure"
-ISSUED_REASON = "Issued"
-MANUAL_RENEWAL_REQUIRED = "ManualRenewalRequired"
 # ACME requests take tens of milliseconds on a near CA, seconds on a busy one; the issuer's
 # own deadline (120 s by default) bounds the top.
 ACME_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
@@ -78,16 +77,14 @@ class CertificateSeries:
     attempt: tuple[str, str] | None  # (result, reason) if this reconciliation ran ACME
 
 
-def _seconds(moment: datetime | None, fallback: object) -> float | None:
+def _seconds(moment: datetime | None, fallback: datetime | None) -> float | None:
     # Whole seconds, as the status stores them: the metric and `kubectl get` agree exactly.
-    if moment is not None:
-        return float(int(moment.timestamp()))
-    parsed = parse_rfc3339(fallback)
-    return float(int(parsed.timestamp())) if parsed is not None else None
+    known = moment if moment is not None else fallback
+    return float(int(known.timestamp())) if known is not None else None
 
 
 def certificate_series(
-    domain: str, outcome: Outcome, status: Mapping[str, Any]
+    domain: str, outcome: Outcome, status: CertificateStatus
 ) -> CertificateSeries:
     """The series of one certificate after a reconciliation (pure).
 
@@ -100,21 +97,16 @@ def certificate_series(
     attempt = None
     if outcome.issuance_failed:
         attempt = (RESULT_FAILURE, outcome.reason)
-    elif outcome.reason == ISSUED_REASON:
+    elif outcome.reason == CertificateReason.Issued:
         attempt = (RESULT_SUCCESS, outcome.reason)
-    serial = facts.serial if facts else status.get("serialNumber")
-    try:
-        failures = int(status.get("failedIssuanceAttempts") or 0)
-    except (TypeError, ValueError):
-        failures = 0
     return CertificateSeries(
         domain=domain,
         ready="True" if outcome.ready else "False",
-        expiration=_seconds(facts.not_after if facts else None, status.get("notAfter")),
-        renewal=_seconds(outcome.renew_at, status.get("renewalTime")),
-        serial=serial if isinstance(serial, str) and serial else None,
-        manual_renewal_required=outcome.reason == MANUAL_RENEWAL_REQUIRED,
-        failed_issuance_attempts=failures,
+        expiration=_seconds(facts.not_after if facts else None, status.not_after),
+        renewal=_seconds(outcome.renew_at, status.renewal_time),
+        serial=facts.serial if facts else status.serial,
+        manual_renewal_required=outcome.reason == CertificateReason.ManualRenewalRequired,
+        failed_issuance_attempts=status.failed_issuance_attempts,
         attempt=attempt,
     )
 
@@ -261,7 +253,7 @@ class OperatorMetrics:
         name: str,
         domain: object,
         outcome: Outcome,
-        status: Mapping[str, Any],
+        status: CertificateStatus,
     ) -> None:
         """After the status patch: `status` is the status as it now stands."""
         series = certificate_series(domain if isinstance(domain, str) else "", outcome, status)

@@ -1,97 +1,53 @@
-"""ManagedCertificate status from a reconciliation's outcome (pure: the clock is passed in)."""
+"""Step four: a reconciliation's Outcome as a status merge patch and events (pure: the clock
+is passed in). The previous status comes typed (``api.status``), parsed once by the caller."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from certfleet.controller.reconciler import Event, Outcome
+from certfleet.api.reasons import ISSUING, READY, CertificateReason, IssuingReason
+from certfleet.api.status import CertificateStatus, condition
+from certfleet.controller.plan import Event, Outcome
 from certfleet.core.clock import rfc3339
 
 
-def condition(
-    previous: Mapping[str, Any] | None,
-    type_: str,
-    status: bool,
-    reason: str,
-    message: str,
-    generation: int | None,
-    now: datetime,
-) -> dict[str, Any]:
-    """A Kubernetes-style condition; lastTransitionTime moves only when the status flips."""
-    value = "True" if status else "False"
-    since = rfc3339(now)
-    if previous and previous.get("status") == value and previous.get("lastTransitionTime"):
-        since = str(previous["lastTransitionTime"])
-    found: dict[str, Any] = {
-        "type": type_,
-        "status": value,
-        "reason": reason,
-        "message": message,
-        "lastTransitionTime": since,
-    }
-    if generation is not None:
-        found["observedGeneration"] = generation
-    return found
-
-
-def _previous_condition(status: Mapping[str, Any], type_: str) -> Mapping[str, Any] | None:
-    for item in status.get("conditions") or []:
-        if isinstance(item, Mapping) and item.get("type") == type_:
-            return item
-    return None
-
-
 def issuing_status(
-    previous: Mapping[str, Any], message: str, generation: int | None, now: datetime
+    previous: CertificateStatus, message: str, generation: int | None, now: datetime
 ) -> dict[str, Any]:
-    """The patch said while an ACME order is under way."""
-    return {
-        "conditions": [
-            *[c for c in previous.get("conditions") or [] if c.get("type") != "Issuing"],
-            condition(
-                _previous_condition(previous, "Issuing"),
-                "Issuing",
-                True,
-                "Ordering",
-                message,
-                generation,
-                now,
-            ),
-        ]
-    }
+    """The patch said while an ACME order is under way (a merge patch replaces the whole
+    conditions list, so Ready goes along unchanged)."""
+    issuing = condition(
+        previous.issuing, ISSUING, True, IssuingReason.Ordering, message, generation, now
+    )
+    kept = [previous.ready.to_dict()] if previous.ready is not None else []
+    return {"conditions": [*kept, issuing.to_dict()]}
 
 
 def status_from_outcome(
-    outcome: Outcome, previous: Mapping[str, Any], generation: int | None, now: datetime
+    outcome: Outcome, previous: CertificateStatus, generation: int | None, now: datetime
 ) -> dict[str, Any]:
     ready = condition(
-        _previous_condition(previous, "Ready"),
-        "Ready",
-        outcome.ready,
-        outcome.reason,
-        outcome.message,
-        generation,
-        now,
+        previous.ready, READY, outcome.ready, outcome.reason, outcome.message, generation, now
     )
-    issuing_reason = "IssuanceFailed" if outcome.issuance_failed else "Idle"
     issuing = condition(
-        _previous_condition(previous, "Issuing"),
-        "Issuing",
+        previous.issuing,
+        ISSUING,
         False,
-        issuing_reason,
+        IssuingReason.IssuanceFailed if outcome.issuance_failed else IssuingReason.Idle,
         outcome.message if outcome.issuance_failed else "no ACME order under way",
         generation,
         now,
     )
-    status: dict[str, Any] = {"observedGeneration": generation, "conditions": [ready, issuing]}
-    failures = int(previous.get("failedIssuanceAttempts") or 0)
+    status: dict[str, Any] = {
+        "observedGeneration": generation,
+        "conditions": [ready.to_dict(), issuing.to_dict()],
+    }
     if outcome.issuance_failed:
-        status["failedIssuanceAttempts"] = failures + 1
+        status["failedIssuanceAttempts"] = previous.failed_issuance_attempts + 1
         status["lastFailureTime"] = rfc3339(now)
         status["lastFailureReason"] = outcome.reason
-    elif outcome.reason == "Issued":
+    elif outcome.reason == CertificateReason.Issued:
         status["failedIssuanceAttempts"] = 0
     if outcome.facts is not None:
         facts = outcome.facts
@@ -111,14 +67,15 @@ def status_from_outcome(
     return status
 
 
-def events_to_post(outcome: Outcome, previous: Mapping[str, Any]) -> tuple[Event, ...]:
+def events_to_post(outcome: Outcome, previous: CertificateStatus) -> tuple[Event, ...]:
     """Events for transitions only: an outcome that repeats the Ready condition already in the
     status (waiting for a Secret, renewal due on a MANUAL certificate) was announced before;
     posting it again at every poll would bury what changed."""
-    ready = _previous_condition(previous, "Ready") or {}
+    ready = previous.ready
     repeated = (
-        ready.get("status") == ("True" if outcome.ready else "False")
-        and ready.get("reason") == outcome.reason
-        and ready.get("message") == outcome.message
+        ready is not None
+        and ready.status == outcome.ready
+        and ready.reason == outcome.reason
+        and ready.message == outcome.message
     )
     return () if repeated else outcome.events

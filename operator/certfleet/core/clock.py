@@ -21,7 +21,8 @@ def rfc3339(moment: datetime) -> str:
     """``2026-12-01T20:30:00Z``: whole seconds, UTC, as Kubernetes writes timestamps."""
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise ValueError(f"a timestamp needs a timezone, got naive {moment.isoformat()}")
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # isoformat, unlike strftime("%Y"), always writes four year digits.
+    return moment.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 def parse_rfc3339(value: object) -> datetime | None:

@@ -10,11 +10,19 @@ from enum import StrEnum
 
 
 class CertfleetError(Exception):
-    """Base of every error certfleet raises on purpose."""
+    """Base of every error certfleet raises on purpose.
+
+    ``retryable`` says whether the same call may succeed later without anyone changing
+    anything (an outage), as opposed to input or configuration that must be fixed first.
+    """
+
+    retryable = False
 
 
 class RetryLaterError(CertfleetError):
     """A failure whose source said when to try again (a CA's Retry-After)."""
+
+    retryable = True
 
     def __init__(self, message: str, retry_after_seconds: float | None = None) -> None:
         super().__init__(message)

@@ -64,13 +64,14 @@ class Failure:
     def ok(self) -> bool:
         return False
 
-    @property
-    def usable(self) -> bool:
-        """Still fine to serve while a replacement is obtained: only renewal is due."""
-        return self.reason is Reason.RenewalDue
-
 
 Verdict: TypeAlias = Valid | Failure
+
+
+def fit_to_serve(verdict: Verdict) -> bool:
+    """The first of cert-manager's two questions: can this be served right now? Valid, or
+    only due for renewal (the second question: a replacement is wanted, this one stays)."""
+    return isinstance(verdict, Valid) or verdict.reason is Reason.RenewalDue
 
 
 def evaluate(

@@ -7,17 +7,23 @@ Messages name objects and reasons only; they never carry key material.
 
 from __future__ import annotations
 
+from certfleet.core.errors import CertfleetError
 
-class DatastoreError(Exception):
+
+class DatastoreError(CertfleetError):
     """Base of every datastore failure (also: access denied, missing bucket, bad credentials)."""
 
 
 class DatastoreUnavailableError(DatastoreError):
     """The datastore could not be reached or answered with a server error: retry later."""
 
+    retryable = True
+
 
 class DatastoreConflictError(DatastoreError):
     """Another writer changed the datastore first (a conditional write was refused)."""
+
+    retryable = True  # the next attempt reads what the other writer wrote
 
 
 class DatastoreIntegrityError(DatastoreError):

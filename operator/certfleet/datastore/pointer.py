@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from certfleet.core.clock import rfc3339
 from certfleet.datastore.errors import DatastoreIntegrityError
 from certfleet.datastore.location import check_revision
 
@@ -54,11 +55,6 @@ def _check_utc(name: str, value: datetime) -> datetime:
 def _check_hex(name: str, value: str, pattern: re.Pattern[str], shape: str) -> None:
     if not isinstance(value, str) or not pattern.fullmatch(value):
         raise ValueError(f"{name} must be {shape}")
-
-
-def format_timestamp(value: datetime) -> str:
-    # isoformat, unlike strftime("%Y"), always writes four year digits.
-    return value.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 def _parse_timestamp(name: str, value: object) -> datetime:
@@ -98,12 +94,12 @@ class Pointer:
             "format_version": self.format_version,
             "revision": self.revision,
             "serial": self.serial,
-            "not_before": format_timestamp(self.not_before),
-            "not_after": format_timestamp(self.not_after),
+            "not_before": rfc3339(self.not_before),
+            "not_after": rfc3339(self.not_after),
             "fullchain_sha256": self.fullchain_sha256,
             "privkey_sha256": self.privkey_sha256,
             "privkey_enc_sha256": self.privkey_enc_sha256,
-            "published_at": format_timestamp(self.published_at),
+            "published_at": rfc3339(self.published_at),
         }
         return (json.dumps(document, sort_keys=True, indent=2) + "\n").encode("ascii")
 

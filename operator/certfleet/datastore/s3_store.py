@@ -18,7 +18,6 @@ The boto3 client is injected: this module never creates one (nor reads credentia
 from __future__ import annotations
 
 import dataclasses
-import enum
 import hashlib
 import logging
 from collections.abc import Callable, Sequence
@@ -43,6 +42,7 @@ from certfleet.datastore.errors import (
 )
 from certfleet.datastore.location import DatastoreLocation
 from certfleet.datastore.pointer import MAX_POINTER_BYTES, Pointer, parse_pointer
+from certfleet.datastore.protocol import PointerPoll, PollStatus, StoredCertificate
 from certfleet.datastore.s3_errors import (
     is_not_found,
     is_not_modified,
@@ -77,40 +77,6 @@ def _bare_etag(etag: str) -> str:
     if value.startswith("W/"):
         value = value[2:]
     return value.strip('"')
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class StoredCertificate:
-    """A verified revision: digests checked against the pointer, key decrypted."""
-
-    pointer: Pointer
-    pointer_etag: str
-    fullchain: bytes = dataclasses.field(repr=False)
-    privkey: bytes = dataclasses.field(repr=False)
-
-
-class PollStatus(enum.Enum):
-    UNCHANGED = "unchanged"
-    CHANGED = "changed"
-    MISSING = "missing"
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class PointerPoll:
-    """The answer to a conditional poll of `current.json`.
-
-    UNCHANGED: `etag` is the one polled with, `pointer` is None (nothing was transferred).
-    CHANGED: `pointer` and its new `etag`.
-    MISSING: no pointer exists (nothing published yet); both are None.
-    """
-
-    status: PollStatus
-    etag: str | None = None
-    pointer: Pointer | None = None
-
-    @property
-    def changed(self) -> bool:
-        return self.status is PollStatus.CHANGED
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -16,19 +16,22 @@ from kubernetes.client.exceptions import ApiException
 from certfleet.api.names import (
     CLOUDHOSTS,
     GROUP,
+    MANAGED_BY_LABEL,
     MANAGED_CERTIFICATES,
     RENEW_NOW_ANNOTATION,
     VERSION,
 )
+from certfleet.core.errors import CertfleetError
 
 log = logging.getLogger(__name__)
 
 MAX_SECRET_VALUE_BYTES = 256 * 1024
-MANAGED_BY = {"app.kubernetes.io/managed-by": "certfleet"}
 
 
-class KubernetesUnavailableError(RuntimeError):
+class KubernetesUnavailableError(CertfleetError):
     """The API server did not answer as expected; worth retrying."""
+
+    retryable = True
 
 
 @dataclass(frozen=True)
@@ -86,7 +89,7 @@ class KubernetesGateway:
             metadata=client.V1ObjectMeta(
                 name=name,
                 namespace=namespace,
-                labels={**MANAGED_BY, **labels},
+                labels={**MANAGED_BY_LABEL, **labels},
                 annotations=dict(annotations),
             ),
             type=secret_type,

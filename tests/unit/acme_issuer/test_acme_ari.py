@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import cast
 
 import pytest
 from acme.messages import IDENTIFIER_FQDN, Identifier
@@ -31,8 +30,7 @@ from certfleet.acme_issuer.ari import (
 )
 from certfleet.acme_issuer.issuer import _NewOrderReplacing
 from certfleet.api.spec import parse_certificate_spec
-from certfleet.controller import adapters as cluster_world
-from certfleet.kube.gateway import KubernetesGateway
+from certfleet.controller.renewal_windows import AriWindows
 
 KEY = ec.generate_private_key(ec.SECP256R1())
 # RFC 9773 4.1's example: this keyIdentifier and serial 0x87654321.
@@ -308,17 +306,14 @@ def test_a_replacement_order_names_the_certificate_it_replaces() -> None:
     }
 
 
-def test_the_operator_asks_again_only_after_the_bounded_retry_after(
-    ca: FakeCA, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # The spec needs an https:// directory; the fake CA speaks plain HTTP.
-    monkeypatch.setattr(cluster_world, "resolve_directory_url", lambda _server: ca.directory_url)
-    world = cluster_world.ClusterWorld(
-        cast(KubernetesGateway, None),
-        "certfleet-system",
-        ChallengeStore(),
-        ari_min_ask_again_seconds=0.2,
-        ari_max_ask_again_seconds=0.3,
+def test_the_operator_asks_again_only_after_the_bounded_retry_after(ca: FakeCA) -> None:
+    clock = FakeMonotonic()
+    windows = AriWindows(
+        # The spec needs an https:// directory; the fake CA speaks plain HTTP.
+        lambda _directory: AcmeIssuer(ca.directory_url, InMemoryAccountStore(), ChallengeStore()),
+        min_ask_again_seconds=0.2,
+        max_ask_again_seconds=0.3,
+        monotonic=clock,
     )
     spec = parse_certificate_spec(
         {
@@ -331,22 +326,20 @@ def test_the_operator_asks_again_only_after_the_bounded_retry_after(
     )
     ca.offer(WINDOW, Retry_After="21600")  # six hours, bounded to 0.3 s here
     leaf = pem(certificate())
-    window = world.renewal_window(spec, leaf)
+    window = windows.window(spec, leaf)
     assert window == (datetime(2031, 1, 2, 4, tzinfo=UTC), datetime(2031, 1, 3, 4, tzinfo=UTC))
-    assert world.renewal_window(spec, leaf) == window
+    assert windows.window(spec, leaf) == window
     assert len(ca.requests) == 2, "asked again before Retry-After"
 
-    time.sleep(0.35)
+    clock.now += 0.35
     ca.answers[f"/ari/{certificate_identifier(certificate())}"] = Answer(500, {})
-    assert world.renewal_window(spec, leaf) is None  # a failure: no window...
-    assert world.renewal_window(spec, leaf) is None
+    assert windows.window(spec, leaf) is None  # a failure: no window...
+    assert windows.window(spec, leaf) is None
     assert len(ca.requests) == 4  # ... and not asked again before the minimum
 
 
 def test_a_spec_with_an_unusable_server_has_no_window() -> None:
-    world = cluster_world.ClusterWorld(
-        cast(KubernetesGateway, None), "certfleet-system", ChallengeStore()
-    )
+    windows = AriWindows(lambda _directory: pytest.fail("no CA may be asked"))
     spec = parse_certificate_spec(
         {
             "domain": "www.example.com",
@@ -356,4 +349,14 @@ def test_a_spec_with_an_unusable_server_has_no_window() -> None:
             "acme": {"server": "ftp://ca.example/dir"},
         }
     )
-    assert world.renewal_window(spec, pem(certificate())) is None
+    assert windows.window(spec, pem(certificate())) is None
+
+
+@dataclass
+class FakeMonotonic:
+    """The renewal windows' clock, moved by the test instead of slept through."""
+
+    now: float = 1000.0
+
+    def __call__(self) -> float:
+        return self.now

@@ -36,7 +36,7 @@ from certfleet.datastore import (
 )
 from certfleet.datastore.encryption import envelope_encrypt
 from certfleet.datastore.pointer import Pointer
-from certfleet.datastore.s3_store import StoredCertificate
+from certfleet.datastore.protocol import StoredCertificate
 
 from .pki import DAY, DOMAIN, NOW, Pair, leaf
 

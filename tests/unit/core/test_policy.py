@@ -11,7 +11,7 @@ from cryptography import x509
 from certfleet.core.checks import Reason
 from certfleet.core.errors import InvalidDomainError
 from certfleet.core.pem import parse_bundle
-from certfleet.core.policy import Failure, Valid, evaluate, evaluate_bundle
+from certfleet.core.policy import Failure, Valid, evaluate, evaluate_bundle, fit_to_serve
 from certfleet.core.renewal import DEFAULT_RENEW_BEFORE
 
 from .certificates import DAY, NOW, Kind, Pki, ec_key, issue, key_pem, pem, pki, rsa_key
@@ -133,7 +133,7 @@ def test_renewal_parameters_pass_through() -> None:
     ari = evaluate(chain, key, names=NAMES, now=NOW, ari_window=(NOW - DAY, NOW + DAY))
     assert isinstance(ari, Failure) and ari.reason is Reason.RenewalDue
     assert ari.renew_at == NOW
-    assert ari.usable
+    assert fit_to_serve(ari)
     assert ari.facts is not None
 
 
@@ -149,7 +149,7 @@ def test_the_first_failure_wins() -> None:
     # Expired and due: expired, which is not usable.
     verdict = evaluate(chain, good(ca)[1], names=NAMES, now=NOW)
     assert isinstance(verdict, Failure) and verdict.reason is Reason.Expired
-    assert not verdict.usable
+    assert not fit_to_serve(verdict)
     assert verdict.facts is not None and verdict.renew_at is None
 
 

@@ -15,8 +15,9 @@ from moto import mock_aws
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from certfleet.api.status import CertificateStatus
 from certfleet.controller.metrics import OperatorMetrics, certificate_series
-from certfleet.controller.reconciler import Outcome
+from certfleet.controller.plan import Outcome
 from certfleet.controller.report import status_from_outcome
 from certfleet.core.facts import CertificateFacts
 
@@ -57,9 +58,9 @@ def failed(still_serving: bool) -> Outcome:
 
 
 def written(outcome: Outcome, previous: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The status after the reconciliation's merge patch, as the handler has it."""
+    """The status after the reconciliation's merge patch, as the reporter has it."""
     before = dict(previous or {})
-    return {**before, **status_from_outcome(outcome, before, 1, NOW)}
+    return {**before, **status_from_outcome(outcome, CertificateStatus.from_dict(before), 1, NOW)}
 
 
 def value(metrics: OperatorMetrics, metric: str, /, **labels: str) -> float | None:
@@ -72,7 +73,7 @@ def metrics() -> OperatorMetrics:
 
 
 def record(metrics: OperatorMetrics, outcome: Outcome, status: Mapping[str, Any]) -> None:
-    metrics.record_reconciliation(NS, NAME, DOMAIN, outcome, status)
+    metrics.record_reconciliation(NS, NAME, DOMAIN, outcome, CertificateStatus.from_dict(status))
 
 
 CERT = {"namespace": NS, "name": NAME, "domain": DOMAIN}
@@ -180,7 +181,9 @@ def test_manual_renewal_required(metrics: OperatorMetrics) -> None:
 
 def test_a_changed_domain_leaves_no_stale_series(metrics: OperatorMetrics) -> None:
     record(metrics, issued(), written(issued()))
-    metrics.record_reconciliation(NS, NAME, "shop.example.com", issued(), written(issued()))
+    metrics.record_reconciliation(
+        NS, NAME, "shop.example.com", issued(), CertificateStatus.from_dict(written(issued()))
+    )
     assert value(metrics, "certfleet_certificate_expiration_timestamp_seconds", **CERT) is None
     moved = {**CERT, "domain": "shop.example.com"}
     assert value(metrics, "certfleet_certificate_expiration_timestamp_seconds", **moved) == int(
@@ -192,14 +195,18 @@ def test_an_invalid_spec_without_a_domain_still_reports_not_ready(
     metrics: OperatorMetrics,
 ) -> None:
     invalid = Outcome(False, "InvalidSpec", "spec.domain is required")
-    metrics.record_reconciliation(NS, NAME, None, invalid, written(invalid))
+    metrics.record_reconciliation(
+        NS, NAME, None, invalid, CertificateStatus.from_dict(written(invalid))
+    )
     labels = {"namespace": NS, "name": NAME, "domain": "", "condition": "False"}
     assert value(metrics, "certfleet_certificate_ready_status", **labels) == 1
 
 
 def test_deleted_certificates_lose_all_their_series(metrics: OperatorMetrics) -> None:
     record(metrics, issued(), written(issued()))
-    metrics.record_reconciliation(NS, "other", "other.example.com", issued(), written(issued()))
+    metrics.record_reconciliation(
+        NS, "other", "other.example.com", issued(), CertificateStatus.from_dict(written(issued()))
+    )
     metrics.forget(NS, NAME)
     exposed = generate_latest(metrics.registry).decode()
     assert f'name="{NAME}"' not in exposed
@@ -296,7 +303,7 @@ def test_served_over_http_in_prometheus_text_format(metrics: OperatorMetrics) ->
 def test_pure_series_of_a_status_with_odd_values() -> None:
     status = {"failedIssuanceAttempts": "many", "notAfter": "not a time", "serialNumber": 7}
     outcome = Outcome(False, "DatastoreUnavailable", "down")
-    series = certificate_series(DOMAIN, outcome, status)
+    series = certificate_series(DOMAIN, outcome, CertificateStatus.from_dict(status))
     assert series.failed_issuance_attempts == 0
     assert series.expiration is None
     assert series.serial is None

@@ -1,4 +1,5 @@
-"""The reconciler's flow with fakes at its edges: a dict of Secrets, moto's S3, a fake CA.
+"""The reconciler's flow with fakes at its edges: a dict of Secrets, the in-memory
+datastore, a fake CA.
 
 The order of DESIGN.md (datastore, then cache, then issue or wait), and the promise that a
 certificate once issued is never lost nor ordered twice, are decided here, so they are tested
@@ -7,29 +8,28 @@ here without any server; tests/e2e prove the same on the real ones.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 
-from certfleet.api.spec import CertificateSpec, CloudHostConfig, cache_secret_name
+from certfleet.api.spec import CertificateSpec, CloudHostConfig, cache_secret_name, parse_cloudhost
 from certfleet.api.spec import parse_certificate_spec as parse_spec
-from certfleet.controller.reconciler import (
-    IssuedCertificate,
-    Outcome,
-    Reconciler,
-    ReconcilerSettings,
-    Request,
-)
+from certfleet.api.status import CertificateStatus
+from certfleet.controller.adapters import SecretCache, SecretSuppliedCertificates
+from certfleet.controller.decide import DecisionSettings
+from certfleet.controller.gather import DatastoreNotConfiguredError
+from certfleet.controller.plan import Outcome, Request
+from certfleet.controller.ports import PemPair, Ports
+from certfleet.controller.reconcile import Reconciler
 from certfleet.controller.report import events_to_post, status_from_outcome
 from certfleet.core.errors import CertfleetError, RetryLaterError
-from certfleet.datastore.encryption import MasterKey
 from certfleet.datastore.errors import DatastoreUnavailableError
 from certfleet.datastore.location import DatastoreLocation
-from certfleet.datastore.s3_store import S3Datastore
+from certfleet.datastore.memory import InMemoryDatastore
+from certfleet.datastore.protocol import Datastore
 from unit.core.certificates import DAY, NOW, ec_key, key_pem, pem, pki
 
 BUCKET = "certfleet-unit"
@@ -51,9 +51,6 @@ CLOUDHOST = {
     }
 }
 
-if TYPE_CHECKING:
-    from mypy_boto3_s3 import S3Client
-
 
 def certificate(
     not_before: datetime = NOW - DAY,
@@ -70,10 +67,10 @@ class DictSecrets:
     def __init__(self) -> None:
         self.items: dict[tuple[str, str], tuple[bytes, bytes]] = {}
 
-    def read_tls(self, namespace: str, name: str) -> tuple[bytes, bytes] | None:
+    def read(self, namespace: str, name: str) -> tuple[bytes, bytes] | None:
         return self.items.get((namespace, name))
 
-    def write_tls(
+    def write(
         self,
         namespace: str,
         name: str,
@@ -93,58 +90,71 @@ class FakeIssuer:
     orders: int = 0
     replaced: list[bytes | None] = field(default_factory=list)
 
-    def issue(
-        self, names: Sequence[str], key_algorithm: str, replacing: bytes | None = None
-    ) -> IssuedCertificate:
+    def issue(self, spec: CertificateSpec, namespace: str, replacing: bytes | None) -> PemPair:
         self.orders += 1
         self.replaced.append(replacing)
         if self.retry_after is not None:
             raise RetryLaterError("rate limited", self.retry_after)
         if self.fail:
             raise CertfleetError("the CA is down")
-        return IssuedCertificate(*self.next_certificate)
+        return PemPair(*self.next_certificate)
 
 
-class FlakyDatastore(S3Datastore):
-    """Publishing fails while `down` is set, as when S3 goes away mid-reconciliation."""
+class FlakyDatastore(InMemoryDatastore):
+    """Publishing fails while `publish_down` is set, as when S3 goes away mid-reconciliation."""
 
-    down = False
+    publish_down = False
 
     def publish(self, *args: Any, **kwargs: Any) -> Any:
-        if self.down:
+        if self.publish_down:
             raise DatastoreUnavailableError("S3 did not answer")
         return super().publish(*args, **kwargs)
 
 
 @dataclass
 class FakeWorld:
-    store: FlakyDatastore
+    """The controller's ports over dicts and the in-memory datastore; the Secret-backed
+    ports are the real adapters over a dict of Secrets."""
+
+    store: FlakyDatastore = field(default_factory=lambda: FlakyDatastore(lambda: NOW))
     secrets: DictSecrets = field(default_factory=DictSecrets)
     ca: FakeIssuer = field(default_factory=FakeIssuer)
     cloudhosts: dict[str, Mapping[str, Any]] = field(default_factory=lambda: {"aws": CLOUDHOST})
     ari_window: tuple[datetime, datetime] | None = None  # what the CA's ARI suggests
     ari_asked: list[bytes] = field(default_factory=list)
+    announced: list[str] = field(default_factory=list)
 
-    def cloudhost(self, name: str) -> Mapping[str, Any] | None:
-        return self.cloudhosts.get(name)
+    def datastore(self, cloudhost: str) -> tuple[CloudHostConfig, Datastore]:
+        if cloudhost not in self.cloudhosts:
+            raise DatastoreNotConfiguredError(f"CloudHost {cloudhost!r} does not exist")
+        return parse_cloudhost(cloudhost, self.cloudhosts[cloudhost]["spec"]), self.store
 
-    def datastore(self, cloudhost: CloudHostConfig) -> S3Datastore:
-        return self.store
-
-    def issuer(self, spec: CertificateSpec, namespace: str) -> FakeIssuer:
-        return self.ca
-
-    def renewal_window(
+    def window(
         self, spec: CertificateSpec, certificate_pem: bytes
     ) -> tuple[datetime, datetime] | None:
         self.ari_asked.append(certificate_pem)
         return self.ari_window
 
+    def ports(self) -> Ports:
+        return Ports(
+            datastores=self,
+            cache=SecretCache(self.secrets),
+            supplied=SecretSuppliedCertificates(self.secrets),
+            issuer=self.ca,
+            windows=self,
+        )
+
+    # The Reporter port: what the status would be told.
+    def issuing(self, message: str) -> None:
+        self.announced.append(message)
+
+    def report(self, outcome: Outcome) -> None:
+        pass
+
 
 @pytest.fixture
-def world(moto_s3: S3Client) -> FakeWorld:
-    moto_s3.create_bucket(Bucket=BUCKET)
-    return FakeWorld(FlakyDatastore(moto_s3, [MasterKey(os.urandom(32))], clock=lambda: NOW))
+def world() -> FakeWorld:
+    return FakeWorld()
 
 
 def reconcile(
@@ -154,7 +164,7 @@ def reconcile(
     previous_failures: int = 0,
     force_renewal: bool = False,
 ) -> Outcome:
-    settings = ReconcilerSettings(
+    settings = DecisionSettings(
         retry_seconds=7,
         manual_poll_seconds=3,
         issuance_backoff_base_seconds=5,
@@ -163,7 +173,11 @@ def reconcile(
     request = Request(
         NAMESPACE, spec, previous_failures=previous_failures, force_renewal=force_renewal
     )
-    return Reconciler(world, lambda: now, settings).reconcile(request)
+    return Reconciler(world.ports(), lambda: now, settings).reconcile(request, world)
+
+
+def typed(status: Mapping[str, Any]) -> CertificateStatus:
+    return CertificateStatus.from_dict(status)
 
 
 def published(world: FakeWorld) -> tuple[bytes, bytes] | None:
@@ -173,7 +187,7 @@ def published(world: FakeWorld) -> tuple[bytes, bytes] | None:
 
 
 def cached(world: FakeWorld, spec: Mapping[str, Any] = SPEC) -> tuple[bytes, bytes] | None:
-    return world.secrets.read_tls(NAMESPACE, cache_secret_name(parse_spec(spec)))
+    return world.secrets.read(NAMESPACE, cache_secret_name(parse_spec(spec)))
 
 
 def test_issues_caches_and_publishes_when_nothing_is_stored(world: FakeWorld) -> None:
@@ -206,12 +220,12 @@ def test_cache_second_is_published_when_the_datastore_is_empty(world: FakeWorld)
 
 
 def test_a_failed_publish_never_costs_a_second_order(world: FakeWorld) -> None:
-    world.store.down = True
+    world.store.publish_down = True
     failed = reconcile(world)
     assert (failed.ready, failed.reason, failed.retry_after) == (False, "DatastoreUnavailable", 7)
     assert cached(world) == world.ca.next_certificate, "the new key was lost"
 
-    world.store.down = False
+    world.store.publish_down = False
     world.ca.next_certificate = certificate(names=("other.example.com",))  # must not be used
     outcome = reconcile(world)
     assert (outcome.ready, outcome.reason) == (True, "RestoredFromCache")
@@ -308,8 +322,8 @@ def test_invalid_spec_and_missing_cloudhost_are_reported(world: FakeWorld) -> No
 
 def test_status_keeps_transition_time_and_counts_failures(world: FakeWorld) -> None:
     world.ca.fail = True
-    first = status_from_outcome(reconcile(world), {}, 1, NOW)
-    second = status_from_outcome(reconcile(world), first, 1, NOW + DAY)
+    first = status_from_outcome(reconcile(world), typed({}), 1, NOW)
+    second = status_from_outcome(reconcile(world), typed(first), 1, NOW + DAY)
     assert (
         second["conditions"][0]["lastTransitionTime"]
         == first["conditions"][0]["lastTransitionTime"]
@@ -317,7 +331,7 @@ def test_status_keeps_transition_time_and_counts_failures(world: FakeWorld) -> N
     assert (first["failedIssuanceAttempts"], second["failedIssuanceAttempts"]) == (1, 2)
 
     world.ca.fail = False
-    ready = status_from_outcome(reconcile(world), second, 1, NOW + 2 * DAY)
+    ready = status_from_outcome(reconcile(world), typed(second), 1, NOW + 2 * DAY)
     assert ready["conditions"][0]["status"] == "True"
     assert (
         ready["conditions"][0]["lastTransitionTime"] != first["conditions"][0]["lastTransitionTime"]
@@ -414,11 +428,11 @@ def test_manual_certificates_never_ask_a_ca(world: FakeWorld) -> None:
 
 def test_a_repeated_state_is_announced_once(world: FakeWorld) -> None:
     first = reconcile(world, MANUAL_SPEC)
-    status = status_from_outcome(first, {}, 1, NOW)
-    assert [e.reason for e in events_to_post(first, {})] == ["WaitingForManualCertificate"]
+    status = status_from_outcome(first, typed({}), 1, NOW)
+    assert [e.reason for e in events_to_post(first, typed({}))] == ["WaitingForManualCertificate"]
     again = reconcile(world, MANUAL_SPEC)
-    assert events_to_post(again, status) == ()
+    assert events_to_post(again, typed(status)) == ()
 
     world.secrets.items[(NAMESPACE, "supplied")] = certificate()
     accepted = reconcile(world, MANUAL_SPEC)
-    assert [e.reason for e in events_to_post(accepted, status)] == ["Published"]
+    assert [e.reason for e in events_to_post(accepted, typed(status))] == ["Published"]

@@ -1,0 +1,205 @@
+"""Step three: carry a Plan out (cache, issue, publish) and say what came of it (an Outcome).
+
+Only the Plan's own actions happen here, in a fixed order that keeps every promise of the
+flow: a new certificate is written to the cache before it is published, so a crash or a
+failed publish never costs a second order; the datastore verifies what it wrote before the
+pointer moves. A failed write becomes an Outcome with a reason and a retry, never an
+exception for the caller. The one read here is the CA's renewal window of a certificate
+just issued, which did not exist when the world was gathered.
+"""
+
+from __future__ import annotations
+
+from certfleet.api.reasons import CertificateReason, EventReason
+from certfleet.controller.decide import DecisionSettings, judge_issued
+from certfleet.controller.gather import unobservable
+from certfleet.controller.plan import (
+    Event,
+    Issue,
+    Observed,
+    Outcome,
+    Plan,
+    Publish,
+    Reuse,
+    Serving,
+    Unobservable,
+    Wait,
+)
+from certfleet.controller.ports import PemPair, Ports
+from certfleet.core.backoff import retry_delay
+from certfleet.core.clock import Clock
+from certfleet.core.errors import CertfleetError, RetryLaterError
+from certfleet.core.policy import Valid
+
+
+def act(
+    plan: Plan,
+    observed: Observed | Unobservable,
+    ports: Ports,
+    clock: Clock,
+    settings: DecisionSettings,
+) -> Outcome:
+    if isinstance(plan, Wait):
+        return _waiting(plan, observed if isinstance(observed, Observed) else None)
+    assert isinstance(observed, Observed)  # only a gathered world leads to an action
+    try:
+        if isinstance(plan, Reuse):
+            return _reuse(plan, observed, ports)
+        if isinstance(plan, Publish):
+            return _publish(plan, observed, ports)
+        return _issue(plan, observed, ports, clock, settings)
+    except CertfleetError as error:  # a write failed: the cache or the datastore
+        failed = unobservable(error)
+        event = "Warning" if failed.warn else None
+        return _waiting(
+            Wait(failed.reason, failed.message, settings.retry_seconds, None, event), observed
+        )
+
+
+def _reuse(plan: Reuse, observed: Observed, ports: Ports) -> Outcome:
+    stored = plan.stored
+    if plan.cache_it:
+        ports.cache.write(
+            observed.request.namespace, observed.spec, PemPair(stored.fullchain, stored.privkey)
+        )
+    revision = stored.pointer.revision
+    return _ready(
+        observed,
+        CertificateReason.Reused,
+        plan.verdict,
+        revision,
+        f"reused revision {revision} from the datastore",
+    )
+
+
+def _publish(plan: Publish, observed: Observed, ports: Ports, *events: Event) -> Outcome:
+    """DESIGN step 4: publish to the datastore, verified, pointer last."""
+    if plan.cache_it:
+        ports.cache.write(observed.request.namespace, observed.spec, plan.pair)
+    facts = plan.verdict.facts
+    pointer = observed.datastore.publish(
+        observed.location,
+        plan.pair.fullchain,
+        plan.pair.key,
+        serial=facts.serial,
+        not_before=facts.not_before,
+        not_after=facts.not_after,
+        expected_pointer_etag=observed.stored.pointer_etag if observed.stored else None,
+    )
+    published = Event(
+        "Normal",
+        EventReason.Published,
+        f"published serial {facts.serial} to {observed.location.s3_uri} "
+        f"revision {pointer.revision}",
+    )
+    return _ready(
+        observed,
+        plan.reason,
+        plan.verdict,
+        pointer.revision,
+        f"{plan.message}; verified revision {pointer.revision} in the datastore",
+        *events,
+        published,
+    )
+
+
+def _issue(
+    plan: Issue, observed: Observed, ports: Ports, clock: Clock, settings: DecisionSettings
+) -> Outcome:
+    spec = observed.spec
+    try:
+        issued = ports.issuer.issue(spec, observed.request.namespace, plan.replacing)
+    except CertfleetError as error:
+        retry = retry_delay(
+            max(observed.request.previous_failures, 0) + 1,
+            base_seconds=settings.issuance_backoff_base_seconds,
+            cap_seconds=settings.issuance_backoff_cap_seconds,
+            retry_after_seconds=(
+                error.retry_after_seconds if isinstance(error, RetryLaterError) else None
+            ),
+        )
+        message = f"issuing through ACME failed: {error}; next attempt in {retry:.0f} s"
+        failed = Wait(CertificateReason.IssuanceFailed, message, retry, plan.serving, "Warning")
+        return _waiting(failed, observed, issuance_failed=True)
+    verdict = judge_issued(issued, spec, clock(), ports.windows.window(spec, issued.fullchain))
+    if not isinstance(verdict, Valid):
+        message = f"the CA issued a certificate that fails the policy: {verdict.message}"
+        return Outcome(
+            False,
+            verdict.reason,
+            message,
+            issuance_failed=True,
+            retry_after=settings.retry_seconds,
+            events=(Event("Warning", EventReason.IssuedCertificateRejected, message),),
+        )
+    serial = verdict.facts.serial
+    announced = Event(
+        "Normal",
+        CertificateReason.Issued,
+        f"issued serial {serial} for {', '.join(spec.names)}, "
+        f"valid until {verdict.not_after.isoformat()}",
+    )
+    # Cached first (cache_it): from here on, a crash never costs another order.
+    publish = Publish(
+        issued, verdict, CertificateReason.Issued, f"issued serial {serial} through ACME", True
+    )
+    return _publish(publish, observed, ports, announced)
+
+
+def _ready(
+    observed: Observed,
+    reason: str,
+    verdict: Valid,
+    revision: int,
+    message: str,
+    *events: Event,
+) -> Outcome:
+    return Outcome(
+        True,
+        reason,
+        f"{message}; {verdict.message}",
+        facts=verdict.facts,
+        renew_at=verdict.renew_at,
+        datastore_uri=observed.location.s3_uri,
+        revision=revision,
+        cache_secret=observed.cache_name,
+        events=events,
+    )
+
+
+def _waiting(plan: Wait, observed: Observed | None, issuance_failed: bool = False) -> Outcome:
+    events = (Event(plan.event_type, plan.reason, plan.message),) if plan.event_type else ()
+    if plan.serving is None or observed is None:
+        return Outcome(
+            False,
+            plan.reason,
+            plan.message,
+            issuance_failed=issuance_failed,
+            retry_after=plan.retry_after,
+            events=events,
+        )
+    return _serving(plan, plan.serving, observed, issuance_failed, events)
+
+
+def _serving(
+    plan: Wait,
+    serving: Serving,
+    observed: Observed,
+    issuance_failed: bool,
+    events: tuple[Event, ...],
+) -> Outcome:
+    """Ready stays True: the published certificate is only due, and agents keep serving it."""
+    return Outcome(
+        True,
+        plan.reason,
+        f"{plan.message}; the published certificate stays in use until "
+        f"{serving.facts.not_after.isoformat()}",
+        facts=serving.facts,
+        renew_at=serving.renew_at,
+        datastore_uri=observed.location.s3_uri,
+        revision=serving.revision,
+        cache_secret=observed.cache_name,
+        issuance_failed=issuance_failed,
+        retry_after=plan.retry_after,
+        events=events,
+    )

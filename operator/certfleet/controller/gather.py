@@ -1,0 +1,99 @@
+"""Step one of a reconciliation: read everything the decision needs, in one place.
+
+Reads, in DESIGN order: the spec, the CloudHost (which datastore), the datastore's current
+certificate, the cache, what a person supplied (MANUAL), and the CA's renewal window of each
+ACME certificate found. A read that fails ends here as `Unobservable`,
+with the reason the status will give; nothing is written.
+"""
+
+from __future__ import annotations
+
+from certfleet.api.reasons import CertificateReason
+from certfleet.api.spec import (
+    CertificateSpec,
+    GenerationMethod,
+    InvalidSpecError,
+    parse_certificate_spec,
+)
+from certfleet.controller.plan import Observed, Request, Unobservable
+from certfleet.controller.ports import PemPair, Ports, Window
+from certfleet.core.errors import CertfleetError
+from certfleet.datastore.errors import (
+    DatastoreError,
+    DatastoreIntegrityError,
+    DatastoreUnavailableError,
+)
+from certfleet.datastore.location import DatastoreLocation
+
+
+class DatastoreNotConfiguredError(CertfleetError):
+    """The spec's cloudhost has no usable CloudHost (missing, invalid, or its Secrets are)."""
+
+
+def gather(request: Request, ports: Ports) -> Observed | Unobservable:
+    try:
+        spec = parse_certificate_spec(request.raw_spec)
+    except InvalidSpecError as error:
+        # Retrying cannot help; a new spec (generation) triggers a new reconciliation.
+        return Unobservable(CertificateReason.InvalidSpec, str(error), retry=False)
+    try:
+        return _observe(request, spec, ports)
+    except CertfleetError as error:
+        return unobservable(error)
+
+
+def unobservable(error: CertfleetError) -> Unobservable:
+    """The status reason of a failed read or write: configuration, outage or integrity."""
+    if isinstance(error, DatastoreNotConfiguredError):
+        return Unobservable(CertificateReason.DatastoreNotConfigured, str(error), retry=True)
+    if isinstance(error, DatastoreUnavailableError):
+        return Unobservable(CertificateReason.DatastoreUnavailable, str(error), retry=True)
+    if isinstance(error, DatastoreIntegrityError):
+        return Unobservable(CertificateReason.DatastoreIntegrity, str(error), True, warn=True)
+    if isinstance(error, DatastoreError):
+        return Unobservable(CertificateReason.DatastoreFailed, str(error), True, warn=True)
+    return Unobservable(CertificateReason.KubernetesUnavailable, str(error), True, warn=True)
+
+
+def _observe(request: Request, spec: CertificateSpec, ports: Ports) -> Observed:
+    namespace = request.namespace
+    cloudhost, datastore = ports.datastores.datastore(spec.cloudhost)
+    try:
+        location = DatastoreLocation(
+            bucket=cloudhost.bucket,
+            prefix=cloudhost.prefix,
+            cloudhost=spec.cloudhost,
+            build_identifier=spec.build_identifier,
+            domain=spec.domain,
+        )
+    except ValueError as error:
+        raise DatastoreNotConfiguredError(str(error)) from None
+    stored = datastore.read_current(location)
+    cached = ports.cache.read(namespace, spec)
+    stored_pair = PemPair(stored.fullchain, stored.privkey) if stored else None
+    stored_window = _window(ports, spec, stored_pair)
+    # The same certificate in both places: the CA is asked once.
+    same = cached is not None and cached == stored_pair
+    manual = spec.method is GenerationMethod.MANUAL
+    return Observed(
+        request=request,
+        spec=spec,
+        cloudhost=cloudhost,
+        datastore=datastore,
+        location=location,
+        cache_name=ports.cache.name(namespace, spec),
+        stored=stored,
+        stored_window=stored_window,
+        cached=cached,
+        cached_window=stored_window if same else _window(ports, spec, cached),
+        supplied=ports.supplied.read(namespace, spec) if manual else None,
+        supplied_name=ports.supplied.describe(namespace, spec) if manual else None,
+    )
+
+
+def _window(ports: Ports, spec: CertificateSpec, pair: PemPair | None) -> Window | None:
+    """The CA's renewal window of an ACME certificate (MANUAL certificates have no CA). The
+    adapter remembers it per certificate until the CA's Retry-After, so asking is cheap."""
+    if pair is None or not pair.fullchain or spec.method is not GenerationMethod.AUTOMATIC:
+        return None
+    return ports.windows.window(spec, pair.fullchain)

@@ -1,0 +1,173 @@
+"""`certfleet operator`: the composition root. Builds the ports over Kubernetes, S3 and ACME,
+waits for the Lease, and runs kopf until stopped."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import kopf
+from kubernetes import config as kube_config
+
+from certfleet.acme_issuer import ari
+from certfleet.acme_issuer.http01 import ChallengeStore, Http01Server
+from certfleet.api.names import FINALIZER, KOPF_ANNOTATION_PREFIX
+from certfleet.controller.adapters import (
+    AcmeIssuers,
+    CloudHostDatastores,
+    SecretAccountStore,
+    SecretCache,
+    SecretSuppliedCertificates,
+)
+from certfleet.controller.decide import DecisionSettings
+from certfleet.controller.handlers import MAX_RENEWAL_SLEEP_SECONDS, Runtime, register
+from certfleet.controller.liveness import standby_liveness
+from certfleet.controller.metrics import OperatorMetrics
+from certfleet.controller.ports import Ports
+from certfleet.controller.reconcile import Reconciler
+from certfleet.controller.renewal_windows import AriWindows
+from certfleet.core.clock import utc_now
+from certfleet.kube.gateway import KubernetesGateway
+from certfleet.kube.lease import LeaderElector
+from certfleet.kube.secrets import TlsSecrets
+
+
+@dataclass(frozen=True)
+class OperatorSettings:
+    """Everything `certfleet operator` is told; the command line's defaults come from here."""
+
+    namespace: str = "certfleet-system"  # for ACME account Secrets and the Lease
+    http01_listen: tuple[str, int] = ("0.0.0.0", 8089)  # noqa: S104 - a pod's own address
+    acme_ca_bundle: str | None = None
+    decisions: DecisionSettings = field(default_factory=DecisionSettings)
+    recheck_seconds: float = MAX_RENEWAL_SLEEP_SECONDS
+    ari_min_ask_again_seconds: float = ari.DEFAULT_MIN_ASK_AGAIN_SECONDS
+    ari_max_ask_again_seconds: float = ari.DEFAULT_MAX_ASK_AGAIN_SECONDS
+    leader_election: bool = True
+    lease_name: str = "certfleet-operator"
+    lease_seconds: float = 15.0
+    identity: str = "certfleet-operator"
+    metrics_listen: tuple[str, int] = ("0.0.0.0", 9090)  # noqa: S104
+    liveness: str = "http://0.0.0.0:8080/healthz"
+    verbose: bool = False
+
+
+def _configure_kopf(registry: kopf.OperatorRegistry) -> None:
+    @kopf.on.startup(registry=registry)
+    def settings(settings: kopf.OperatorSettings, **_: Any) -> None:
+        # kopf's bookkeeping under certfleet's own annotation prefix, not kopf.zalando.org.
+        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
+            prefix=KOPF_ANNOTATION_PREFIX
+        )
+        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+            prefix=KOPF_ANNOTATION_PREFIX, key="last-handled-configuration"
+        )
+        settings.persistence.finalizer = FINALIZER
+        settings.posting.level = logging.WARNING  # events come from the handlers themselves
+        settings.watching.server_timeout = 300
+        # Sync handlers run in kopf's thread pool (min(32, CPUs + 4) by default: 6 on 2 cores);
+        # reconciliations wait on S3 and the CA, not the CPU, so allow more of them at once.
+        settings.execution.max_workers = 32
+
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        return kopf.login_via_client(**kwargs)
+
+
+def _ports(
+    settings: OperatorSettings, metrics: OperatorMetrics, challenges: ChallengeStore
+) -> Ports:
+    gateway = KubernetesGateway()
+    secrets = TlsSecrets(gateway)
+    issuers = AcmeIssuers(
+        gateway,
+        SecretAccountStore(gateway, settings.namespace),
+        challenges,
+        acme_ca_bundle=settings.acme_ca_bundle,
+        on_acme_request=metrics.acme_request,
+    )
+    return Ports(
+        datastores=CloudHostDatastores(gateway, on_s3_client=metrics.instrument_s3_client),
+        cache=SecretCache(secrets),
+        supplied=SecretSuppliedCertificates(secrets),
+        issuer=issuers,
+        windows=AriWindows(
+            issuers.for_directory,
+            settings.ari_min_ask_again_seconds,
+            settings.ari_max_ask_again_seconds,
+        ),
+    )
+
+
+def _lead(
+    settings: OperatorSettings, stop: threading.Event, lost: threading.Event
+) -> LeaderElector | None:
+    """Waits until this replica may act; None when leader election is off."""
+    if not settings.leader_election:
+        return None
+
+    def on_lost() -> None:
+        # Stop acting at once, the way kopf stops on a SIGTERM; exit 1 to come back as a
+        # standby. (kopf's stop_flag would be waited on in an executor thread that then keeps
+        # the process from exiting.)
+        lost.set()
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    elector = LeaderElector(
+        settings.namespace,
+        settings.lease_name,
+        settings.identity,
+        duration=timedelta(seconds=settings.lease_seconds),
+        retry_period=timedelta(seconds=max(settings.lease_seconds / 5, 0.2)),
+    )
+    with standby_liveness(settings.liveness):
+        elector.acquire(stop)
+    elector.keep_leading(on_lost=on_lost, stop=stop)
+    return elector
+
+
+def run(settings: OperatorSettings) -> int:
+    logging.basicConfig(
+        level=logging.DEBUG if settings.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    kube_config.load_config()
+    stop, lost = threading.Event(), threading.Event()
+    metrics = OperatorMetrics()
+    # Before the election: a standby is scraped too, and says it does not act.
+    metrics_server = metrics.serve(*settings.metrics_listen)
+    elector = _lead(settings, stop, lost)
+    metrics.set_leader(True)
+    challenges = ChallengeStore()
+    http01 = Http01Server(challenges, *settings.http01_listen)
+    http01.start()
+    runtime = Runtime(
+        Reconciler(_ports(settings, metrics, challenges), utc_now, settings.decisions),
+        KubernetesGateway(),
+        utc_now,
+        metrics=metrics,
+        recheck_seconds=settings.recheck_seconds,
+    )
+    registry = kopf.OperatorRegistry()
+    _configure_kopf(registry)
+    register(registry, runtime)
+    try:
+        kopf.run(
+            registry=registry,
+            clusterwide=True,
+            standalone=True,
+            liveness_endpoint=settings.liveness,
+        )
+    finally:
+        http01.stop()
+        metrics.set_leader(False)
+        metrics_server.shutdown()
+        stop.set()
+        if elector is not None and not lost.is_set():
+            elector.release()
+    return 1 if lost.is_set() else 0

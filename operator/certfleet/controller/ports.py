@@ -1,0 +1,89 @@
+"""What the controller needs from the world, as narrow Protocols (certmagic's habit).
+
+Each port is one concept with the fewest methods that serve it, so the controller is tested
+against in-memory fakes and the same core runs over Kubernetes or over files. Implementations:
+``adapters`` (Kubernetes, S3, ACME); ``certfleet.datastore.memory`` and the unit tests' fakes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Protocol
+
+from certfleet.api.spec import CertificateSpec, CloudHostConfig
+from certfleet.datastore.protocol import Datastore
+
+if TYPE_CHECKING:
+    from certfleet.controller.plan import Outcome
+
+Window = tuple[datetime, datetime]
+
+
+@dataclass(frozen=True)
+class PemPair:
+    """A certificate chain and its private key, as PEM. The key never shows in a repr."""
+
+    fullchain: bytes
+    key: bytes = field(repr=False)
+
+
+class Cache(Protocol):
+    """certfleet's own copy of each certificate it obtained (DESIGN step 2): a crash after an
+    order, or a datastore that lost it, never costs another order."""
+
+    def name(self, namespace: str, spec: CertificateSpec) -> str:
+        """Where the copy lives, for the status and messages (a Secret name, a folder)."""
+
+    def read(self, namespace: str, spec: CertificateSpec) -> PemPair | None: ...
+
+    def write(self, namespace: str, spec: CertificateSpec, pair: PemPair) -> None: ...
+
+
+class SuppliedCertificates(Protocol):
+    """Where a person puts a MANUAL certificate."""
+
+    def describe(self, namespace: str, spec: CertificateSpec) -> str:
+        """How a person would name it: "the kubernetes.io/tls Secret ns/name"."""
+
+    def read(self, namespace: str, spec: CertificateSpec) -> PemPair | None:
+        """Empty bytes for a missing part; None when nothing was supplied."""
+
+
+class Datastores(Protocol):
+    """The CloudHosts: which datastore a certificate's cloudhost publishes to."""
+
+    def datastore(self, cloudhost: str) -> tuple[CloudHostConfig, Datastore]:
+        """Raises DatastoreNotConfiguredError when the CloudHost or its Secrets are not
+        usable (the message says what to create or fix)."""
+
+
+class Issuer(Protocol):
+    def issue(self, spec: CertificateSpec, namespace: str, replacing: bytes | None) -> PemPair:
+        """A new certificate for ``spec.names``; ``replacing``: the PEM certificate a renewal
+        replaces (the CA may be told so). Raises CertfleetError."""
+
+
+class RenewalWindows(Protocol):
+    def window(self, spec: CertificateSpec, certificate_pem: bytes) -> Window | None:
+        """The CA's suggested renewal window (RFC 9773); None when it offers none or it
+        could not be had (advisory: never an error)."""
+
+
+@dataclass(frozen=True)
+class Ports:
+    datastores: Datastores
+    cache: Cache
+    supplied: SuppliedCertificates
+    issuer: Issuer
+    windows: RenewalWindows
+
+
+class Reporter(Protocol):
+    """Where one resource's reconciliation is told: the status, events and metrics."""
+
+    def issuing(self, message: str) -> None:
+        """An ACME order is about to start (it may take a while: say so first)."""
+
+    def report(self, outcome: Outcome) -> None:
+        """The reconciliation's outcome. Raises CertfleetError when it cannot be written."""

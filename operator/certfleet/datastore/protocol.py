@@ -1,0 +1,81 @@
+"""The datastore as the rest of certfleet sees it: a small Protocol and its values.
+
+Two implementations: ``s3_store.S3Datastore`` (the real one) and ``memory.InMemoryDatastore``
+(unit tests of callers, which then need no S3). Both keep the same promises:
+
+- ``publish`` writes a new revision, verifies it, and only then moves the pointer, with a
+  conditional write against the pointer the caller's decision was based on
+  (``expected_pointer_etag``): two writers never both win (DatastoreConflictError);
+- ``read_current`` and ``read_revision`` return only verified revisions: digests checked
+  against the pointer, the private key decrypted (DatastoreIntegrityError otherwise);
+- ``poll_pointer`` is a conditional read: an unchanged pointer transfers no body.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from datetime import datetime
+from typing import Protocol
+
+from certfleet.datastore.location import DatastoreLocation
+from certfleet.datastore.pointer import Pointer
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StoredCertificate:
+    """A verified revision: digests checked against the pointer, key decrypted."""
+
+    pointer: Pointer
+    pointer_etag: str
+    fullchain: bytes = dataclasses.field(repr=False)
+    privkey: bytes = dataclasses.field(repr=False)
+
+
+class PollStatus(enum.Enum):
+    UNCHANGED = "unchanged"
+    CHANGED = "changed"
+    MISSING = "missing"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PointerPoll:
+    """The answer to a conditional poll of `current.json`.
+
+    UNCHANGED: `etag` is the one polled with, `pointer` is None (nothing was transferred).
+    CHANGED: `pointer` and its new `etag`.
+    MISSING: no pointer exists (nothing published yet); both are None.
+    """
+
+    status: PollStatus
+    etag: str | None = None
+    pointer: Pointer | None = None
+
+    @property
+    def changed(self) -> bool:
+        return self.status is PollStatus.CHANGED
+
+
+class Datastore(Protocol):
+    def read_current(self, location: DatastoreLocation) -> StoredCertificate | None:
+        """The verified current revision, or None when nothing was published yet."""
+
+    def read_revision(
+        self, location: DatastoreLocation, pointer: Pointer, pointer_etag: str
+    ) -> StoredCertificate:
+        """Fetch and verify the revision a pointer names."""
+
+    def poll_pointer(self, location: DatastoreLocation, etag: str | None) -> PointerPoll:
+        """Conditional read of the pointer: unchanged, changed (parsed), or missing."""
+
+    def publish(
+        self,
+        location: DatastoreLocation,
+        fullchain: bytes,
+        privkey: bytes,
+        serial: str,
+        not_before: datetime,
+        not_after: datetime,
+        expected_pointer_etag: str | None,
+    ) -> Pointer:
+        """Write a new revision, verify it, then flip the pointer to it."""

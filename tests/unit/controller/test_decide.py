@@ -1,0 +1,265 @@
+"""The decision, pure and table-driven: what was gathered and the time in, a Plan out.
+
+Each row is a sentence a person would say about one certificate; every Plan and every reason
+the decision can give is reached by at least one row. No I/O: the Observed values are built
+here, and the clock is a constant.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import pytest
+
+from certfleet.api.reasons import CertificateReason
+from certfleet.api.spec import parse_certificate_spec, parse_cloudhost
+from certfleet.controller.decide import DecisionSettings, decide, judge, judge_issued
+from certfleet.controller.plan import (
+    Issue,
+    Observed,
+    Plan,
+    Publish,
+    Request,
+    Reuse,
+    Unobservable,
+    Wait,
+)
+from certfleet.controller.ports import PemPair
+from certfleet.core.checks import Reason
+from certfleet.core.policy import Valid
+from certfleet.datastore.location import DatastoreLocation
+from certfleet.datastore.memory import InMemoryDatastore
+from certfleet.datastore.pointer import Pointer
+from certfleet.datastore.protocol import StoredCertificate
+from unit.core.certificates import DAY, NOW, ec_key, key_pem, pem, pki
+
+DOMAIN = "www.example.com"
+SPEC: dict[str, Any] = {
+    "domain": DOMAIN,
+    "cloudhost": "aws",
+    "buildIdentifier": "build-7",
+    "generationMethod": "AUTOMATIC",
+    "acme": {"server": "https://ca.example/dir"},
+}
+MANUAL = {**SPEC, "generationMethod": "MANUAL", "manual": {"secretName": "supplied"}}
+CLOUDHOST = parse_cloudhost(
+    "aws",
+    {
+        "bucket": "certfleet-unit",
+        "credentialsSecretRef": {"namespace": "ops", "name": "creds"},
+        "encryptionKeySecretRef": {"namespace": "ops", "name": "key"},
+    },
+)
+SETTINGS = DecisionSettings(retry_seconds=7, manual_poll_seconds=3)
+
+
+def pair(days_left: float = 89, lifetime: float = 90, key: int = 9) -> PemPair:
+    not_after = NOW + days_left * DAY
+    authority = pki("ec")
+    leaf = authority.leaf(
+        DOMAIN, key=ec_key(n=key), not_before=not_after - lifetime * DAY, not_after=not_after
+    )
+    return PemPair(pem(leaf.cert, authority.intermediate.cert), key_pem(leaf.key))
+
+
+VALID, DUE, EXPIRED, OTHER = pair(), pair(days_left=3), pair(days_left=-1), pair(key=4)
+BROKEN = PemPair(b"garbage", VALID.key)
+
+
+def stored(found: PemPair) -> StoredCertificate:
+    digest = hashlib.sha256(found.fullchain).hexdigest()
+    pointer = Pointer(1, "0a", NOW - DAY, NOW, digest, digest, digest, NOW)
+    return StoredCertificate(pointer, '"1"', found.fullchain, found.key)
+
+
+def observed(
+    spec: dict[str, Any] = SPEC,
+    *,
+    published: PemPair | None = None,
+    cached: PemPair | None = None,
+    supplied: PemPair | None = None,
+    window: tuple[datetime, datetime] | None = None,
+    forced: bool = False,
+) -> Observed:
+    parsed = parse_certificate_spec(spec)
+    return Observed(
+        request=Request("shop", spec, force_renewal=forced),
+        spec=parsed,
+        cloudhost=CLOUDHOST,
+        datastore=InMemoryDatastore(),
+        location=DatastoreLocation("certfleet-unit", "certfleet", "aws", "build-7", DOMAIN),
+        cache_name="certfleet-www-cache",
+        stored=stored(published) if published else None,
+        stored_window=window,
+        cached=cached,
+        cached_window=window,
+        supplied=supplied,
+        supplied_name="the kubernetes.io/tls Secret shop/supplied",
+    )
+
+
+@dataclass(frozen=True)
+class Row:
+    sentence: str
+    given: Callable[[], Observed | Unobservable]
+    plan: type[Plan]
+    reason: str | None = None  # Publish and Wait carry one
+    check: Callable[[Any], bool] = lambda _plan: True
+
+
+ROWS = [
+    Row(
+        "a valid published certificate is reused, and cached when the cache lacks it",
+        lambda: observed(published=VALID),
+        Reuse,
+        check=lambda plan: plan.cache_it,
+    ),
+    Row(
+        "a valid published certificate already cached is reused without a write",
+        lambda: observed(published=VALID, cached=VALID),
+        Reuse,
+        check=lambda plan: not plan.cache_it,
+    ),
+    Row(
+        "an empty datastore with a valid cached certificate gets the cached one published",
+        lambda: observed(cached=VALID),
+        Publish,
+        CertificateReason.RestoredFromCache,
+        check=lambda plan: plan.pair == VALID and not plan.cache_it,
+    ),
+    Row(
+        "nothing anywhere: a certificate is ordered, replacing nothing",
+        lambda: observed(),
+        Issue,
+        check=lambda plan: plan.replacing is None and plan.serving is None,
+    ),
+    Row(
+        "a published certificate due for renewal is replaced and keeps serving meanwhile",
+        lambda: observed(published=DUE, cached=DUE),
+        Issue,
+        check=lambda plan: plan.replacing == DUE.fullchain and plan.serving is not None,
+    ),
+    Row(
+        "an expired published certificate is replaced and serves no longer",
+        lambda: observed(published=EXPIRED),
+        Issue,
+        check=lambda plan: plan.replacing == EXPIRED.fullchain and plan.serving is None,
+    ),
+    Row(
+        "a published certificate that does not parse is replaced, naming nothing it replaces",
+        lambda: observed(published=BROKEN),
+        Issue,
+        check=lambda plan: plan.replacing is None,
+    ),
+    Row(
+        "a CA window in the past makes a valid certificate due now (RFC 9773)",
+        lambda: observed(published=VALID, window=(NOW - 2 * DAY, NOW - DAY)),
+        Issue,
+        check=lambda plan: plan.serving is not None,
+    ),
+    Row(
+        "a person's renew-now replaces a valid certificate, which keeps serving",
+        lambda: observed(published=VALID, cached=OTHER, forced=True),
+        Issue,
+        check=lambda plan: plan.serving is not None and plan.serving.revision == 1,
+    ),
+    Row(
+        "MANUAL with nothing supplied waits for a person, quietly announced",
+        lambda: observed(MANUAL),
+        Wait,
+        CertificateReason.WaitingForManualCertificate,
+        check=lambda plan: plan.retry_after == 3 and plan.event_type == "Normal",
+    ),
+    Row(
+        "MANUAL with a valid supplied certificate gets it cached and published",
+        lambda: observed(MANUAL, supplied=VALID),
+        Publish,
+        CertificateReason.ManualCertificateAccepted,
+        check=lambda plan: plan.cache_it and "shop/supplied" in plan.message,
+    ),
+    Row(
+        "MANUAL with an expired supplied certificate is refused with the policy's reason",
+        lambda: observed(MANUAL, supplied=EXPIRED),
+        Wait,
+        Reason.Expired,
+        check=lambda plan: plan.event_type == "Warning" and "shop/supplied" in plan.message,
+    ),
+    Row(
+        "MANUAL due for renewal keeps serving and asks a person (certfleet never renews it)",
+        lambda: observed(MANUAL, published=DUE),
+        Wait,
+        CertificateReason.ManualRenewalRequired,
+        check=lambda plan: plan.serving is not None and plan.event_type == "Warning",
+    ),
+    Row(
+        "an invalid spec waits for a new spec: no retry",
+        lambda: Unobservable(CertificateReason.InvalidSpec, "spec.domain is required", False),
+        Wait,
+        CertificateReason.InvalidSpec,
+        check=lambda plan: plan.retry_after is None and plan.event_type is None,
+    ),
+    Row(
+        "an unreachable datastore is retried after the retry interval, without an event",
+        lambda: Unobservable(CertificateReason.DatastoreUnavailable, "S3 is down", True),
+        Wait,
+        CertificateReason.DatastoreUnavailable,
+        check=lambda plan: plan.retry_after == 7 and plan.event_type is None,
+    ),
+    Row(
+        "a datastore whose content fails its integrity check is retried with a warning",
+        lambda: Unobservable(CertificateReason.DatastoreIntegrity, "digest", True, warn=True),
+        Wait,
+        CertificateReason.DatastoreIntegrity,
+        check=lambda plan: plan.retry_after == 7 and plan.event_type == "Warning",
+    ),
+]
+
+
+@pytest.mark.parametrize("row", ROWS, ids=[row.sentence for row in ROWS])
+def test_the_decision(row: Row) -> None:
+    plan = decide(row.given(), NOW, SETTINGS)
+    assert isinstance(plan, row.plan), plan
+    if row.reason is not None:
+        assert isinstance(plan, Publish | Wait) and plan.reason == row.reason
+    assert row.check(plan), plan
+
+
+def test_every_plan_is_reached() -> None:
+    assert {row.plan for row in ROWS} == {Reuse, Publish, Issue, Wait}
+
+
+def test_the_decision_takes_the_time_it_is_given() -> None:
+    given = observed(published=VALID)
+    assert isinstance(decide(given, NOW, SETTINGS), Reuse)
+    assert isinstance(decide(given, NOW + 85 * DAY, SETTINGS), Issue)  # four days left
+
+
+def test_a_ca_window_brings_the_renewal_time_earlier_but_never_later() -> None:
+    early = decide(
+        observed(published=VALID, window=(NOW + 40 * DAY, NOW + 42 * DAY)), NOW, SETTINGS
+    )
+    late = decide(observed(published=VALID, window=(NOW + 80 * DAY, NOW + 85 * DAY)), NOW, SETTINGS)
+    plain = decide(observed(published=VALID), NOW, SETTINGS)
+    assert isinstance(early, Reuse) and isinstance(late, Reuse) and isinstance(plain, Reuse)
+    assert early.verdict.renew_at == NOW + 41 * DAY
+    assert late.verdict.renew_at == plain.verdict.renew_at
+
+
+def test_the_verdict_says_when_the_ca_asked_for_renewal() -> None:
+    spec = parse_certificate_spec(SPEC)
+    asked = judge(VALID, spec, NOW, (NOW - 2 * DAY, NOW - DAY))
+    due = judge(DUE, spec, NOW, (NOW - 2 * DAY, NOW - DAY))
+    assert not asked.ok and asked.message.startswith("the ACME CA asks for renewal (RFC 9773)")
+    assert not due.ok and not due.message.startswith("the ACME CA"), "due by its own rule"
+
+
+def test_a_fresh_certificate_follows_a_ca_window_unless_it_would_be_due_at_once() -> None:
+    spec = parse_certificate_spec(SPEC)
+    followed = judge_issued(VALID, spec, NOW, (NOW + 10 * DAY, NOW + 12 * DAY))
+    ignored = judge_issued(VALID, spec, NOW, (NOW - 2 * DAY, NOW - DAY))
+    assert isinstance(followed, Valid) and followed.renew_at == NOW + 11 * DAY
+    assert isinstance(ignored, Valid) and ignored.renew_at > NOW + 50 * DAY

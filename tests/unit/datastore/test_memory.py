@@ -1,0 +1,94 @@
+"""The in-memory Datastore keeps the Protocol's promises, as the S3 one does: the same
+contract, run against both (moto in place of S3), so callers' unit tests mean what they say."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+import pytest
+
+from certfleet.datastore.encryption import MasterKey
+from certfleet.datastore.errors import DatastoreConflictError, DatastoreUnavailableError
+from certfleet.datastore.location import DatastoreLocation
+from certfleet.datastore.memory import InMemoryDatastore
+from certfleet.datastore.protocol import Datastore, PollStatus
+from certfleet.datastore.s3_store import S3Datastore
+from unit.core.certificates import NOW
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+LOCATION = DatastoreLocation("certfleet-unit", "certfleet", "aws", "build-7", "www.example.com")
+CHAIN, KEY = b"-----BEGIN CERTIFICATE-----\nchain\n", b"-----BEGIN PRIVATE KEY-----\nkey\n"
+
+
+def in_memory(_s3: S3Client) -> Datastore:
+    return InMemoryDatastore(lambda: NOW)
+
+
+def on_s3(s3: S3Client) -> Datastore:
+    s3.create_bucket(Bucket=LOCATION.bucket)
+    return S3Datastore(s3, [MasterKey(os.urandom(32))], clock=lambda: NOW)
+
+
+@pytest.fixture(params=[in_memory, on_s3], ids=["memory", "s3"])
+def store(request: pytest.FixtureRequest, moto_s3: S3Client) -> Datastore:
+    make: Callable[[S3Client], Datastore] = request.param
+    return make(moto_s3)
+
+
+def publish(store: Datastore, serial: str, expected: str | None) -> int:
+    pointer = store.publish(
+        LOCATION, CHAIN + serial.encode(), KEY, serial, NOW, NOW + timedelta(days=90), expected
+    )
+    return pointer.revision
+
+
+def test_nothing_published_reads_as_none(store: Datastore) -> None:
+    assert store.read_current(LOCATION) is None
+    assert store.poll_pointer(LOCATION, None).status is PollStatus.MISSING
+
+
+def test_a_publish_reads_back_verified(store: Datastore) -> None:
+    assert publish(store, "0a", None) == 1
+    current = store.read_current(LOCATION)
+    assert current is not None
+    assert (current.fullchain, current.privkey) == (CHAIN + b"0a", KEY)
+    assert current.pointer.serial == "0a"
+
+
+def test_the_next_publish_must_name_the_pointer_it_saw(store: Datastore) -> None:
+    publish(store, "0a", None)
+    with pytest.raises(DatastoreConflictError):
+        publish(store, "0b", None)  # saw nothing, but something is there now
+    current = store.read_current(LOCATION)
+    assert current is not None
+    assert publish(store, "0b", current.pointer_etag) == 2
+    with pytest.raises(DatastoreConflictError):
+        publish(store, "0c", current.pointer_etag)  # stale: revision 2 moved it
+
+
+def test_polls_answer_unchanged_until_the_pointer_moves(store: Datastore) -> None:
+    publish(store, "0a", None)
+    first = store.poll_pointer(LOCATION, None)
+    assert first.status is PollStatus.CHANGED and first.pointer is not None
+    assert store.poll_pointer(LOCATION, first.etag).status is PollStatus.UNCHANGED
+    publish(store, "0b", first.etag)
+    moved = store.poll_pointer(LOCATION, first.etag)
+    assert moved.status is PollStatus.CHANGED and moved.pointer is not None
+    assert moved.pointer.revision == 2
+    assert moved.etag is not None
+    revision = store.read_revision(LOCATION, moved.pointer, moved.etag)
+    assert revision.fullchain == CHAIN + b"0b"
+
+
+def test_an_outage_fails_every_call_of_the_in_memory_store() -> None:
+    store = InMemoryDatastore(lambda: NOW)
+    store.down = True
+    with pytest.raises(DatastoreUnavailableError):
+        store.read_current(LOCATION)
+    with pytest.raises(DatastoreUnavailableError):
+        publish(store, "0a", None)
