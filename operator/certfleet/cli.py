@@ -19,7 +19,8 @@ from kubernetes import config as kube_config
 
 from certfleet.acme_issuer import ari
 from certfleet.acme_issuer.http01 import ChallengeStore, Http01Server
-from certfleet.agent import command as agent_command
+from certfleet.agent import config as agent_config
+from certfleet.agent import main as agent_main
 from certfleet.controller.adapters import ClusterWorld
 from certfleet.controller.handlers import MAX_RENEWAL_SLEEP_SECONDS, Runtime, register
 from certfleet.controller.metrics import OperatorMetrics
@@ -120,7 +121,7 @@ def _parser() -> argparse.ArgumentParser:
     agent = commands.add_parser(
         "agent", help="install the datastore's certificate on this webserver node and reload it"
     )
-    agent_command.add_arguments(agent)
+    agent_config.add_arguments(agent)
     renew = commands.add_parser(
         "renew", help="ask the operator for a new certificate now (sets certfleet.io/renew-now)"
     )
@@ -251,7 +252,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "renew":
         return request_renewal(args)
     if args.command == "agent":
-        return agent_command.run(args)
+        return agent_main.run(args)
     return 2
 
 

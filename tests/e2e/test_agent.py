@@ -4,7 +4,7 @@ operator publishing (DESIGN.md step 5).
 
 Most tests publish with S3Datastore.publish directly (certificates from a test CA the agents'
 probes trust) and run the agents in-process, one thread each, exactly as `certfleet agent`
-wires them (command.build_agent from the same flags). The operator test runs them as
+wires them (main.build_agent from the same flags). The operator test runs them as
 `python -m certfleet.cli agent` processes. Every wait polls a condition against a deadline.
 """
 
@@ -35,7 +35,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from prometheus_client import CollectorRegistry
 
-from certfleet.agent import command
+from certfleet.agent import config as agent_config
+from certfleet.agent import main as agent_main
 from certfleet.agent.hint import CertificateWatch
 from certfleet.agent.installer import CertificateInstaller
 from certfleet.agent.sync import Agent
@@ -274,12 +275,12 @@ def agent_flags(
 
 def build(
     flags: list[str], client: Any = None
-) -> tuple[Agent, CollectorRegistry, command.AgentConfig]:
+) -> tuple[Agent, CollectorRegistry, agent_config.AgentConfig]:
     parser = argparse.ArgumentParser()
-    command.add_arguments(parser)
+    agent_config.add_arguments(parser)
     registry = CollectorRegistry()
-    config = command.config_from_args(parser.parse_args(flags))
-    return command.build_agent(config, registry, client=client), registry, config
+    config = agent_config.config_from_args(parser.parse_args(flags))
+    return agent_main.build_agent(config, registry, client=client), registry, config
 
 
 @dataclass
@@ -336,7 +337,7 @@ class Fleet:
         agent, registry, config = build(flags, client)
         node = Node(name, nginx, agent, registry, root)
         if watch:
-            node.hint = command.start_watch(config, agent)
+            node.hint = agent_main.start_watch(config, agent)
             assert node.hint is not None
         node.thread = threading.Thread(target=agent.run, name=f"agent-{name}", daemon=True)
         node.thread.start()

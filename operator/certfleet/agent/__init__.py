@@ -7,5 +7,6 @@
 - ``reporter``: the node's entry in the ManagedCertificate's ``status.fleet.nodes``
 - ``metrics``: Prometheus metrics on the agent's own registry
 - ``sync``: the loop that ties them together (Agent)
-- ``command``: ``certfleet agent``'s flags and wiring
+- ``config``: ``certfleet agent``'s flags and environment variables, validated (AgentConfig)
+- ``main``: the wiring from an AgentConfig, the signals, the exit status
 """

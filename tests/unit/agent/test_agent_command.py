@@ -12,8 +12,9 @@ import boto3
 import pytest
 
 from certfleet import cli
-from certfleet.agent import command
-from certfleet.agent.command import AgentConfigError, config_from_args
+from certfleet.agent import config as agent_config
+from certfleet.agent import main as agent_main
+from certfleet.agent.config import AgentConfigError, config_from_args
 from certfleet.agent.webserver import CommandWebserver
 from certfleet.core.facts import certificate_facts
 from certfleet.datastore import DatastoreLocation, MasterKey, S3Datastore
@@ -42,7 +43,7 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def parse(*argv: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
-    command.add_arguments(parser)
+    agent_config.add_arguments(parser)
     return parser.parse_args(argv)
 
 
@@ -204,7 +205,7 @@ def test_an_unusable_kubeconfig_is_a_configuration_error(key_file: Path, tmp_pat
         )
     )
     with pytest.raises(AgentConfigError, match="status report"):
-        command.kubernetes_reporter(config)
+        agent_main.kubernetes_reporter(config)
 
 
 def test_the_init_step_needs_no_webserver_and_no_probe(key_file: Path) -> None:
