@@ -37,9 +37,9 @@ from prometheus_client import CollectorRegistry
 
 from certfleet.agent import config as agent_config
 from certfleet.agent import main as agent_main
-from certfleet.agent.hint import CertificateWatch
 from certfleet.agent.installer import CertificateInstaller
-from certfleet.agent.sync import Agent
+from certfleet.agent.loop import Agent
+from certfleet.agent.watch import CertificateWatch
 from certfleet.core.facts import certificate_facts
 from certfleet.datastore.encryption import MasterKey, envelope_encrypt
 from certfleet.datastore.location import DatastoreLocation
@@ -614,7 +614,7 @@ def test_every_agent_refuses_a_bad_revision_and_keeps_serving(
         fleet.add(name, extra=reporting)
     fleet.wait_serving(good_serial)
 
-    caplog.set_level(logging.WARNING, logger="certfleet.agent.sync")
+    caplog.set_level(logging.WARNING, logger="certfleet.agent.loop")
     reason = {
         "flipped bytes": "DatastoreIntegrity",
         "key of another certificate": "KeyMismatch",

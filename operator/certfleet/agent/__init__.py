@@ -6,7 +6,8 @@
 - ``probe``: a TLS handshake with the local listener: which leaf is served
 - ``reporter``: the node's entry in the ManagedCertificate's ``status.fleet.nodes``
 - ``metrics``: Prometheus metrics on the agent's own registry
-- ``sync``: the loop that ties them together (Agent)
+- ``loop``: the loop that ties them together (Agent)
+- ``watch``: the instant hint: a watch on the ManagedCertificate wakes the loop
 - ``config``: ``certfleet agent``'s flags and environment variables, validated (AgentConfig)
 - ``main``: the wiring from an AgentConfig, the signals, the exit status
 """

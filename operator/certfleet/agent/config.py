@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from certfleet.agent.installer import directory_name
+from certfleet.agent.loop import AgentSettings
 from certfleet.agent.probe import TlsProber
-from certfleet.agent.sync import AgentSettings
 from certfleet.agent.webserver import DEFAULT_TIMEOUT_SECONDS, CommandWebserver, WebserverKind
 from certfleet.core.addresses import parse_host_port
 from certfleet.core.domains import validate_domain

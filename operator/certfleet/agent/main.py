@@ -30,11 +30,11 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client import CollectorRegistry, start_http_server
 
 from certfleet.agent.config import AgentConfig, AgentConfigError, config_from_args
-from certfleet.agent.hint import CertificateWatch
 from certfleet.agent.installer import CertificateInstaller, directory_name
+from certfleet.agent.loop import Agent
 from certfleet.agent.metrics import AgentMetrics
 from certfleet.agent.reporter import KubernetesStatusReporter, NullReporter, StatusReporter
-from certfleet.agent.sync import Agent
+from certfleet.agent.watch import CertificateWatch
 from certfleet.core.errors import CertfleetError
 from certfleet.datastore.client import s3_client as new_s3_client
 from certfleet.datastore.s3_store import S3Datastore

@@ -21,10 +21,10 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from certfleet.agent.decision import SyncReason
 from certfleet.agent.installer import CertificateInstaller
+from certfleet.agent.loop import Agent, AgentSettings
 from certfleet.agent.metrics import AgentMetrics
 from certfleet.agent.probe import ProbeError, ServedCertificate
 from certfleet.agent.reporter import NodeReport, ReportError
-from certfleet.agent.sync import Agent, AgentSettings
 from certfleet.agent.webserver import CommandResult
 from certfleet.core.facts import certificate_facts
 from certfleet.datastore import (
