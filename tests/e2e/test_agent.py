@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import pytest
+import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from prometheus_client import CollectorRegistry
@@ -48,7 +49,7 @@ from certfleet.datastore.s3_store import S3Datastore
 from e2e.certificates import ManualCA, Pair
 from testbed import binaries
 from testbed.acme_ca import AcmeCA
-from testbed.certfleet_install import CertfleetInstall, load_example
+from testbed.certfleet_install import REPO, CertfleetInstall, load_example
 from testbed.control_plane import ControlPlane
 from testbed.processes import ServerProcess, free_port, http_ok, tcp_open
 from testbed.s3 import S3Bucket, S3Endpoint, S3Server
@@ -60,26 +61,38 @@ INTERVAL = 0.5  # the agents' poll interval, seconds
 PREFIX = "certfleet"
 BUILD = "build-1"
 AGENT_USER = "certfleet-agent"
-# What deploy/agent.yaml grants the agent's service account: no Secrets, its own status only.
-AGENT_RBAC = """
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRole
-metadata: {name: certfleet-agent-e2e}
-rules:
-- apiGroups: [certfleet.io]
-  resources: [managedcertificates]
-  verbs: [get, list, watch]
-- apiGroups: [certfleet.io]
-  resources: [managedcertificates/status]
-  verbs: [patch]
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata: {name: certfleet-agent-e2e}
-roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: certfleet-agent-e2e}
-subjects:
-- {apiGroup: rbac.authorization.k8s.io, kind: User, name: certfleet-agent}
-"""
+
+
+def agent_rbac() -> str:
+    """deploy/agent.yaml's roles with their rules as shipped (no Secrets, its own status only),
+    each bound to the test's agent user instead of the DaemonSet's service account: so the
+    agents here run with exactly the rights a deployment gives them."""
+    shipped = [
+        document
+        for document in yaml.safe_load_all((REPO / "deploy" / "agent.yaml").read_text())
+        if document and document.get("kind") in ("ClusterRole", "Role")
+    ]
+    assert shipped, "deploy/agent.yaml grants the agent no role"
+    documents: list[dict[str, Any]] = []
+    for role in shipped:
+        metadata = {**role["metadata"], "name": f"{role['metadata']['name']}-e2e"}
+        documents.append({**role, "metadata": metadata})
+        documents.append(
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": f"{role['kind']}Binding",
+                "metadata": metadata,
+                "roleRef": {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": role["kind"],
+                    "name": metadata["name"],
+                },
+                "subjects": [
+                    {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": AGENT_USER}
+                ],
+            }
+        )
+    return yaml.safe_dump_all(documents)
 
 
 def wait_until(
@@ -568,7 +581,7 @@ def report_target(
     and a later operator would otherwise reconcile these resources too."""
     install = CertfleetInstall(control_plane, tmp_path / "certfleet")
     install.install_crds()
-    control_plane.kubectl("apply", "-f", "-", stdin=AGENT_RBAC)
+    control_plane.kubectl("apply", "-f", "-", stdin=agent_rbac())
     namespace = f"agents-{secrets.token_hex(3)}"
     control_plane.kubectl("create", "namespace", namespace)
     yield install, namespace, control_plane.kubeconfig_for(AGENT_USER)
@@ -774,7 +787,7 @@ def test_the_operator_publishes_and_the_status_says_every_node_serves_it(
 ) -> None:
     install = CertfleetInstall(control_plane, tmp_path / "certfleet")
     install.install_crds()
-    control_plane.kubectl("apply", "-f", "-", stdin=AGENT_RBAC)
+    control_plane.kubectl("apply", "-f", "-", stdin=agent_rbac())
     suffix = secrets.token_hex(3)
     cloudhost, namespace = f"host-{suffix}", f"fleet-{suffix}"
     datastore = _datastore(s3_bucket, tmp_path, cloudhost)
