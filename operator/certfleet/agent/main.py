@@ -48,21 +48,17 @@ log = logging.getLogger(__name__)
 def s3_client(config: AgentConfig) -> S3Client:
     """Short timeouts and few retries: a poll that fails is simply tried next interval."""
     try:
-        return _s3_client(config)
+        return new_s3_client(
+            endpoint=config.s3_endpoint,
+            region=config.s3_region,
+            access_key_id=config.access_key_id,
+            secret_access_key=config.secret_access_key,
+            addressing_style=config.s3_addressing_style,
+            ca_bundle=config.s3_ca_bundle,
+            max_attempts=2,
+        )
     except ValueError as error:  # botocore's invalid endpoint, region or config values
         raise AgentConfigError(f"the S3 settings are not usable: {error}") from None
-
-
-def _s3_client(config: AgentConfig) -> S3Client:
-    return new_s3_client(
-        endpoint=config.s3_endpoint,
-        region=config.s3_region,
-        access_key_id=config.access_key_id,
-        secret_access_key=config.secret_access_key,
-        addressing_style=config.s3_addressing_style,
-        ca_bundle=config.s3_ca_bundle,
-        max_attempts=2,
-    )
 
 
 def _custom_objects_api(config: AgentConfig) -> Any:
