@@ -13,7 +13,8 @@ import socket
 import sys
 from collections.abc import Sequence
 
-from certfleet.agent import command as agent_command
+from certfleet.agent import config as agent_config
+from certfleet.agent import main as agent_main
 from certfleet.core.addresses import parse_host_port
 from certfleet.core.clock import utc_now
 
@@ -122,7 +123,7 @@ def _parser() -> argparse.ArgumentParser:
     agent = commands.add_parser(
         "agent", help="install the datastore's certificate on this webserver node and reload it"
     )
-    agent_command.add_arguments(agent)
+    agent_config.add_arguments(agent)
     renew = commands.add_parser(
         "renew", help="ask the operator for a new certificate now (sets certfleet.io/renew-now)"
     )
@@ -178,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "renew":
         return _renew(args)
     if args.command == "agent":
-        return agent_command.run(args)
+        return agent_main.run(args)
     return 2
 
 

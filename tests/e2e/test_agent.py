@@ -4,7 +4,7 @@ operator publishing (DESIGN.md step 5).
 
 Most tests publish with S3Datastore.publish directly (certificates from a test CA the agents'
 probes trust) and run the agents in-process, one thread each, exactly as `certfleet agent`
-wires them (command.build_agent from the same flags). The operator test runs them as
+wires them (main.build_agent from the same flags). The operator test runs them as
 `python -m certfleet.cli agent` processes. Every wait polls a condition against a deadline.
 """
 
@@ -31,14 +31,16 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import pytest
+import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from prometheus_client import CollectorRegistry
 
-from certfleet.agent import command
-from certfleet.agent.hint import CertificateWatch
+from certfleet.agent import config as agent_config
+from certfleet.agent import main as agent_main
 from certfleet.agent.installer import CertificateInstaller
-from certfleet.agent.sync import Agent
+from certfleet.agent.loop import Agent
+from certfleet.agent.watch import CertificateWatch
 from certfleet.core.facts import certificate_facts
 from certfleet.datastore.encryption import MasterKey, envelope_encrypt
 from certfleet.datastore.location import DatastoreLocation
@@ -47,7 +49,7 @@ from certfleet.datastore.s3_store import S3Datastore
 from e2e.certificates import ManualCA, Pair
 from testbed import binaries
 from testbed.acme_ca import AcmeCA
-from testbed.certfleet_install import CertfleetInstall, load_example
+from testbed.certfleet_install import REPO, CertfleetInstall, load_example
 from testbed.control_plane import ControlPlane
 from testbed.processes import ServerProcess, free_port, http_ok, tcp_open
 from testbed.s3 import S3Bucket, S3Endpoint, S3Server
@@ -59,26 +61,38 @@ INTERVAL = 0.5  # the agents' poll interval, seconds
 PREFIX = "certfleet"
 BUILD = "build-1"
 AGENT_USER = "certfleet-agent"
-# What deploy/agent.yaml grants the agent's service account: no Secrets, its own status only.
-AGENT_RBAC = """
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRole
-metadata: {name: certfleet-agent-e2e}
-rules:
-- apiGroups: [certfleet.io]
-  resources: [managedcertificates]
-  verbs: [get, list, watch]
-- apiGroups: [certfleet.io]
-  resources: [managedcertificates/status]
-  verbs: [patch]
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata: {name: certfleet-agent-e2e}
-roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: certfleet-agent-e2e}
-subjects:
-- {apiGroup: rbac.authorization.k8s.io, kind: User, name: certfleet-agent}
-"""
+
+
+def agent_rbac() -> str:
+    """deploy/agent.yaml's roles with their rules as shipped (no Secrets, its own status only),
+    each bound to the test's agent user instead of the DaemonSet's service account: so the
+    agents here run with exactly the rights a deployment gives them."""
+    shipped = [
+        document
+        for document in yaml.safe_load_all((REPO / "deploy" / "agent.yaml").read_text())
+        if document and document.get("kind") in ("ClusterRole", "Role")
+    ]
+    assert shipped, "deploy/agent.yaml grants the agent no role"
+    documents: list[dict[str, Any]] = []
+    for role in shipped:
+        metadata = {**role["metadata"], "name": f"{role['metadata']['name']}-e2e"}
+        documents.append({**role, "metadata": metadata})
+        documents.append(
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": f"{role['kind']}Binding",
+                "metadata": metadata,
+                "roleRef": {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": role["kind"],
+                    "name": metadata["name"],
+                },
+                "subjects": [
+                    {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": AGENT_USER}
+                ],
+            }
+        )
+    return yaml.safe_dump_all(documents)
 
 
 def wait_until(
@@ -274,12 +288,12 @@ def agent_flags(
 
 def build(
     flags: list[str], client: Any = None
-) -> tuple[Agent, CollectorRegistry, command.AgentConfig]:
+) -> tuple[Agent, CollectorRegistry, agent_config.AgentConfig]:
     parser = argparse.ArgumentParser()
-    command.add_arguments(parser)
+    agent_config.add_arguments(parser)
     registry = CollectorRegistry()
-    config = command.config_from_args(parser.parse_args(flags))
-    return command.build_agent(config, registry, client=client), registry, config
+    config = agent_config.config_from_args(parser.parse_args(flags))
+    return agent_main.build_agent(config, registry, client=client), registry, config
 
 
 @dataclass
@@ -336,7 +350,7 @@ class Fleet:
         agent, registry, config = build(flags, client)
         node = Node(name, nginx, agent, registry, root)
         if watch:
-            node.hint = command.start_watch(config, agent)
+            node.hint = agent_main.start_watch(config, agent)
             assert node.hint is not None
         node.thread = threading.Thread(target=agent.run, name=f"agent-{name}", daemon=True)
         node.thread.start()
@@ -567,7 +581,7 @@ def report_target(
     and a later operator would otherwise reconcile these resources too."""
     install = CertfleetInstall(control_plane, tmp_path / "certfleet")
     install.install_crds()
-    control_plane.kubectl("apply", "-f", "-", stdin=AGENT_RBAC)
+    control_plane.kubectl("apply", "-f", "-", stdin=agent_rbac())
     namespace = f"agents-{secrets.token_hex(3)}"
     control_plane.kubectl("create", "namespace", namespace)
     yield install, namespace, control_plane.kubeconfig_for(AGENT_USER)
@@ -613,7 +627,7 @@ def test_every_agent_refuses_a_bad_revision_and_keeps_serving(
         fleet.add(name, extra=reporting)
     fleet.wait_serving(good_serial)
 
-    caplog.set_level(logging.WARNING, logger="certfleet.agent.sync")
+    caplog.set_level(logging.WARNING, logger="certfleet.agent.loop")
     reason = {
         "flipped bytes": "DatastoreIntegrity",
         "key of another certificate": "KeyMismatch",
@@ -773,7 +787,7 @@ def test_the_operator_publishes_and_the_status_says_every_node_serves_it(
 ) -> None:
     install = CertfleetInstall(control_plane, tmp_path / "certfleet")
     install.install_crds()
-    control_plane.kubectl("apply", "-f", "-", stdin=AGENT_RBAC)
+    control_plane.kubectl("apply", "-f", "-", stdin=agent_rbac())
     suffix = secrets.token_hex(3)
     cloudhost, namespace = f"host-{suffix}", f"fleet-{suffix}"
     datastore = _datastore(s3_bucket, tmp_path, cloudhost)

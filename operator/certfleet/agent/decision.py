@@ -22,27 +22,19 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
+from certfleet.core.checks import Reason
 from certfleet.core.clock import rfc3339
 from certfleet.core.facts import CertificateFacts
 from certfleet.core.policy import Failure, Verdict, evaluate, fit_to_serve
 
 
 class SyncReason(StrEnum):
-    """Why a node is in the state it is: status `reason`, metric label, log. Part of the API."""
+    """The agent's own reasons; a refused candidate reports the policy's Reason (checks.py)."""
 
     # Success.
     Installed = "Installed"
     UpToDate = "UpToDate"
-    # The candidate is refused (the policy's reasons keep their names).
-    InvalidPEM = "InvalidPEM"
-    Missing = "Missing"
-    KeyMismatch = "KeyMismatch"
-    WeakKey = "WeakKey"
-    NameMismatch = "NameMismatch"
-    BrokenChain = "BrokenChain"
-    UntrustedChain = "UntrustedChain"
-    NotYetValid = "NotYetValid"
-    Expired = "Expired"
+    # The candidate is refused (besides the policy's reasons).
     PointerMismatch = "PointerMismatch"
     Downgrade = "Downgrade"
     # The datastore.
@@ -57,6 +49,9 @@ class SyncReason(StrEnum):
     ReloadFailed = "ReloadFailed"
     ProbeFailed = "ProbeFailed"
 
+
+# Why a node is in the state it is: status `reason`, metric label, log. Values are the API.
+NodeReason = Reason | SyncReason
 
 SUCCESS_REASONS = frozenset({SyncReason.Installed, SyncReason.UpToDate})
 
@@ -88,7 +83,7 @@ class Judged:
 @dataclass(frozen=True, slots=True)
 class Decision:
     action: Action
-    reason: SyncReason
+    reason: NodeReason
     message: str
 
 
@@ -111,7 +106,7 @@ def decide(
         assert isinstance(candidate.verdict, Failure)
         return Decision(
             Action.REFUSE,
-            SyncReason(str(candidate.verdict.reason)),
+            candidate.verdict.reason,
             f"refused the datastore's certificate: {candidate.verdict.message}",
         )
     if facts.serial != pointer_serial:

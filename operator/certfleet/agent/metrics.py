@@ -2,7 +2,7 @@
 
     certfleet_agent_certificate_expiration_timestamp_seconds   notAfter of the served leaf
     certfleet_agent_last_successful_sync_timestamp_seconds     when the node last matched S3
-    certfleet_agent_sync_errors_total{reason}                  failed syncs, by SyncReason
+    certfleet_agent_sync_errors_total{reason}                  failed syncs, by NodeReason
     certfleet_agent_reloads_total{result}                      success|test_failed|reload_failed
     certfleet_agent_served_serial_info{domain,serial}          the served serial, as an info
     certfleet_agent_polls_total{result}                        unchanged|changed|missing|error

@@ -6,7 +6,7 @@ import threading
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from certfleet.agent.hint import CertificateWatch
+from certfleet.agent.watch import CertificateWatch
 
 
 def event(kind: str, serial: str | None, revision: int | None, **status: Any) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from certfleet.agent.decision import Action, SyncReason, decide, judge
+from certfleet.agent.decision import Action, NodeReason, SyncReason, decide, judge
 from certfleet.agent.installer import CertificateInstaller, InstallError, Switch
 from certfleet.agent.metrics import RELOAD_FAILED, RELOAD_SUCCESS, RELOAD_TEST_FAILED, AgentMetrics
 from certfleet.agent.probe import ProbeError, ServedCertificate
@@ -87,14 +87,7 @@ class AgentSettings:
 @dataclass(frozen=True, slots=True)
 class SyncResult:
     ok: bool
-    reason: SyncReason
-    message: str
-
-
-@dataclass(frozen=True, slots=True)
-class _Outcome:
-    ok: bool
-    reason: SyncReason
+    reason: NodeReason
     message: str
 
 
@@ -114,13 +107,13 @@ class _State:
     pointer: Pointer | None = None
     applied_ok: bool = False  # the last handling of `pointer` succeeded
     checked_at: float = float("-inf")  # monotonic time of the last successful handling
-    applied_reason: SyncReason = SyncReason.UpToDate
+    applied_reason: NodeReason = SyncReason.UpToDate
     failures: int = 0  # consecutive failed handlings, for the backoff
     retry_at: float = 0.0  # monotonic
     installed_serial: str | None = None
     served: ServedCertificate | None = None
     last_success: datetime | None = None
-    reason: SyncReason | None = None
+    reason: NodeReason | None = None
     error: str | None = None
     reported: NodeReport | None = None
     reported_at: float = field(default=float("-inf"))
@@ -184,7 +177,7 @@ class Agent:
         return self._state.served
 
     @property
-    def last_result(self) -> tuple[SyncReason | None, str | None]:
+    def last_result(self) -> tuple[NodeReason | None, str | None]:
         return self._state.reason, self._state.error
 
     # -- one sync -----------------------------------------------------------------------
@@ -196,13 +189,13 @@ class Agent:
             poll = self._store.poll_pointer(self._location, state.etag)
         except DatastoreError as error:
             self._metrics.polled("error")
-            return self._finish(_Outcome(False, datastore_reason(error), str(error)))
+            return self._finish(SyncResult(False, datastore_reason(error), str(error)))
 
         if poll.status is PollStatus.MISSING:
             self._metrics.polled("missing")
             state.etag, state.pointer, state.applied_ok = None, None, False
             return self._finish(
-                _Outcome(False, SyncReason.NotPublished, f"nothing is published at {pointer_uri}")
+                SyncResult(False, SyncReason.NotPublished, f"nothing is published at {pointer_uri}")
             )
         if poll.status is PollStatus.UNCHANGED:
             self._metrics.polled("unchanged")
@@ -213,7 +206,7 @@ class Agent:
             since = self._monotonic() - state.checked_at
             if state.applied_ok and since < self.settings.recheck_interval:
                 return self._finish(
-                    _Outcome(True, state.applied_reason, "the datastore is unchanged")
+                    SyncResult(True, state.applied_reason, "the datastore is unchanged")
                 )
             if not state.applied_ok and self._monotonic() < state.retry_at:
                 # Backing off: nothing new to say, nothing to count.
@@ -230,7 +223,7 @@ class Agent:
             with self._installer.locked():
                 outcome = self._apply(pointer, etag)
         except InstallError as error:
-            outcome = _Outcome(False, SyncReason.InstallFailed, str(error))
+            outcome = SyncResult(False, SyncReason.InstallFailed, str(error))
         state.applied_ok = outcome.ok
         if outcome.ok:
             state.applied_reason, state.failures = outcome.reason, 0
@@ -241,7 +234,7 @@ class Agent:
             state.retry_at = self._monotonic() + min(backoff, self.settings.max_backoff)
         return self._finish(outcome)
 
-    def _apply(self, pointer: Pointer, etag: str) -> _Outcome:
+    def _apply(self, pointer: Pointer, etag: str) -> SyncResult:
         now = self._clock()
         domain = self.settings.domain
         files = self._installer.read_installed()
@@ -261,7 +254,7 @@ class Agent:
             try:
                 stored = self._store.read_revision(self._location, pointer, etag)
             except DatastoreError as error:
-                return _Outcome(
+                return SyncResult(
                     False,
                     datastore_reason(error),
                     f"refused revision {pointer.revision}: {error}",
@@ -272,7 +265,7 @@ class Agent:
             candidate, installed, pointer_serial=pointer.serial, force=self.settings.force
         )
         if decision.action is Action.REFUSE:
-            return _Outcome(
+            return SyncResult(
                 False, decision.reason, f"revision {pointer.revision}: {decision.message}"
             )
         facts = candidate.facts
@@ -290,41 +283,41 @@ class Agent:
         )
         if not self.settings.reload:
             self._prune()
-            return _Outcome(
+            return SyncResult(
                 True,
                 SyncReason.Installed,
                 f"{decision.message}; the webserver was not reloaded (reload is off)",
             )
         return self._reload_and_confirm(facts, switch, decision.message)
 
-    def _ensure_served(self, facts: CertificateFacts) -> _Outcome:
+    def _ensure_served(self, facts: CertificateFacts) -> SyncResult:
         """The datastore's certificate is installed; make sure it is the one served too (an
         agent restarted between install and reload would otherwise leave the old one)."""
         if not self.settings.reload:
-            return _Outcome(True, SyncReason.UpToDate, f"serial {facts.serial} is installed")
+            return SyncResult(True, SyncReason.UpToDate, f"serial {facts.serial} is installed")
         if self._prober is None:
             self._state.served = ServedCertificate(facts.serial, facts.sha256, facts.not_after)
-            return _Outcome(True, SyncReason.UpToDate, f"serial {facts.serial} is installed")
+            return SyncResult(True, SyncReason.UpToDate, f"serial {facts.serial} is installed")
         try:
             served = self._prober.served()
         except ProbeError as error:
-            return _Outcome(False, SyncReason.ProbeFailed, str(error))
+            return SyncResult(False, SyncReason.ProbeFailed, str(error))
         if served.sha256 == facts.sha256:
             self._state.served = served
-            return _Outcome(True, SyncReason.UpToDate, f"serial {facts.serial} is served")
+            return SyncResult(True, SyncReason.UpToDate, f"serial {facts.serial} is served")
         log.info("serial %s is installed but %s is served; reloading", facts.serial, served.serial)
         self._state.served = served
         return self._reload_and_confirm(facts, None, f"serve the installed serial {facts.serial}")
 
     def _reload_and_confirm(
         self, facts: CertificateFacts, switch: Switch | None, what: str
-    ) -> _Outcome:
+    ) -> SyncResult:
         assert self._webserver is not None
         test = self._webserver.test()
         if not test.ok:
             self._metrics.reloaded(RELOAD_TEST_FAILED)
             restored = self._restore(switch, reload=False)
-            return _Outcome(
+            return SyncResult(
                 False,
                 SyncReason.ConfigTestFailed,
                 f"the webserver's configuration test failed, {restored}: {test.detail}",
@@ -333,7 +326,7 @@ class Agent:
         if not reload.ok:
             self._metrics.reloaded(RELOAD_FAILED)
             restored = self._restore(switch, reload=True)
-            return _Outcome(
+            return SyncResult(
                 False,
                 SyncReason.ReloadFailed,
                 f"the webserver's reload failed, {restored}: {reload.detail}",
@@ -350,9 +343,9 @@ class Agent:
                 # The files passed the webserver's own test and reload: keep them (a rollback
                 # would not make the new ones served); retry the reload later.
                 self._refresh_served()
-                return _Outcome(False, SyncReason.ProbeFailed, f"reloaded, but {error}")
+                return SyncResult(False, SyncReason.ProbeFailed, f"reloaded, but {error}")
         self._prune()
-        return _Outcome(True, SyncReason.Installed, f"{what}; serial {facts.serial} is served")
+        return SyncResult(True, SyncReason.Installed, f"{what}; serial {facts.serial} is served")
 
     def _restore(self, switch: Switch | None, *, reload: bool) -> str:
         """Undo `switch` (and reload again); says what was done, for the error message."""
@@ -401,7 +394,7 @@ class Agent:
 
     # -- reporting ----------------------------------------------------------------------
 
-    def _finish(self, outcome: _Outcome) -> SyncResult:
+    def _finish(self, outcome: SyncResult) -> SyncResult:
         state = self._state
         changed = (outcome.reason, None if outcome.ok else outcome.message) != (
             state.reason,
@@ -425,7 +418,7 @@ class Agent:
         if state.served is not None:
             self._metrics.served_certificate(state.served.serial, state.served.not_after)
         self._report()
-        return SyncResult(outcome.ok, outcome.reason, outcome.message)
+        return outcome
 
     def _report(self) -> None:
         state = self._state

@@ -19,13 +19,14 @@ import pytest
 from cryptography import x509
 from prometheus_client import CollectorRegistry, generate_latest
 
-from certfleet.agent.decision import SyncReason
+from certfleet.agent.decision import NodeReason, SyncReason
 from certfleet.agent.installer import CertificateInstaller
+from certfleet.agent.loop import Agent, AgentSettings
 from certfleet.agent.metrics import AgentMetrics
 from certfleet.agent.probe import ProbeError, ServedCertificate
 from certfleet.agent.reporter import NodeReport, ReportError
-from certfleet.agent.sync import Agent, AgentSettings
 from certfleet.agent.webserver import CommandResult
+from certfleet.core.checks import Reason
 from certfleet.core.facts import certificate_facts
 from certfleet.datastore import (
     DatastoreLocation,
@@ -141,7 +142,7 @@ class Node:
     calls: Calls
     clock: Clock
 
-    def sync(self) -> SyncReason:
+    def sync(self) -> NodeReason:
         result = self.agent.sync_once()
         return result.reason
 
@@ -363,13 +364,13 @@ def test_a_new_revision_is_installed_at_the_next_sync(world: World) -> None:
     ("case", "reason"),
     [
         ("flipped bytes", SyncReason.DatastoreIntegrity),
-        ("key of another certificate", SyncReason.KeyMismatch),
-        ("expired", SyncReason.Expired),
+        ("key of another certificate", Reason.KeyMismatch),
+        ("expired", Reason.Expired),
         ("older than installed", SyncReason.Downgrade),
     ],
 )
 def test_a_bad_revision_is_refused_and_the_previous_certificate_stays(
-    world: World, case: str, reason: SyncReason
+    world: World, case: str, reason: NodeReason
 ) -> None:
     good = leaf(not_before=NOW - 2 * DAY)
     world.publish(good)
@@ -401,7 +402,7 @@ def test_a_refused_revision_is_not_downloaded_again_until_its_retry_time(world: 
     node = world.node()
     node.sync()
     world.publish(leaf(), privkey=leaf().key)
-    assert node.sync() is SyncReason.KeyMismatch
+    assert node.sync() is Reason.KeyMismatch
     node.calls.take()
 
     node.clock.advance(INTERVAL / 2)  # the first retry is one interval later
@@ -411,7 +412,7 @@ def test_a_refused_revision_is_not_downloaded_again_until_its_retry_time(world: 
     assert errors == 1, "a sync that only waited was counted as an error"
 
     node.clock.advance(INTERVAL)
-    assert node.sync() is SyncReason.KeyMismatch
+    assert node.sync() is Reason.KeyMismatch
     assert len(revision_reads(node.calls.take())) == 2
     # The second failure doubles the wait.
     node.clock.advance(1.5 * INTERVAL)
@@ -598,7 +599,7 @@ def test_a_failed_report_is_sent_at_the_next_sync(world: World) -> None:
 def test_run_syncs_until_stopped(world: World) -> None:
     world.publish(leaf())
     node = world.node()
-    synced: list[SyncReason] = []
+    synced: list[NodeReason] = []
     original: Callable[[], Any] = node.agent.sync_once
 
     def counting() -> Any:

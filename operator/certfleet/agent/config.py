@@ -1,62 +1,38 @@
-"""`certfleet agent`: its flags (each with an environment variable) and the wiring of the agent.
-
-Runs as a DaemonSet container on webserver nodes (the loop), or on a plain VM from cron or a
-systemd timer (`--once`), or as an init step before the webserver starts on a fresh node
-(`--once --no-reload`). Exit status with `--once`: 0 when the node holds (and, with reloading,
-serves) the datastore's certificate, 1 when not, 2 for a configuration error.
-
-A plain VM, nightly from cron (the files of the CloudHost's two Secrets copied to the VM):
-
-    WEBSITE_URL=www.example.com CERTFLEET_S3_BUCKET=my-bucket CERTFLEET_CLOUDHOST=aws-eu \
-    CERTFLEET_BUILD_IDENTIFIER=build-7 CERTFLEET_MASTER_KEY_FILE=/etc/certfleet/master.key \
-    AWS_ACCESS_KEY_ID=... AWS_SECRET_ACCESS_KEY=... certfleet agent --once
-
-In a cluster, the DaemonSet runs the loop with CERTFLEET_CERTIFICATE_NAMESPACE/NAME set, so
-the node reports to the ManagedCertificate and watches it for an instant hint; the same
-container with `--once --no-reload` is the init step of a webserver pod. The agent runs as the
-webserver's user (the files are that user's, privkey.pem 0600) and reaches the webserver's
-reload through its commands (`--reload-command`, e.g. `kill -HUP` of the master's pid in a
-shared process namespace).
+"""`certfleet agent`'s configuration: its flags, each with an environment variable (for a
+container or a unit file), validated into an AgentConfig. Defaults that the agent's parts
+already have (AgentSettings, the webserver's command timeout) are read from them, not repeated.
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import re
-import signal
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from prometheus_client import CollectorRegistry, start_http_server
-
-from certfleet.agent.hint import CertificateWatch
-from certfleet.agent.installer import CertificateInstaller, directory_name
-from certfleet.agent.metrics import AgentMetrics
+from certfleet.agent.installer import directory_name
+from certfleet.agent.loop import AgentSettings
 from certfleet.agent.probe import TlsProber
-from certfleet.agent.reporter import KubernetesStatusReporter, NullReporter, StatusReporter
-from certfleet.agent.sync import Agent, AgentSettings
-from certfleet.agent.webserver import CommandWebserver, WebserverKind
+from certfleet.agent.webserver import DEFAULT_TIMEOUT_SECONDS, CommandWebserver, WebserverKind
 from certfleet.core.addresses import parse_host_port
 from certfleet.core.domains import validate_domain
 from certfleet.core.errors import CertfleetError, InvalidDomainError
-from certfleet.datastore.client import s3_client as new_s3_client
 from certfleet.datastore.encryption import MASTER_KEY_BYTES, MasterKey
 from certfleet.datastore.location import DatastoreLocation
-from certfleet.datastore.s3_store import S3Datastore
-
-if TYPE_CHECKING:
-    from mypy_boto3_s3 import S3Client
-
-log = logging.getLogger(__name__)
 
 DEFAULT_METRICS_PORT = 9477
 _NODE_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]{0,251}[A-Za-z0-9])?")
 _SECRET_FILE_LIMIT = 4096
+
+
+def _setting(name: str) -> str:
+    """AgentSettings' default for `name`, as a flag's default text."""
+    default = next(each.default for each in fields(AgentSettings) if each.name == name)
+    return f"{default:g}"
 
 
 class AgentConfigError(CertfleetError):
@@ -121,9 +97,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--master-key-file",
         action="append",
         default=env_keys.split(os.pathsep) if env_keys else None,
-        help="file of 32 bytes that decrypts the private keys: the key 'key' of the CloudHost's "
-        "encryption key Secret; repeat it during a key rotation (CERTFLEET_MASTER_KEY_FILE, "
-        "several joined by ':')",
+        help=f"file of {MASTER_KEY_BYTES} bytes that decrypts the private keys: the key 'key' of "
+        "the CloudHost's encryption key Secret; repeat it during a key rotation "
+        "(CERTFLEET_MASTER_KEY_FILE, several joined by ':')",
     )
     _option(s3, "--cloudhost", "CERTFLEET_CLOUDHOST", "the CloudHost's name (required)")
     _option(s3, "--build-identifier", "CERTFLEET_BUILD_IDENTIFIER", "the build (required)")
@@ -163,7 +139,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--command-timeout",
         "CERTFLEET_COMMAND_TIMEOUT",
         "seconds a test or reload may take",
-        "60",
+        f"{DEFAULT_TIMEOUT_SECONDS:g}",
         kind=float,
     )
     _option(
@@ -190,7 +166,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--probe-timeout",
         "CERTFLEET_PROBE_TIMEOUT",
         "seconds the new certificate may take to be served after a reload",
-        "10",
+        _setting("probe_timeout"),
         kind=float,
     )
     _option(
@@ -207,7 +183,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--poll-interval",
         "CERTFLEET_POLL_INTERVAL",
         "seconds between conditional reads of the pointer",
-        "60",
+        _setting("poll_interval"),
         kind=float,
     )
     _option(
@@ -215,7 +191,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-backoff",
         "CERTFLEET_MAX_BACKOFF",
         "longest wait in seconds before a failed revision is tried again",
-        "300",
+        _setting("max_backoff"),
         kind=float,
     )
     _option(
@@ -224,7 +200,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "CERTFLEET_RECHECK_INTERVAL",
         "seconds between local checks that the files and the served leaf are still the "
         "datastore's, while it is unchanged",
-        "300",
+        _setting("recheck_interval"),
         kind=float,
     )
     loop.add_argument(
@@ -273,7 +249,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--report-interval",
         "CERTFLEET_REPORT_INTERVAL",
         "refresh lastSuccessfulSync in the status at least this often (seconds)",
-        "300",
+        _setting("report_interval"),
         kind=float,
     )
     _option(
@@ -451,128 +427,3 @@ def config_from_args(args: argparse.Namespace) -> AgentConfig:
         watch=args.watch and certificate is not None and not args.once,
         metrics=(args.metrics_address, args.metrics_port) if args.metrics_port else None,
     )
-
-
-def s3_client(config: AgentConfig) -> S3Client:
-    """Short timeouts and few retries: a poll that fails is simply tried next interval."""
-    try:
-        return _s3_client(config)
-    except ValueError as error:  # botocore's invalid endpoint, region or config values
-        raise AgentConfigError(f"the S3 settings are not usable: {error}") from None
-
-
-def _s3_client(config: AgentConfig) -> S3Client:
-    return new_s3_client(
-        endpoint=config.s3_endpoint,
-        region=config.s3_region,
-        access_key_id=config.access_key_id,
-        secret_access_key=config.secret_access_key,
-        addressing_style=config.s3_addressing_style,
-        ca_bundle=config.s3_ca_bundle,
-        max_attempts=2,
-    )
-
-
-def _custom_objects_api(config: AgentConfig) -> Any:
-    # Imported here: an agent on a plain VM never loads the Kubernetes client.
-    import yaml
-    from kubernetes import client
-    from kubernetes import config as kube_config
-
-    try:
-        if config.kubeconfig:
-            api_client = kube_config.new_client_from_config(config_file=config.kubeconfig)
-        else:
-            configuration = client.Configuration()
-            kube_config.load_incluster_config(client_configuration=configuration)
-            api_client = client.ApiClient(configuration)
-    except (kube_config.ConfigException, OSError, ValueError, yaml.YAMLError) as error:
-        raise AgentConfigError(
-            f"cannot reach Kubernetes for the status report (--kubeconfig or in-cluster): {error}"
-        ) from None
-    return client.CustomObjectsApi(api_client)
-
-
-def kubernetes_reporter(config: AgentConfig) -> StatusReporter:
-    if config.certificate is None:
-        return NullReporter()
-    namespace, name = config.certificate
-    return KubernetesStatusReporter(
-        _custom_objects_api(config), namespace, name, config.settings.node
-    )
-
-
-def start_watch(config: AgentConfig, agent: Agent) -> CertificateWatch | None:
-    """The instant hint (`--watch`), started; None without a ManagedCertificate."""
-    if not config.watch or config.certificate is None:
-        return None
-    namespace, name = config.certificate
-    hint = CertificateWatch.for_certificate(
-        _custom_objects_api(config), namespace, name, agent.request_sync
-    )
-    hint.start()
-    return hint
-
-
-def build_agent(
-    config: AgentConfig,
-    registry: CollectorRegistry | None = None,
-    *,
-    client: S3Client | None = None,
-    reporter: StatusReporter | None = None,
-) -> Agent:
-    """The agent as `certfleet agent` runs it; tests pass their own client or reporter."""
-    metrics = AgentMetrics(registry or CollectorRegistry(), config.location.domain)
-    return Agent(
-        config.settings,
-        S3Datastore(client or s3_client(config), config.master_keys),
-        config.location,
-        CertificateInstaller(config.cert_root, config.location.domain),
-        config.webserver,
-        config.probe,
-        reporter or kubernetes_reporter(config),
-        metrics,
-    )
-
-
-def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    # botocore logs request details at DEBUG; nothing of ours is secret there, but it is noise.
-    logging.getLogger("botocore").setLevel(logging.INFO)
-    try:
-        config = config_from_args(args)
-        registry = CollectorRegistry()
-        agent = build_agent(config, registry)
-    except CertfleetError as error:
-        log.error("configuration: %s", error)
-        return 2
-    log.info(
-        "agent for %s on node %s: following %s into %s every %.1f s",
-        config.location.domain,
-        config.settings.node,
-        config.location.s3_uri,
-        config.cert_root / directory_name(config.location.domain),
-        config.settings.poll_interval,
-    )
-    if config.once:
-        result = agent.sync_once()
-        return 0 if result.ok else 1
-
-    stops: list[Callable[[], None]] = []
-    hint = start_watch(config, agent)
-    if hint is not None:
-        stops.append(hint.stop)
-    if config.metrics is not None:
-        server, _thread = start_http_server(config.metrics[1], config.metrics[0], registry)
-        stops.append(server.shutdown)
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: agent.stop())
-    try:
-        agent.run()
-    finally:
-        for stop in stops:
-            stop()
-    return 0

@@ -1,59 +1,19 @@
-"""`certfleet agent`: flags, environment variables, validation, and `--once` end to end on moto."""
+"""`certfleet agent`'s configuration: flags, environment variables and their validation."""
 
 from __future__ import annotations
 
-import argparse
 import os
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-import boto3
 import pytest
 
-from certfleet import cli
-from certfleet.agent import command
-from certfleet.agent.command import AgentConfigError, config_from_args
+from certfleet.agent.config import AgentConfigError, config_from_args
 from certfleet.agent.webserver import CommandWebserver
-from certfleet.core.facts import certificate_facts
-from certfleet.datastore import DatastoreLocation, MasterKey, S3Datastore
+from certfleet.datastore import DatastoreLocation, MasterKey
 
-from .pki import DAY, leaf
+from .flags import MASTER, parse, required
 
-MASTER = bytes(range(32))
-
-if TYPE_CHECKING:
-    from mypy_boto3_s3 import S3Client
-
-
-@pytest.fixture
-def key_file(tmp_path: Path) -> Path:
-    path = tmp_path / "master.key"
-    path.write_bytes(MASTER)
-    return path
-
-
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith("CERTFLEET_") or name in ("WEBSITE_URL", "NODE_NAME", "KUBECONFIG"):
-            monkeypatch.delenv(name)
-
-
-def parse(*argv: str) -> argparse.Namespace:
-    parser = argparse.ArgumentParser()
-    command.add_arguments(parser)
-    return parser.parse_args(argv)
-
-
-def required(key_file: Path) -> list[str]:
-    return [
-        "--s3-bucket=fleet-bucket",
-        "--cloudhost=sandbox",
-        "--build-identifier=build-1",
-        "--domain=WWW.Example.com",
-        f"--master-key-file={key_file}",
-    ]
+pytestmark = pytest.mark.usefixtures("clean_environment")
 
 
 def test_flags_make_a_configuration(key_file: Path, tmp_path: Path) -> None:
@@ -193,20 +153,6 @@ def test_the_watch_hint_needs_a_managed_certificate_and_a_loop(key_file: Path) -
     assert config_from_args(parse(*named, "--once")).watch is False
 
 
-def test_an_unusable_kubeconfig_is_a_configuration_error(key_file: Path, tmp_path: Path) -> None:
-    (tmp_path / "kubeconfig").write_text("not: [a kubeconfig")
-    config = config_from_args(
-        parse(
-            *required(key_file),
-            "--certificate-namespace=shop",
-            "--certificate-name=web",
-            f"--kubeconfig={tmp_path / 'kubeconfig'}",
-        )
-    )
-    with pytest.raises(AgentConfigError, match="status report"):
-        command.kubernetes_reporter(config)
-
-
 def test_the_init_step_needs_no_webserver_and_no_probe(key_file: Path) -> None:
     config = config_from_args(parse(*required(key_file), "--once", "--no-reload"))
     assert (config.webserver, config.probe, config.once) == (None, None, True)
@@ -243,43 +189,3 @@ def test_a_bad_number_in_the_environment_is_a_usage_error(
         parse()
     assert exited.value.code == 2
     assert "--poll-interval" in capsys.readouterr().err
-
-
-def test_once_through_the_cli_installs_and_exits_zero(
-    moto_s3: S3Client, key_file: Path, tmp_path: Path
-) -> None:
-    client = boto3.client("s3", region_name="us-east-1")
-    client.create_bucket(Bucket="fleet-bucket")
-    now = datetime.now(UTC)  # the CLI runs on the real clock
-    pair = leaf("www.example.com", not_before=now - DAY, not_after=now + 30 * DAY)
-    facts = certificate_facts(pair.certificate)
-    location = DatastoreLocation(
-        "fleet-bucket", "certfleet", "sandbox", "build-1", facts.dns_names[0]
-    )
-    S3Datastore(client, [MasterKey(MASTER)]).publish(
-        location, pair.fullchain, pair.key, facts.serial, facts.not_before, facts.not_after, None
-    )
-    marker = tmp_path / "reloaded"
-    argv = [
-        "agent",
-        *required(key_file),
-        f"--cert-root={tmp_path / 'live'}",
-        "--webserver=command",
-        "--test-command=true",
-        f"--reload-command=touch {marker}",
-        "--probe-address=none",
-        "--once",
-    ]
-    assert cli.main(argv) == 0
-    assert (tmp_path / "live" / "www.example.com" / "fullchain.pem").read_bytes() == pair.fullchain
-    assert marker.exists()
-
-    # Nothing published for another build: exit 1, nothing installed.
-    other = [arg.replace("build-1", "build-2") for arg in argv]
-    other = [arg.replace(str(tmp_path / "live"), str(tmp_path / "other")) for arg in other]
-    assert cli.main(other) == 1
-    assert not (tmp_path / "other" / "www.example.com").exists()
-
-
-def test_a_configuration_error_exits_two(key_file: Path) -> None:
-    assert cli.main(["agent", "--s3-bucket=b", "--once"]) == 2
