@@ -75,8 +75,9 @@ def pebbles_window(fleet: Fleet, leaf: x509.Certificate) -> tuple[datetime, date
 
 
 def own_rule(leaf: x509.Certificate) -> datetime:
-    """The renewal time without ARI (the default 7-day margin, 2/3 of the lifetime)."""
-    return renewal_time(leaf.not_valid_before_utc, leaf.not_valid_after_utc)
+    """The renewal time without ARI: 7 days before expiry (the default renewBeforeSeconds), or
+    2/3 of the lifetime for a certificate that lives 7 days or less."""
+    return renewal_time(leaf.not_valid_before_utc, leaf.not_valid_after_utc).at
 
 
 def close_to(moment: datetime, expected: datetime) -> bool:
@@ -125,7 +126,8 @@ def test_the_cas_window_sets_the_renewal_time_and_a_bad_answer_is_ignored(
     start_fleet: Callable[..., Fleet],
 ) -> None:
     # One-hour certificates: pebble's window is their whole life, so its midpoint (30 min)
-    # is earlier than the operator's own 2/3 rule (40 min).
+    # is earlier than the operator's own rule, 2/3 of the hour (40 min), as the default
+    # 7-day renewBeforeSeconds is longer than the hour.
     fleet = start_fleet(
         acme={"pebble": "module", "certificate_validity_seconds": 3600}, operator_args=FAST_ARI
     )
@@ -141,6 +143,7 @@ def test_the_cas_window_sets_the_renewal_time_and_a_bad_answer_is_ignored(
     assert start <= shown <= end
     assert close_to(shown, start + (end - start) / 2)
     assert shown < own_rule(leaf) - timedelta(minutes=9)
+    assert "(the CA's renewal window, RFC 9773)" in status(fleet)["conditions"][0]["message"]
 
     # Any window the CA chooses is followed at the next recheck...
     soon = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=10)
@@ -168,6 +171,7 @@ def test_the_cas_window_sets_the_renewal_time_and_a_bad_answer_is_ignored(
         15,
     )
     assert status(fleet)["conditions"][0]["status"] == "True"
+    assert "(2/3 of its" in status(fleet)["conditions"][0]["message"]
     assert fleet.ca.orders_created() == 1
     assert fleet.install.operator is not None
     assert "unusable, ignored" in fleet.install.operator.log_path.read_text()

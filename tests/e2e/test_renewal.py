@@ -1,6 +1,7 @@
 """Renewal for years, compressed into seconds on the test bed: pebble issues short-lived
 certificates, the operator renews them by itself, agents install every renewal, and clients
-never see a failed handshake. Also: one ACME order per renewal with two operator replicas, and
+never see a failed handshake; the user's renewBeforeSeconds sets the renewal time, and the
+status says which rule applied. Also: one ACME order per renewal with two operator replicas, and
 a failing CA that is retried with back-off while the old certificate stays in use."""
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -142,7 +144,8 @@ class Client(threading.Thread):
 def test_certificates_renew_by_themselves_and_clients_never_fail(
     start_fleet: Callable[..., Fleet], start_nginx: Callable[..., Nginx], tmp_path: Path
 ) -> None:
-    # 15-second certificates: renewed at 2/3 of their life (the 7-day margin cannot apply).
+    # 15-second certificates: renewBeforeSeconds 60 (the CRD's least) is not shorter than their
+    # life, so they renew at 2/3 of it, every 10 s, by themselves.
     fleet = start_fleet(acme={"certificate_validity_seconds": 15})
     domain = new_domain()
     fleet.apply_certificate("automatic.yaml", "web", domain, renewBeforeSeconds=60)
@@ -181,6 +184,42 @@ def test_certificates_renew_by_themselves_and_clients_never_fail(
     assert fleet.ca.orders_created() == latest.pointer.revision  # one order per certificate
     status = fleet.install.managed_certificate(fleet.namespace, "web")["status"]
     assert status["conditions"][0]["status"] == "True"
+
+
+def _ready(fleet: Fleet) -> tuple[datetime, str]:
+    status = fleet.install.managed_certificate(fleet.namespace, "web")["status"]
+    renewal = datetime.fromisoformat(status["renewalTime"].replace("Z", "+00:00"))
+    return renewal, status["conditions"][0]["message"]
+
+
+def test_the_users_renew_before_sets_the_renewal_time_and_the_message_names_the_rule(
+    start_fleet: Callable[..., Fleet],
+) -> None:
+    # One-hour certificates and a 10-minute margin: renewed 10 minutes before expiry, not at
+    # 2/3 of the hour.
+    fleet = start_fleet(acme={"certificate_validity_seconds": 3600})
+    domain = new_domain()
+    fleet.apply_certificate("automatic.yaml", "web", domain, renewBeforeSeconds=600)
+    fleet.install.wait_for_condition(fleet.namespace, "web", "True")
+    stored = fleet.stored(domain)
+    assert stored is not None
+    leaf = x509.load_pem_x509_certificate(stored.fullchain)
+    renewal, message = _ready(fleet)
+    assert renewal == leaf.not_valid_after_utc - timedelta(seconds=600)
+    assert "(10 minutes before expiry, spec.renewBeforeSeconds)" in message
+
+    # A margin longer than the certificate's life would renew it forever: 2/3 of the life.
+    patch = json.dumps({"spec": {"renewBeforeSeconds": 7200}})
+    fleet.install.control_plane.kubectl(
+        "patch", "mcert", "web", "-n", fleet.namespace, "--type=merge", "-p", patch
+    )
+    wait_for("the 2/3 rule in the status", lambda: "2/3 of its" in _ready(fleet)[1], 30)
+    renewal, message = _ready(fleet)
+    lifetime = leaf.not_valid_after_utc - leaf.not_valid_before_utc
+    two_thirds = leaf.not_valid_before_utc + lifetime * 2 / 3
+    assert abs((renewal - two_thirds).total_seconds()) < 1  # the status names whole seconds
+    assert ": renewBeforeSeconds is not shorter than the lifetime)" in message
+    assert fleet.ca.orders_created() == 1, "neither margin makes the certificate due"
 
 
 def _leader(fleet: Fleet) -> ServerProcess:

@@ -15,7 +15,7 @@ serving meanwhile (``Serving``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 
 from certfleet.api.reasons import CertificateReason
@@ -34,7 +34,6 @@ from certfleet.controller.ports import PemPair, Window
 from certfleet.core.backoff import DEFAULT_BASE_SECONDS, DEFAULT_CAP_SECONDS
 from certfleet.core.checks import Reason
 from certfleet.core.policy import Failure, Valid, Verdict, evaluate, fit_to_serve
-from certfleet.core.renewal import renewal_time
 from certfleet.datastore.protocol import StoredCertificate
 
 
@@ -99,9 +98,9 @@ def judge(
     pair: PemPair | None, spec: CertificateSpec, now: datetime, window: Window | None
 ) -> Verdict:
     """The policy's verdict, with the CA's renewal window when there is one: the window can
-    only make a certificate due earlier, and the message then says the CA asked."""
+    only make a certificate due earlier, and the message then names it as the rule."""
     fullchain, key = (pair.fullchain, pair.key) if pair else (None, None)
-    verdict = evaluate(
+    return evaluate(
         fullchain,
         key,
         names=spec.names,
@@ -109,10 +108,6 @@ def judge(
         renew_before=spec.renew_before,
         ari_window=window,
     )
-    if window is None or not _due_by_window_alone(verdict, spec, now):
-        return verdict
-    assert isinstance(verdict, Failure)
-    return replace(verdict, message=f"the ACME CA asks for renewal (RFC 9773): {verdict.message}")
 
 
 def judge_issued(
@@ -125,14 +120,6 @@ def judge_issued(
     if window is not None and not isinstance(verdict, Valid):
         verdict = judge(pair, spec, now, None)
     return verdict
-
-
-def _due_by_window_alone(verdict: Verdict, spec: CertificateSpec, now: datetime) -> bool:
-    if not isinstance(verdict, Failure) or verdict.reason is not Reason.RenewalDue:
-        return False
-    facts = verdict.facts
-    assert facts is not None  # RenewalDue is only said of a parsed certificate
-    return now < renewal_time(facts.not_before, facts.not_after, spec.renew_before)
 
 
 def _still_serving(stored: StoredCertificate | None, verdict: Verdict) -> Serving | None:

@@ -11,7 +11,8 @@ pyproject.toml, checked by tests/unit/core/test_purity.py).
 - ``keys``: PrivateKey, describe_key
 - ``pem``: parse_chain, parse_private_key, parse_trust_bundle, parse_bundle, CertificateBundle
 - ``facts``: CertificateFacts, certificate_facts
-- ``renewal``: renewal_time, needs_renewal, DEFAULT_RENEW_BEFORE
+- ``renewal``: renewal_time -> RenewalTime (the moment and its RenewalRule), needs_renewal,
+  DEFAULT_RENEW_BEFORE
 - ``checks``: Reason, Finding and one function per check
 - ``policy``: evaluate, evaluate_bundle -> Valid | Failure
 """

@@ -8,7 +8,8 @@ which reason is reported when several apply:
     NotYetValid, Expired, RenewalDue
 
 A certificate passing all of them is Valid, with the time it expires and the time it should
-be renewed.
+be renewed; its message, like RenewalDue's, names the renewal rule that set that time
+(``core.renewal``).
 """
 
 from __future__ import annotations
@@ -27,15 +28,15 @@ from certfleet.core.domains import validate_domain
 from certfleet.core.errors import PemError
 from certfleet.core.facts import CertificateFacts, certificate_facts
 from certfleet.core.pem import CertificateBundle, parse_bundle
-from certfleet.core.renewal import DEFAULT_RENEW_BEFORE, renewal_time
+from certfleet.core.renewal import DEFAULT_RENEW_BEFORE, RenewalTime, renewal_time
 
 
 @dataclass(frozen=True, slots=True)
 class Valid:
-    """Acceptable now; keep it until ``renew_at``."""
+    """Acceptable now; keep it until ``renew_at``, which ``renewal`` explains."""
 
     not_after: datetime
-    renew_at: datetime
+    renewal: RenewalTime
     facts: CertificateFacts
 
     @property
@@ -43,8 +44,15 @@ class Valid:
         return True
 
     @property
+    def renew_at(self) -> datetime:
+        return self.renewal.at
+
+    @property
     def message(self) -> str:
-        return f"valid until {rfc3339(self.not_after)}, renew at {rfc3339(self.renew_at)}"
+        return (
+            f"valid until {rfc3339(self.not_after)}, renew at {rfc3339(self.renew_at)} "
+            f"({self.renewal.explanation})"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,13 +60,15 @@ class Failure:
     """Not acceptable as the current certificate: issue (or, for MANUAL, ask for) a new one.
 
     ``facts`` is set whenever the certificate parsed; ``renew_at`` when it is otherwise valid
-    but its renewal time has come (reason RenewalDue).
+    but its renewal time has come (reason RenewalDue), and ``renewal`` with the rule that set
+    it when the policy decided so.
     """
 
     reason: Reason
     message: str
     facts: CertificateFacts | None = None
     renew_at: datetime | None = None
+    renewal: RenewalTime | None = None
 
     @property
     def ok(self) -> bool:
@@ -137,16 +147,17 @@ def evaluate_bundle(
         finding = check()
         if finding is not None:
             return Failure(finding.reason, finding.message, facts)
-    renew_at = renewal_time(facts.not_before, facts.not_after, renew_before, ari_window)
-    if now >= renew_at:
+    renewal = renewal_time(facts.not_before, facts.not_after, renew_before, ari_window)
+    if now >= renewal.at:
         return Failure(
             Reason.RenewalDue,
-            f"renewal is due since {rfc3339(renew_at)}; the certificate expires at "
-            f"{rfc3339(facts.not_after)}",
+            f"renewal is due since {rfc3339(renewal.at)} ({renewal.explanation}); the "
+            f"certificate expires at {rfc3339(facts.not_after)}",
             facts,
-            renew_at,
+            renewal.at,
+            renewal,
         )
-    return Valid(not_after=facts.not_after, renew_at=renew_at, facts=facts)
+    return Valid(not_after=facts.not_after, renewal=renewal, facts=facts)
 
 
 def _check_arguments(names: Sequence[str], now: datetime) -> list[str]:

@@ -386,12 +386,12 @@ def test_an_ari_window_in_the_past_makes_a_valid_certificate_due_now(world: Fake
 
 
 def test_an_ari_window_brings_the_renewal_time_earlier_but_never_later(world: FakeWorld) -> None:
-    plain = reconcile(world).renew_at  # 2/3 of the 90 days: NOW + 59 days
+    plain = reconcile(world).renew_at  # 7 days before expiry: NOW + 82 days
     assert plain is not None
     world.ari_window = (NOW + 40 * DAY, NOW + 42 * DAY)
     earlier = reconcile(world)
     assert (earlier.reason, earlier.renew_at) == ("Reused", NOW + 41 * DAY)  # the midpoint
-    world.ari_window = (NOW + 80 * DAY, NOW + 85 * DAY)
+    world.ari_window = (NOW + 84 * DAY, NOW + 88 * DAY)  # after the rule
     assert reconcile(world).renew_at == plain
     assert world.ca.orders == 1
 

@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pytest
 from cryptography import x509
 
 from certfleet.core.checks import Reason
+from certfleet.core.clock import rfc3339
 from certfleet.core.errors import InvalidDomainError
 from certfleet.core.pem import parse_bundle
 from certfleet.core.policy import Failure, Valid, evaluate, evaluate_bundle, fit_to_serve
-from certfleet.core.renewal import DEFAULT_RENEW_BEFORE
+from certfleet.core.renewal import DEFAULT_RENEW_BEFORE, RenewalRule
 
 from .certificates import DAY, NOW, Kind, Pki, ec_key, issue, key_pem, pem, pki, rsa_key
 
 KINDS: list[Kind] = ["rsa", "ec"]
 NAMES = ["example.com", "www.example.com"]
+SECOND = timedelta(seconds=1)
 
 
 @dataclass(frozen=True)
@@ -67,8 +69,21 @@ def cases(kind: Kind) -> list[Case]:
         Case(Reason.UntrustedChain, pem(ca.leaf(*NAMES).cert), key, "does not lead", trust=True),
         Case(Reason.NotYetValid, chain, key, "is not valid before", now=NOW - 31 * DAY),
         Case(Reason.Expired, chain, key, "expired at", now=NOW + 61 * DAY),
-        Case(Reason.RenewalDue, chain, key, "renewal is due since", now=NOW + 30 * DAY),
-        Case(None, chain, key, "valid until 2030-07-31T12:00:00Z, renew at 2030-07-01T12:00:00Z"),
+        Case(
+            Reason.RenewalDue,
+            chain,
+            key,
+            "renewal is due since 2030-07-24T12:00:00Z (7 days before expiry, "
+            "spec.renewBeforeSeconds); the certificate expires at 2030-07-31T12:00:00Z",
+            now=NOW + 53 * DAY,
+        ),
+        Case(
+            None,
+            chain,
+            key,
+            "valid until 2030-07-31T12:00:00Z, renew at 2030-07-24T12:00:00Z "
+            "(7 days before expiry, spec.renewBeforeSeconds)",
+        ),
         Case(None, chain, key, "renew at", trust=True),
     ]
 
@@ -118,8 +133,9 @@ def test_valid_verdict(kind: Kind) -> None:
     verdict = evaluate(chain, key, names=["WWW.example.com"], now=NOW)
     assert isinstance(verdict, Valid)
     assert verdict.not_after == NOW + 60 * DAY
-    # 90-day certificate: 2/3 of the lifetime (day 60) beats 7 days before expiry (day 83).
-    assert verdict.renew_at == NOW - 30 * DAY + 60 * DAY
+    # 90-day certificate: 7 days before expiry (day 83), the user's setting.
+    assert verdict.renew_at == NOW - 30 * DAY + 83 * DAY
+    assert verdict.renewal.rule is RenewalRule.RenewBefore
     assert verdict.facts.dns_names == tuple(NAMES)
     assert verdict.facts.not_after == verdict.not_after
 
@@ -130,11 +146,32 @@ def test_renewal_parameters_pass_through() -> None:
     assert isinstance(late, Valid)
     early = evaluate(chain, key, names=NAMES, now=NOW, renew_before=61 * DAY)
     assert isinstance(early, Failure) and early.reason is Reason.RenewalDue
+    assert "(61 days before expiry, spec.renewBeforeSeconds)" in early.message
+    assert early.renewal is not None and early.renewal.rule is RenewalRule.RenewBefore
     ari = evaluate(chain, key, names=NAMES, now=NOW, ari_window=(NOW - DAY, NOW + DAY))
     assert isinstance(ari, Failure) and ari.reason is Reason.RenewalDue
     assert ari.renew_at == NOW
+    assert f"since {rfc3339(NOW)} (the CA's renewal window, RFC 9773)" in ari.message
+    assert ari.renewal is not None and ari.renewal.rule is RenewalRule.AcmeRenewalInfo
     assert fit_to_serve(ari)
     assert ari.facts is not None
+
+
+@pytest.mark.parametrize(
+    ("now", "verdict", "words"),
+    [
+        (NOW + 4 * DAY - SECOND, Valid, "renew at 2030-06-05T12:00:00Z (2/3 of its 6-day"),
+        (NOW + 4 * DAY, Failure, "renewal is due since 2030-06-05T12:00:00Z (2/3 of its 6-day"),
+    ],
+)
+def test_a_certificate_shorter_than_the_margin_renews_at_two_thirds_and_says_so(
+    now: datetime, verdict: type, words: str
+) -> None:
+    chain, key = good(pki("ec"), not_before=NOW, not_after=NOW + 6 * DAY)
+    judged = evaluate(chain, key, names=NAMES, now=now)
+    assert isinstance(judged, verdict), judged
+    assert words in judged.message
+    assert "lifetime: renewBeforeSeconds is not shorter than the lifetime)" in judged.message
 
 
 def test_the_first_failure_wins() -> None:

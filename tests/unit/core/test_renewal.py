@@ -1,45 +1,168 @@
-"""Renewal time: the worked examples, the guard rails and the Hypothesis properties."""
+"""Renewal time: the rule as a table, the guard rails and the Hypothesis properties."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from certfleet.core.renewal import DEFAULT_RENEW_BEFORE, needs_renewal, renewal_time
+from certfleet.core.renewal import (
+    DEFAULT_RENEW_BEFORE,
+    RenewalRule,
+    needs_renewal,
+    renewal_time,
+)
 
 NB = datetime(2030, 1, 1, tzinfo=UTC)
 DAY = timedelta(days=1)
 HOUR = timedelta(hours=1)
+MINUTE = timedelta(minutes=1)
+SECOND = timedelta(seconds=1)
 
 
 def test_default_is_the_users_seven_days() -> None:
     assert timedelta(seconds=604800) == DEFAULT_RENEW_BEFORE
 
 
-@pytest.mark.parametrize(
-    ("lifetime", "renew_before", "expected"),
-    [
-        (90 * DAY, DEFAULT_RENEW_BEFORE, 60 * DAY),  # 2/3 of a Let's Encrypt certificate
-        (30 * DAY, DEFAULT_RENEW_BEFORE, 20 * DAY),
-        (21 * DAY, DEFAULT_RENEW_BEFORE, 14 * DAY),  # both rules agree
-        (10 * DAY, DEFAULT_RENEW_BEFORE, 3 * DAY),  # 7 days before expiry comes first
-        (7 * DAY + HOUR, DEFAULT_RENEW_BEFORE, HOUR),
-        (7 * DAY, DEFAULT_RENEW_BEFORE, 7 * DAY * 2 / 3),  # unreachable margin: 2/3 rule
-        (6 * DAY, DEFAULT_RENEW_BEFORE, 4 * DAY),  # no renewal loop for 6-day certificates
-        (6 * HOUR, DEFAULT_RENEW_BEFORE, 4 * HOUR),
-        (90 * DAY, 30 * DAY, 60 * DAY),
-        (90 * DAY, 45 * DAY, 45 * DAY),
-        (90 * DAY, timedelta(0), 60 * DAY),
-        (365 * DAY, DEFAULT_RENEW_BEFORE, 365 * DAY * 2 / 3),
-    ],
-)
-def test_renewal_time_examples(
-    lifetime: timedelta, renew_before: timedelta, expected: timedelta
-) -> None:
-    assert renewal_time(NB, NB + lifetime, renew_before) == NB + expected
+@dataclass(frozen=True)
+class Rule:
+    """A certificate NB .. NB + lifetime, the user's setting, maybe a CA's window (offsets
+    from NB): when it is renewed, by which rule, and what the status message says."""
+
+    lifetime: timedelta
+    renew_before: timedelta
+    at: timedelta
+    rule: RenewalRule
+    words: str
+    ari: tuple[timedelta, timedelta] | None = None
+
+
+RULES = {
+    "a 90-day certificate renews at notAfter - 7 d": Rule(
+        90 * DAY,
+        DEFAULT_RENEW_BEFORE,
+        83 * DAY,
+        RenewalRule.RenewBefore,
+        "7 days before expiry, spec.renewBeforeSeconds",
+    ),
+    "a 365-day certificate renews at notAfter - 7 d, not four months early": Rule(
+        365 * DAY,
+        DEFAULT_RENEW_BEFORE,
+        358 * DAY,
+        RenewalRule.RenewBefore,
+        "7 days before expiry",
+    ),
+    "a 6-day certificate with the default renews at 2/3 of its lifetime": Rule(
+        6 * DAY,
+        DEFAULT_RENEW_BEFORE,
+        4 * DAY,
+        RenewalRule.TwoThirdsOfLifetime,
+        "2/3 of its 6-day lifetime: renewBeforeSeconds is not shorter than the lifetime",
+    ),
+    "a 6-hour certificate with the default renews at 2/3 of its lifetime": Rule(
+        6 * HOUR,
+        DEFAULT_RENEW_BEFORE,
+        4 * HOUR,
+        RenewalRule.TwoThirdsOfLifetime,
+        "2/3 of its 6-hour lifetime",
+    ),
+    "a custom renewBeforeSeconds of 30 days on 90 is honoured": Rule(
+        90 * DAY,
+        30 * DAY,
+        60 * DAY,
+        RenewalRule.RenewBefore,
+        "30 days before expiry, spec.renewBeforeSeconds",
+    ),
+    "a margin in hours and minutes is named in full": Rule(
+        90 * DAY,
+        10 * DAY + 12 * HOUR + MINUTE,
+        79 * DAY + 11 * HOUR + 59 * MINUTE,
+        RenewalRule.RenewBefore,
+        "10 days 12 hours 1 minute before expiry",
+    ),
+    "a margin one second shorter than the lifetime is still honoured": Rule(
+        7 * DAY + SECOND,
+        DEFAULT_RENEW_BEFORE,
+        SECOND,
+        RenewalRule.RenewBefore,
+        "7 days before expiry",
+    ),
+    "renewBefore equal to the lifetime falls back to 2/3": Rule(
+        7 * DAY,
+        DEFAULT_RENEW_BEFORE,
+        7 * DAY * 2 / 3,
+        RenewalRule.TwoThirdsOfLifetime,
+        "2/3 of its 7-day lifetime",
+    ),
+    "renewBefore longer than the lifetime falls back to 2/3": Rule(
+        15 * SECOND,
+        MINUTE,
+        10 * SECOND,
+        RenewalRule.TwoThirdsOfLifetime,
+        "2/3 of its 15-second lifetime",
+    ),
+    "a lifetime in days and hours is named in full": Rule(
+        DAY + 12 * HOUR,
+        DEFAULT_RENEW_BEFORE,
+        DAY,
+        RenewalRule.TwoThirdsOfLifetime,
+        "2/3 of its lifetime of 1 day 12 hours",
+    ),
+    "a zero margin renews at notAfter": Rule(
+        90 * DAY, timedelta(0), 90 * DAY, RenewalRule.RenewBefore, "0 seconds before expiry"
+    ),
+    "an ARI window earlier than the rule wins (its midpoint)": Rule(
+        90 * DAY,
+        DEFAULT_RENEW_BEFORE,
+        11 * DAY,
+        RenewalRule.AcmeRenewalInfo,
+        "the CA's renewal window, RFC 9773",
+        ari=(10 * DAY, 12 * DAY),
+    ),
+    "an ARI window earlier than the 2/3 fallback wins": Rule(
+        HOUR,
+        DEFAULT_RENEW_BEFORE,
+        30 * MINUTE,
+        RenewalRule.AcmeRenewalInfo,
+        "the CA's renewal window",
+        ari=(timedelta(0), HOUR),
+    ),
+    "an ARI window later than the rule is ignored": Rule(
+        90 * DAY,
+        DEFAULT_RENEW_BEFORE,
+        83 * DAY,
+        RenewalRule.RenewBefore,
+        "7 days before expiry",
+        ari=(84 * DAY, 88 * DAY),
+    ),
+    "an ARI window whose midpoint is the rule's time leaves the rule in charge": Rule(
+        90 * DAY,
+        DEFAULT_RENEW_BEFORE,
+        83 * DAY,
+        RenewalRule.RenewBefore,
+        "7 days before expiry",
+        ari=(82 * DAY, 84 * DAY),
+    ),
+    "an ARI window in the past means renew at notBefore, never before": Rule(
+        90 * DAY,
+        DEFAULT_RENEW_BEFORE,
+        timedelta(0),
+        RenewalRule.AcmeRenewalInfo,
+        "the CA's renewal window",
+        ari=(-10 * DAY, -9 * DAY),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", RULES.values(), ids=RULES.keys())
+def test_the_renewal_rule(case: Rule) -> None:
+    window = None if case.ari is None else (NB + case.ari[0], NB + case.ari[1])
+    when = renewal_time(NB, NB + case.lifetime, case.renew_before, window)
+    assert (when.at, when.rule) == (NB + case.at, case.rule)
+    assert case.words in when.explanation
 
 
 @pytest.mark.parametrize(
@@ -50,7 +173,9 @@ def test_renewal_time_examples(
         ((NB + 10 * DAY, NB + 12 * DAY), 1.0, NB + 12 * DAY),
         ((NB + 58 * DAY, NB + 62 * DAY), 0.5, NB + 60 * DAY),
         ((NB + 58 * DAY, NB + 62 * DAY), 0.25, NB + 59 * DAY),
-        ((NB + 70 * DAY, NB + 80 * DAY), 0.5, NB + 60 * DAY),  # never later than the bounds
+        ((NB + 84 * DAY, NB + 88 * DAY), 0.5, NB + 83 * DAY),  # never later than the rule
+        ((NB + 82 * DAY, NB + 86 * DAY), 0.0, NB + 82 * DAY),
+        ((NB + 82 * DAY, NB + 86 * DAY), 0.5, NB + 83 * DAY),
         ((NB - 10 * DAY, NB - 9 * DAY), 0.5, NB),  # window in the past: renew now
         ((NB + 5 * DAY, NB + 5 * DAY), 0.5, NB + 5 * DAY),  # a point
     ],
@@ -58,18 +183,18 @@ def test_renewal_time_examples(
 def test_ari_window_brings_renewal_earlier_only(
     window: tuple[datetime, datetime], fraction: float, expected: datetime
 ) -> None:
-    assert renewal_time(NB, NB + 90 * DAY, ari_window=window, ari_fraction=fraction) == expected
+    assert renewal_time(NB, NB + 90 * DAY, ari_window=window, ari_fraction=fraction).at == expected
 
 
 def test_degenerate_lifetimes_are_due_at_not_before() -> None:
-    assert renewal_time(NB, NB) == NB
-    assert renewal_time(NB, NB - DAY) == NB
+    assert renewal_time(NB, NB).at == NB
+    assert renewal_time(NB, NB - DAY).at == NB
 
 
 def test_any_timezone_in_utc_out() -> None:
     plus2 = timezone(timedelta(hours=2))
-    result = renewal_time(NB.astimezone(plus2), (NB + 90 * DAY).astimezone(plus2))
-    assert result == NB + 60 * DAY
+    result = renewal_time(NB.astimezone(plus2), (NB + 90 * DAY).astimezone(plus2)).at
+    assert result == NB + 83 * DAY
     assert result.tzinfo is UTC
 
 
@@ -95,8 +220,9 @@ def test_bad_arguments_raise(kwargs: dict[str, object], message: str) -> None:
     ("now", "due"),
     [
         (NB, False),
-        (NB + 60 * DAY - timedelta(microseconds=1), False),
-        (NB + 60 * DAY, True),
+        (NB + 60 * DAY, False),  # 2/3 of the lifetime: no longer a reason
+        (NB + 83 * DAY - timedelta(microseconds=1), False),
+        (NB + 83 * DAY, True),
         (NB + 89 * DAY, True),
         (NB + 100 * DAY, True),
     ],
@@ -142,18 +268,32 @@ def test_renewal_time_properties(
 ) -> None:
     not_after = not_before + lifetime
     ari = None if window is None else (not_before + window[0], not_before + window[0] + window[1])
-    due = renewal_time(not_before, not_after, renew_before, ari, ari_fraction=fraction)
+    when = renewal_time(not_before, not_after, renew_before, ari, ari_fraction=fraction)
+    due = when.at
 
     assert due >= not_before, "never before not_before"
-    # Never after 2/3 of the lifetime, checked exactly in microseconds.
-    assert 3 * ((due - not_before) // US) <= 2 * (lifetime // US), "never after 2/3"
     if renew_before < lifetime:
         # The user's margin always holds when a certificate this long can meet it at all.
         assert due <= not_after - renew_before, "never after not_after - renew_before"
-    if ari is not None:
-        # ARI only ever brings renewal earlier, towards its chosen point.
-        assert due <= renewal_time(not_before, not_after, renew_before)
-        assert due <= max(not_before, ari[0] + (ari[1] - ari[0]) * fraction)
+    else:
+        # Never after 2/3 of the lifetime, checked exactly in microseconds.
+        assert 3 * ((due - not_before) // US) <= 2 * (lifetime // US), "never after 2/3"
+    own = renewal_time(not_before, not_after, renew_before)
+    if ari is None:
+        # Without a CA's window, exactly the user's margin, or 2/3 when it cannot be met.
+        if renew_before < lifetime:
+            assert (due, when.rule) == (not_after - renew_before, RenewalRule.RenewBefore)
+        else:
+            assert (due - not_before) // US == (2 * (lifetime // US)) // 3
+            assert when.rule is RenewalRule.TwoThirdsOfLifetime
+    else:
+        # ARI only ever brings renewal earlier, towards its chosen point, and says so.
+        suggested = ari[0] + (ari[1] - ari[0]) * fraction
+        assert due <= own.at
+        assert due <= max(not_before, suggested)
+        assert (when.rule is RenewalRule.AcmeRenewalInfo) is (suggested < own.at)
+        if when.rule is not RenewalRule.AcmeRenewalInfo:
+            assert when == own
 
 
 @settings(max_examples=200, deadline=None)
@@ -162,7 +302,7 @@ def test_needs_renewal_is_the_clock_past_renewal_time(
     not_before: datetime, lifetime: timedelta, renew_before: timedelta, offset: timedelta
 ) -> None:
     now = not_before + offset
-    due = renewal_time(not_before, not_before + lifetime, renew_before)
+    due = renewal_time(not_before, not_before + lifetime, renew_before).at
     assert needs_renewal(not_before, not_before + lifetime, now=now, renew_before=renew_before) is (
         now >= due
     )
