@@ -12,7 +12,6 @@ import shutil
 import socket
 import ssl
 import subprocess
-import time
 from pathlib import Path
 
 from cryptography import x509
@@ -20,6 +19,7 @@ from cryptography import x509
 from testbed import binaries
 from testbed.pki import TestCA
 from testbed.processes import ServerProcess, Servers, free_port, tcp_open
+from testbed.waiting import wait_for
 
 NGINX_CONFIG = """\
 {user}
@@ -171,16 +171,19 @@ class Nginx(Servers):
     ) -> x509.Certificate:
         """Handshakes until the served leaf has `serial`: a graceful reload hands the listener to
         new workers asynchronously. Fails with what was served instead."""
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                served: x509.Certificate | str = self.served_certificate(server_name, trust)
-                if isinstance(served, x509.Certificate) and served.serial_number == serial:
-                    return served
-            except OSError as error:  # includes a failed verification
-                served = f"a failed handshake ({error})"
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"nginx {self.https_port} serves {served}, not serial {serial:x}"
-                )
-            time.sleep(0.05)
+
+        served = "nothing"
+
+        def serial_served() -> x509.Certificate | None:
+            nonlocal served
+            leaf = self.served_certificate(server_name, trust)
+            served = f"serial {leaf.serial_number:x}"
+            return leaf if leaf.serial_number == serial else None
+
+        # An OSError includes a failed verification: a handshake that fails now may work later.
+        return wait_for(
+            lambda: f"nginx {self.https_port} serving serial {serial:x} (it served {served})",
+            serial_served,
+            timeout,
+            retry_on=(OSError,),
+        )
