@@ -15,7 +15,6 @@ import os
 import secrets
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from testbed import binaries
 from testbed.certfleet_install import wait_for_crds
 from testbed.control_plane import ControlPlane
 from testbed.processes import ServerProcess, free_port, tcp_open
+from testbed.waiting import wait_for
 
 pytestmark = pytest.mark.testbed
 
@@ -75,15 +75,17 @@ def can_i(plane: ControlPlane, who: str, *request: str) -> bool:
 def rbac(deployed: ControlPlane, namespace: str) -> ControlPlane:
     """The deployed RBAC, once the authorizer has seen it (it learns of bindings through an
     informer): without this wait every "cannot" below would hold trivially."""
-    deadline = time.monotonic() + 15
     checks = (
         (OPERATOR, "patch", "managedcertificates", "--subresource=status", "-n", namespace),
         (AGENT, "get", "managedcertificates", "-n", namespace),
         (OPERATOR, "create", "leases.coordination.k8s.io", "-n", SYSTEM),
     )
-    while not all(can_i(deployed, who, *request) for who, *request in checks):
-        assert time.monotonic() < deadline, "the RBAC bindings did not take effect within 15 s"
-        time.sleep(0.1)
+    wait_for(
+        "the RBAC bindings to take effect",
+        lambda: all(can_i(deployed, who, *request) for who, *request in checks),
+        timeout=15,
+        interval=0.1,
+    )
     return deployed
 
 
