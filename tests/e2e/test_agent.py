@@ -53,6 +53,7 @@ from testbed.certfleet_install import REPO, CertfleetInstall, load_example
 from testbed.control_plane import ControlPlane
 from testbed.processes import ServerProcess, free_port, http_ok, tcp_open
 from testbed.s3 import S3Bucket, S3Endpoint, S3Server
+from testbed.waiting import wait_for
 from testbed.webserver import Nginx
 
 pytestmark = pytest.mark.testbed
@@ -93,19 +94,6 @@ def agent_rbac() -> str:
             }
         )
     return yaml.safe_dump_all(documents)
-
-
-def wait_until(
-    condition: Callable[[], bool], what: Callable[[], str] | str, timeout: float = 15
-) -> float:
-    """Polls `condition` until it holds; returns the seconds it took, fails with `what`."""
-    started = time.monotonic()
-    while not condition():
-        if time.monotonic() - started > timeout:
-            detail = what() if callable(what) else what
-            raise AssertionError(f"not within {timeout:.0f} s: {detail}")
-        time.sleep(0.02)
-    return time.monotonic() - started
 
 
 def serial_of(pair: Pair) -> str:
@@ -380,9 +368,15 @@ class Fleet:
         )
 
     def wait_serving(self, serial: str, timeout: float = 15) -> float:
-        return wait_until(
-            lambda: self.serving(serial), lambda: f"serial {serial}: {self.describe()}", timeout
+        """Until every node serves `serial`; returns the seconds it took."""
+        started = time.monotonic()
+        wait_for(
+            lambda: f"serial {serial}: {self.describe()}",
+            lambda: self.serving(serial),
+            timeout,
+            interval=0.02,
         )
+        return time.monotonic() - started
 
 
 @pytest.fixture
@@ -439,7 +433,8 @@ def test_three_nodes_serve_a_new_certificate_within_two_poll_intervals(fleet: Fl
     print(f"3 nodes served the new serial {took:.2f} s after the publish (interval {INTERVAL} s)")
     assert took <= 2 * INTERVAL, f"took {took:.2f} s, more than two poll intervals"
     # Each agent confirms by its own handshake, then says so in its metrics.
-    wait_until(
+    wait_for(
+        fleet.describe,
         lambda: all(
             node.metric(
                 "certfleet_agent_served_serial_info", domain=fleet.domain, serial=second_serial
@@ -447,7 +442,6 @@ def test_three_nodes_serve_a_new_certificate_within_two_poll_intervals(fleet: Fl
             == 1
             for node in fleet.nodes
         ),
-        fleet.describe,
         timeout=5,
     )
     expires = second.certificate.not_valid_after_utc.timestamp()
@@ -539,17 +533,17 @@ def test_an_idle_agent_downloads_nothing(fleet: Fleet, s3_server: S3Server) -> N
         client.meta.events.register("before-parameter-build.s3", operations.hook)
         node = fleet.add("node-a", endpoint=through_proxy, client=client)
         fleet.wait_serving(serial)
-        wait_until(
-            lambda: node.metric("certfleet_agent_polls_total", result="unchanged") >= 1,
+        wait_for(
             "no unchanged poll",
+            lambda: node.metric("certfleet_agent_polls_total", result="unchanged") >= 1,
         )
         proxy.reset()
         operations.seen.clear()
         start = node.metric("certfleet_agent_polls_total", result="unchanged")
         reloads = node.metric("certfleet_agent_reloads_total", result="success")
-        wait_until(
-            lambda: node.metric("certfleet_agent_polls_total", result="unchanged") >= start + 6,
+        wait_for(
             "six idle polls",
+            lambda: node.metric("certfleet_agent_polls_total", result="unchanged") >= start + 6,
         )
         polls = int(node.metric("certfleet_agent_polls_total", result="unchanged") - start)
         with proxy._lock:
@@ -651,9 +645,7 @@ def test_every_agent_refuses_a_bad_revision_and_keeps_serving(
         nodes = fleet_nodes(install, namespace, "web")
         return len(nodes) == 3 and all(entry.get("reason") == reason for entry in nodes.values())
 
-    wait_until(
-        all_refused, lambda: f"status.fleet.nodes is {fleet_nodes(install, namespace, 'web')}"
-    )
+    wait_for(lambda: f"status.fleet.nodes is {fleet_nodes(install, namespace, 'web')}", all_refused)
     nodes = fleet_nodes(install, namespace, "web")
     for node in fleet.nodes:
         entry = nodes[node.name]
@@ -668,12 +660,12 @@ def test_every_agent_refuses_a_bad_revision_and_keeps_serving(
     # A good revision after the bad one is installed everywhere.
     fixed = fleet.datastore.publish(fleet.ca.leaf(fleet.domain))
     fleet.wait_serving(fixed)
-    wait_until(
+    wait_for(
+        lambda: f"status.fleet.nodes is {fleet_nodes(install, namespace, 'web')}",
         lambda: all(
             e.get("reason") == "Installed" and "lastError" not in e
             for e in fleet_nodes(install, namespace, "web").values()
         ),
-        lambda: f"status.fleet.nodes is {fleet_nodes(install, namespace, 'web')}",
     )
 
 
@@ -692,7 +684,7 @@ def test_a_watch_hint_makes_a_slow_polling_agent_sync_at_once(
     node = fleet.add("node-a", extra=reporting, watch=True)
     fleet.wait_serving(first)  # the first sync is at start
     assert node.hint is not None
-    wait_until(node.hint.ready.is_set, "the watch never saw the ManagedCertificate")
+    wait_for("the watch never saw the ManagedCertificate", node.hint.ready.is_set)
 
     second = fleet.datastore.publish(fleet.ca.leaf(fleet.domain, valid_from_days=-1))
     # What the operator writes right after a publish (no operator runs here).
@@ -721,25 +713,28 @@ def test_agents_keep_serving_while_s3_is_down_and_sync_when_it_returns(
     fleet.wait_serving(serial)
     try:
         s3_server.stop()
-        wait_until(
+        wait_for(
+            lambda: f"the outage went unnoticed: {fleet.describe()}",
             lambda: all(
                 n.metric("certfleet_agent_sync_errors_total", reason="DatastoreUnavailable") >= 2
                 for n in nodes
             ),
-            lambda: f"the outage went unnoticed: {fleet.describe()}",
         )
         assert fleet.serving(serial), fleet.describe()
     finally:
         if s3_server.process is None or not s3_server.process.alive():
             s3_server.start()
     restarted = time.time()
-    took = wait_until(
+    started = time.monotonic()
+    wait_for(
+        "no successful sync after S3 returned",
         lambda: all(
             n.metric("certfleet_agent_last_successful_sync_timestamp_seconds") >= restarted
             for n in nodes
         ),
-        "no successful sync after S3 returned",
+        interval=0.02,
     )
+    took = time.monotonic() - started
     print(f"S3 back: every agent synced again {took:.2f} s later (poll interval {INTERVAL} s)")
     assert took <= 2 * INTERVAL + 1, "the agents did not sync on the next interval"
     new = fleet.datastore.publish(fleet.ca.leaf(fleet.domain))
@@ -757,9 +752,9 @@ def test_a_broken_webserver_config_is_rolled_back_and_reported(fleet: Fleet) -> 
         config.write(f"include {broken};\n")
     new = fleet.datastore.publish(fleet.ca.leaf(fleet.domain))
 
-    wait_until(
-        lambda: node.agent.last_result[0] == "ConfigTestFailed",
+    wait_for(
         lambda: f"the agent says {node.agent.last_result}",
+        lambda: node.agent.last_result[0] == "ConfigTestFailed",
     )
     error = node.agent.last_result[1] or ""
     assert "previous files were restored" in error and "certfleet_broken_directive" in error
@@ -838,9 +833,9 @@ def test_the_operator_publishes_and_the_status_says_every_node_serves_it(
                 f"\noperator:\n{install.operator.log_tail(15)}" if install.operator else ""
             )
 
-        wait_until(
-            lambda: summary() == "no certificate is published yet; 3 nodes reported",
+        wait_for(
             lambda: f"summary {summary()!r}\n{logs()}",
+            lambda: summary() == "no certificate is published yet; 3 nodes reported",
             timeout=30,
         )
 
@@ -854,16 +849,16 @@ def test_the_operator_publishes_and_the_status_says_every_node_serves_it(
             {"tls.crt": first.fullchain, "tls.key": first.key},
             type_="kubernetes.io/tls",
         )
-        wait_until(
-            lambda: summary() == f"3/3 nodes serve serial {first_serial}",
+        wait_for(
             lambda: f"summary {summary()!r}\n{logs()}",
+            lambda: summary() == f"3/3 nodes serve serial {first_serial}",
             timeout=30,
         )
         took = time.monotonic() - started
         print(f"operator publish: Secret applied to '3/3 nodes serve' in {took:.2f} s")
-        wait_until(
-            lambda: all(served_serial(nginx, domain, trust) == first_serial for nginx in servers),
+        wait_for(
             "a node does not serve the serial its agent reported",
+            lambda: all(served_serial(nginx, domain, trust) == first_serial for nginx in servers),
             timeout=2,
         )
         scraped = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5)
@@ -888,14 +883,14 @@ def test_the_operator_publishes_and_the_status_says_every_node_serves_it(
         control_plane.kubectl(
             "patch", "mcert", "shop", "-n", namespace, "--type=merge", "-p", patch
         )
-        wait_until(
-            lambda: summary() == f"3/3 nodes serve serial {second_serial}",
+        wait_for(
             lambda: f"summary {summary()!r}\n{logs()}",
+            lambda: summary() == f"3/3 nodes serve serial {second_serial}",
             timeout=30,
         )
-        wait_until(
-            lambda: all(served_serial(nginx, domain, trust) == second_serial for nginx in servers),
+        wait_for(
             "a node does not serve the serial its agent reported",
+            lambda: all(served_serial(nginx, domain, trust) == second_serial for nginx in servers),
             timeout=2,
         )
         assert http_ok(f"http://127.0.0.1:{metrics_port}/metrics")
@@ -1023,26 +1018,26 @@ def test_apache2_serves_the_new_certificate_after_a_graceful_reload(
         thread = threading.Thread(target=agent.run, daemon=True)
         thread.start()
         try:
-            wait_until(
-                lambda: apache.served_serial(domain, trust) == first,
+            wait_for(
                 lambda: f"apache serves {apache.served_serial(domain, trust)}",
+                lambda: apache.served_serial(domain, trust) == first,
             )
             second = datastore.publish(ca.leaf(domain, valid_from_days=-1))
-            wait_until(
-                lambda: apache.served_serial(domain, trust) == second,
+            wait_for(
                 lambda: (
                     f"apache serves {apache.served_serial(domain, trust)}; "
                     f"the agent says {agent.last_result}"
                 ),
+                lambda: apache.served_serial(domain, trust) == second,
             )
-            wait_until(
+            wait_for(
+                "the agent did not count its graceful reload",
                 lambda: (
                     registry.get_sample_value(
                         "certfleet_agent_reloads_total", {"result": "success"}
                     )
                     == 1
                 ),
-                "the agent did not count its graceful reload",
             )
         finally:
             agent.stop()

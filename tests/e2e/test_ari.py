@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import re
 import ssl
-import time
 import urllib.request
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -26,6 +25,8 @@ from certfleet.acme_issuer.ari import certificate_identifier
 from certfleet.core.renewal import renewal_time
 from e2e.fleet import Fleet, new_domain
 from testbed.acme_ca import AcmeCA
+from testbed.metrics import metric_value
+from testbed.waiting import wait_for
 from testbed.webserver import Nginx
 
 pytestmark = pytest.mark.testbed
@@ -39,11 +40,15 @@ FAST_ARI = [
 _REPLACEMENT = re.compile(rb"ARI: order \"[^\"]+\" is a replacement of")
 
 
-def wait_for(what: str, condition: Callable[[], bool], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"{what}: not within {timeout:.0f} s"
-        time.sleep(0.1)
+def renewal_info_requests(fleet: Fleet) -> float:
+    """How many renewalInfo requests the operator has had answered (its ACME request metric)."""
+    assert fleet.install.metrics_port is not None
+    count = metric_value(
+        fleet.install.metrics_port,
+        "certfleet_acme_client_request_duration_seconds_count",
+        {"operation": "renewal-info"},
+    )
+    return count or 0.0
 
 
 def status(fleet: Fleet) -> dict[str, Any]:
@@ -202,8 +207,15 @@ def test_a_revoked_certificate_is_renewed_by_the_operator_by_itself(
     # The new order named the revoked certificate as the one it replaces (RFC 9773 5).
     assert replacements(fleet.ca) == 1
 
-    # The new certificate is not revoked: rechecks go on, renewals do not.
-    time.sleep(3)
+    # The new certificate is not revoked: rechecks go on, renewals do not. Two more answers
+    # from pebble's renewalInfo: the daemon's rechecks run one after the other, so the one that
+    # read the first answer has acted on it (and would have ordered) before the second asks.
+    asked = renewal_info_requests(fleet)
+    wait_for(
+        lambda: f"two more renewalInfo answers (after {asked:g}: {renewal_info_requests(fleet):g})",
+        lambda: renewal_info_requests(fleet) >= asked + 2,
+        15,
+    )
     stored_now = fleet.stored(domain)
     assert stored_now is not None and stored_now.pointer.revision == 2
     assert fleet.ca.orders_created() == 2

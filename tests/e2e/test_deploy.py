@@ -9,24 +9,21 @@ deleted certfleet-system namespace would stay Terminating for the rest of it.
 from __future__ import annotations
 
 import http.client
-import http.server
 import json
-import os
+import logging
 import secrets
-import subprocess
-import threading
-import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from testbed import binaries
+from certfleet.acme_issuer import ChallengeStore, Http01Server
 from testbed.certfleet_install import wait_for_crds
 from testbed.control_plane import ControlPlane
-from testbed.processes import ServerProcess, free_port, tcp_open
+from testbed.waiting import wait_for
+from testbed.webserver import Nginx
 
 pytestmark = pytest.mark.testbed
 
@@ -75,15 +72,17 @@ def can_i(plane: ControlPlane, who: str, *request: str) -> bool:
 def rbac(deployed: ControlPlane, namespace: str) -> ControlPlane:
     """The deployed RBAC, once the authorizer has seen it (it learns of bindings through an
     informer): without this wait every "cannot" below would hold trivially."""
-    deadline = time.monotonic() + 15
     checks = (
         (OPERATOR, "patch", "managedcertificates", "--subresource=status", "-n", namespace),
         (AGENT, "get", "managedcertificates", "-n", namespace),
         (OPERATOR, "create", "leases.coordination.k8s.io", "-n", SYSTEM),
     )
-    while not all(can_i(deployed, who, *request) for who, *request in checks):
-        assert time.monotonic() < deadline, "the RBAC bindings did not take effect within 15 s"
-        time.sleep(0.1)
+    wait_for(
+        "the RBAC bindings to take effect",
+        lambda: all(can_i(deployed, who, *request) for who, *request in checks),
+        timeout=15,
+        interval=0.1,
+    )
     return deployed
 
 
@@ -330,84 +329,43 @@ def test_operator_identity_really_acts_and_is_really_refused(
         rbac.kubectl("delete", "secret", f"{name}-cache", "-n", namespace, "--ignore-not-found")
 
 
-class _SolverStub(http.server.BaseHTTPRequestHandler):
-    """Stands in for the operator's challenge server: answers with what it was asked."""
-
-    seen: list[tuple[str, str | None]] = []  # noqa: RUF012 - written by the server thread
-
-    def do_GET(self) -> None:
-        _SolverStub.seen.append((self.path, self.headers.get("Host")))
-        body = f"answer for {self.path}".encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-@pytest.fixture
-def solver_stub() -> Iterator[int]:
-    _SolverStub.seen.clear()
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _SolverStub)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server.server_address[1]
-    server.shutdown()
-    server.server_close()
-
-
-NGINX_CONFIG = """\
-{user}
-worker_processes 1;
-pid {prefix}/nginx.pid;
-error_log {prefix}/error.log info;
-events {{ worker_connections 16; }}
-http {{
-    access_log {prefix}/access.log;
-    proxy_temp_path {prefix}/proxy-temp;
-    client_body_temp_path {prefix}/body-temp;
-    server {{
-        listen 127.0.0.1:{port};
-        server_name www.example.test;
+RESPONDER_LOG = "certfleet.acme_issuer.http01"
+# What many sites have, around the snippet: dotfiles denied, everything else redirected to https.
+SITE = """\
+server_name www.example.test;
         include {snippet};
-        # What many sites have: dotfiles denied, everything else redirected to https.
         location ~ /\\. {{ deny all; }}
-        location / {{ return 301 https://$host$request_uri; }}
-    }}
-}}
-"""
+        location / {{ return 301 https://$host$request_uri; }}"""
 
 
-def test_nginx_snippet_proxies_challenges_to_the_solver(tmp_path: Path, solver_stub: int) -> None:
+def test_nginx_snippet_proxies_challenges_to_the_solver(
+    tmp_path: Path, start_nginx: Callable[..., Nginx], caplog: pytest.LogCaptureFixture
+) -> None:
     text = NGINX_SNIPPET.read_text()
     in_cluster = "proxy_pass http://certfleet-acme-solver.certfleet-system.svc;"
     assert text.count(in_cluster) == 1
-    # Cluster DNS does not exist here: point the same line at the stand-in solver.
-    snippet = tmp_path / "certfleet-acme-challenge.conf"
-    snippet.write_text(text.replace(in_cluster, f"proxy_pass http://127.0.0.1:{solver_stub};"))
-    port = free_port()
-    config = tmp_path / "nginx.conf"
-    # As root, workers would run as nobody, who cannot enter pytest's 0700 folders.
-    user = "user root;" if os.geteuid() == 0 else ""
-    config.write_text(NGINX_CONFIG.format(user=user, prefix=tmp_path, port=port, snippet=snippet))
-    command = [str(binaries.system_program("nginx")), "-p", str(tmp_path), "-c", str(config)]
-    checked = subprocess.run([*command, "-t"], capture_output=True, text=True, check=False)
-    assert checked.returncode == 0, checked.stderr
+    token = "dGhpcy1pcy1hLXRva2VuLW9mLXRlc3Rz"
+    path = f"/.well-known/acme-challenge/{token}"
+    store = ChallengeStore()
+    store.put(token, f"{token}.key-thumbprint")
+    caplog.set_level(logging.INFO, logger=RESPONDER_LOG)
+    with Http01Server(store, "127.0.0.1", 0) as solver:
+        # Cluster DNS does not exist here: point the same line at the operator's responder.
+        snippet = tmp_path / "certfleet-acme-challenge.conf"
+        snippet.write_text(text.replace(in_cluster, f"proxy_pass http://127.0.0.1:{solver.port};"))
+        nginx = start_nginx(http_site=SITE.format(snippet=snippet))
+        caplog.clear()  # from here on, the responder logs one line per request it answers
 
-    nginx = ServerProcess("nginx-snippet", [*command, "-g", "daemon off;"], tmp_path / "out.log")
-    try:
-        nginx.wait_until(lambda: tcp_open("127.0.0.1", port))
-        token = "dGhpcy1pcy1hLXRva2VuLW9mLXRlc3Rz"
-        answer = _http_get(port, f"/.well-known/acme-challenge/{token}", "www.example.test")
-        assert answer == (200, f"answer for /.well-known/acme-challenge/{token}")
-        assert _SolverStub.seen == [(f"/.well-known/acme-challenge/{token}", "www.example.test")]
+        answer = _http_get(nginx.http_port, path, "www.example.test")
+        assert answer == (200, f"{token}.key-thumbprint")
+        answered = [r.getMessage() for r in caplog.records if r.name == RESPONDER_LOG]
+        assert answered == [f"http-01 GET {token[:8]}...: 200"]
+        # A token the responder does not hold: its 404, not the site's rules.
+        unknown = _http_get(nginx.http_port, path[:-4] + "AAAA", "www.example.test")
+        assert unknown == (404, "not found\n")
         # Everything else still follows the site's own rules.
-        assert _http_get(port, "/index.html", "www.example.test")[0] == 301
-        assert _http_get(port, "/.git/config", "www.example.test")[0] == 403
-    finally:
-        nginx.stop()
+        assert _http_get(nginx.http_port, "/index.html", "www.example.test")[0] == 301
+        assert _http_get(nginx.http_port, "/.git/config", "www.example.test")[0] == 403
 
 
 def _http_get(port: int, path: str, host: str) -> tuple[int, str]:

@@ -8,7 +8,6 @@ metrics endpoint is scraped over HTTP as Prometheus would.
 from __future__ import annotations
 
 import secrets
-import time
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from e2e.fleet import Fleet
 from testbed.acme_ca import AcmeCA
 from testbed.certfleet_install import REPO, CertfleetInstall, load_example
 from testbed.control_plane import ControlPlane
+from testbed.waiting import wait_for
 
 pytestmark = pytest.mark.testbed
 
@@ -56,16 +56,20 @@ class Setup:
             for sample in family.samples
         }
 
-    def wait_for(self, check: Callable[[Samples], bool], what: str, timeout: float = 15) -> Samples:
+    def wait_for_metrics(
+        self, check: Callable[[Samples], bool], what: str, timeout: float = 15
+    ) -> Samples:
         """Scrapes until `check` holds: the status is patched just before the metrics move."""
-        deadline = time.monotonic() + timeout
-        while True:
+        samples: Samples = {}
+
+        def checked() -> Samples | None:
+            nonlocal samples
             samples = self.scrape()
-            if check(samples):
-                return samples
-            if time.monotonic() > deadline:
-                raise AssertionError(f"the metrics never showed {what}:\n{_certfleet(samples)}")
-            time.sleep(0.1)
+            return samples if check(samples) else None
+
+        return wait_for(
+            lambda: f"the metrics showing {what}:\n{_certfleet(samples)}", checked, timeout, 0.1
+        )
 
 
 def _certfleet(samples: Samples) -> str:
@@ -98,7 +102,7 @@ def test_metrics_agree_with_the_status_of_an_issued_certificate(setup: Setup) ->
     cert = {"namespace": setup.namespace, "name": "web", "domain": domain}
 
     expiration = "certfleet_certificate_expiration_timestamp_seconds"
-    samples = setup.wait_for(lambda s: value(s, expiration, **cert) is not None, expiration)
+    samples = setup.wait_for_metrics(lambda s: value(s, expiration, **cert) is not None, expiration)
     assert value(samples, expiration, **cert) == _unix(status["notAfter"])
     renewal = value(samples, "certfleet_certificate_renewal_timestamp_seconds", **cert)
     assert renewal == _unix(status["renewalTime"])
@@ -132,7 +136,7 @@ def test_metrics_agree_with_the_status_of_an_issued_certificate(setup: Setup) ->
     setup.install.control_plane.kubectl(
         "delete", "mcert", "web", "-n", setup.namespace, "--timeout=30s"
     )
-    setup.wait_for(
+    setup.wait_for_metrics(
         lambda s: not any(dict(labels).get("name") == "web" for _, labels in s),
         "the deleted certificate's series gone",
     )
@@ -145,7 +149,9 @@ def test_metrics_of_a_certificate_that_cannot_be_issued(setup: Setup) -> None:
     setup.apply_certificate("broken", domain, acme={"server": "https://127.0.0.1:1/dir"})
     cert = {"namespace": setup.namespace, "name": "broken", "domain": domain}
     failed = "certfleet_certificate_failed_issuance_attempts"
-    samples = setup.wait_for(lambda s: (value(s, failed, **cert) or 0) >= 1, failed, timeout=30)
+    samples = setup.wait_for_metrics(
+        lambda s: (value(s, failed, **cert) or 0) >= 1, failed, timeout=30
+    )
 
     status = setup.install.managed_certificate(setup.namespace, "broken")["status"]
     assert status["conditions"][0]["status"] == "False"

@@ -16,6 +16,7 @@ from e2e.certificates import ManualCA
 from e2e.fleet import Fleet, new_domain
 from testbed.certfleet_install import CertfleetInstall, load_example
 from testbed.control_plane import ControlPlane
+from testbed.waiting import wait_for
 
 pytestmark = pytest.mark.testbed
 
@@ -198,10 +199,8 @@ def test_operator_killed_during_issuance_ends_ready_with_at_most_one_extra_order
 ) -> None:
     domain = new_domain()
     fleet.apply_certificate("automatic.yaml", "web", domain)
-    deadline = time.monotonic() + 20
-    while fleet.ca.orders_created() == 0:  # the kill point: an order is under way
-        assert time.monotonic() < deadline, "no ACME order was created"
-        time.sleep(0.005)
+    # The kill point: an order is under way.
+    wait_for("an ACME order", lambda: fleet.ca.orders_created() > 0, timeout=20, interval=0.005)
     assert fleet.install.operator is not None
     fleet.install.operator.signal(signal.SIGKILL)
     fleet.install.stop_operator()

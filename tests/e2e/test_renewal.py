@@ -16,7 +16,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -24,22 +23,16 @@ from typing import Any
 
 import pytest
 from cryptography import x509
-from prometheus_client.parser import text_string_to_metric_families
 
 from e2e.fleet import Fleet, new_domain
+from testbed.metrics import metric_value
 from testbed.processes import ServerProcess, free_port
+from testbed.waiting import wait_for
 from testbed.webserver import Nginx
 
 pytestmark = pytest.mark.testbed
 
 POLL = 0.5  # the agents' poll interval
-
-
-def wait_for(what: str, condition: Callable[[], bool], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"{what}: not within {timeout:.0f} s"
-        time.sleep(0.05)
 
 
 def published_revision(fleet: Fleet, domain: str) -> int:
@@ -251,17 +244,6 @@ def test_two_replicas_make_one_order_per_renewal_and_the_standby_takes_over(
     assert fleet.ca.orders_created() == published_revision(fleet, domain)
 
 
-def _metric(port: int, metric: str, labels: dict[str, str]) -> float | None:
-    """One sample from the operator's /metrics, as Prometheus would scrape it."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        text = response.read().decode()
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == metric and labels.items() <= sample.labels.items():
-                return float(sample.value)
-    return None
-
-
 def test_a_failing_ca_is_retried_with_backoff_while_the_old_certificate_stays(
     start_fleet: Callable[..., Fleet],
 ) -> None:
@@ -289,15 +271,15 @@ def test_a_failing_ca_is_retried_with_backoff_while_the_old_certificate_stays(
     assert renew.returncode == 0, renew.stderr
 
     failures: list[tuple[float, int]] = []  # (when, failedIssuanceAttempts)
-    deadline = time.monotonic() + 30
-    status: dict[str, Any] = {}
-    while len(failures) < 4:
-        assert time.monotonic() < deadline, f"only {failures} failures seen"
-        status = fleet.install.managed_certificate(fleet.namespace, "web")["status"]
+
+    def four_failures_seen() -> dict[str, Any] | None:
+        status: dict[str, Any] = fleet.install.managed_certificate(fleet.namespace, "web")["status"]
         count = int(status.get("failedIssuanceAttempts") or 0)
         if count and (not failures or failures[-1][1] != count):
             failures.append((time.monotonic(), count))
-        time.sleep(0.02)
+        return status if len(failures) >= 4 else None
+
+    status = wait_for(lambda: f"four failures (seen {failures})", four_failures_seen, 30, 0.02)
     gaps = [later[0] - earlier[0] for earlier, later in itertools.pairwise(failures)]
     # 1 s, 2 s, 4 s: each wait about twice the one before.
     assert all(after > 1.5 * previous for previous, after in itertools.pairwise(gaps)), gaps
@@ -311,7 +293,7 @@ def test_a_failing_ca_is_retried_with_backoff_while_the_old_certificate_stays(
     assert stored is not None and stored.pointer.serial == before["serialNumber"]
     port = fleet.install.metrics_port
     assert port is not None
-    seen = _metric(
+    seen = metric_value(
         port,
         "certfleet_certificate_failed_issuance_attempts",
         {"namespace": fleet.namespace, "name": "web"},

@@ -8,7 +8,6 @@ import json
 import os
 import secrets
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from testbed.acme_ca import AcmeCA
 from testbed.control_plane import ControlPlane
 from testbed.processes import ServerProcess, free_port, http_ok
 from testbed.s3 import S3Endpoint
+from testbed.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 OPERATOR_NAMESPACE = "certfleet-system"
@@ -160,18 +160,22 @@ class CertfleetInstall:
         timeout: float = 30,
     ) -> dict[str, Any]:
         """Polls the resource until its Ready condition has `status` (and `reason`)."""
-        deadline = time.monotonic() + timeout
         ready: dict[str, Any] = {}
-        while True:
+
+        def reached() -> dict[str, Any] | None:
+            nonlocal ready
             resource = self.managed_certificate(namespace, name)
             conditions = resource.get("status", {}).get("conditions", [])
             ready = next((c for c in conditions if c.get("type") == "Ready"), {})
             if ready.get("status") == status and (reason is None or ready.get("reason") == reason):
                 return resource
-            if time.monotonic() > deadline:
-                log = self.operator.log_tail(30) if self.operator else ""
-                raise AssertionError(
-                    f"{namespace}/{name} did not reach Ready={status} {reason or ''} within "
-                    f"{timeout:.0f} s; Ready is {ready}\noperator log:\n{log}"
-                )
-            time.sleep(0.2)
+            return None
+
+        def described() -> str:
+            log = self.operator.log_tail(30) if self.operator else ""
+            return (
+                f"{namespace}/{name} reaching Ready={status} {reason or ''}; Ready is {ready}\n"
+                f"operator log:\n{log}"
+            )
+
+        return wait_for(described, reached, timeout, interval=0.2)

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import ssl
 import subprocess
-import time
 from pathlib import Path
 
 from testbed import binaries
 from testbed.pki import TestCA, write_signing_key
 from testbed.processes import ServerProcess, Servers, free_port, http_ok
+from testbed.waiting import wait_for
 
 KUBECONFIG_TEMPLATE = """apiVersion: v1
 kind: Config
@@ -108,11 +108,12 @@ class ControlPlane(Servers):
 
     def _wait_for_default_namespace(self) -> None:
         # The apiserver creates it right after /readyz; objects in it fail until then.
-        deadline = time.monotonic() + 30
-        while self.kubectl("get", "namespace", "default", check=False).returncode != 0:
-            if time.monotonic() > deadline:
-                raise TimeoutError("namespace default was not created within 30 s")
-            time.sleep(0.1)
+        wait_for(
+            "namespace default to be created",
+            lambda: self.kubectl("get", "namespace", "default", check=False).returncode == 0,
+            timeout=30,
+            interval=0.1,
+        )
 
     def stop(self) -> None:
         for process in (self.apiserver, self.etcd):

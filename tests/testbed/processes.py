@@ -21,6 +21,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Self
 
+from testbed.waiting import WaitTimeout, wait_for
+
 _PR_SET_PDEATHSIG = 1
 _running: set[ServerProcess] = set()
 
@@ -91,24 +93,25 @@ class ServerProcess:
         self, ready: Callable[[], bool], timeout: float = 60.0, what: str = "ready"
     ) -> float:
         """Polls `ready` until it holds, failing at once if the process exits; returns seconds."""
-        started = time.monotonic()
-        delay = 0.01
-        while True:
+
+        def ready_while_running() -> bool:
             if not self.alive():
                 raise ServerStartError(
                     f"{self.name} exited with code {self.popen.returncode} before it was {what};"
                     f" log {self.log_path}:\n{self.log_tail()}"
                 )
-            if ready():
-                return time.monotonic() - started
-            if time.monotonic() - started > timeout:
-                self.stop()
-                raise ServerStartError(
-                    f"{self.name} was not {what} within {timeout:.0f} s;"
-                    f" log {self.log_path}:\n{self.log_tail()}"
-                )
-            time.sleep(delay)
-            delay = min(delay * 2, 0.2)
+            return ready()
+
+        started = time.monotonic()
+        try:
+            wait_for(f"{self.name} {what}", ready_while_running, timeout)
+        except WaitTimeout:
+            self.stop()
+            raise ServerStartError(
+                f"{self.name} was not {what} within {timeout:.0f} s;"
+                f" log {self.log_path}:\n{self.log_tail()}"
+            ) from None
+        return time.monotonic() - started
 
     def signal(self, signum: int) -> None:
         if self.alive():

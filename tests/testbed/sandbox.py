@@ -13,13 +13,13 @@ import copy
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from testbed.acme_ca import AcmeCA
 from testbed.certfleet_install import CertfleetInstall, load_example
 from testbed.control_plane import ControlPlane
 from testbed.s3 import S3Server
+from testbed.waiting import WaitTimeout, wait_for
 from testbed.webserver import Nginx
 
 
@@ -78,21 +78,23 @@ def _show(
 
     name = automatic["metadata"]["name"]
     namespace = automatic["metadata"]["namespace"]
-    deadline = time.monotonic() + args.timeout
     shown = ""
-    while True:
+
+    def ready_with_table_shown() -> bool:
+        nonlocal shown
         table = plane.kubectl("get", "mcert", "-n", namespace).stdout
         if table != shown:
             print(table, flush=True)
             shown = table
         ready = install.managed_certificate(namespace, name).get("status", {}).get("conditions", [])
-        if any(c.get("type") == "Ready" and c.get("status") == "True" for c in ready):
-            break
-        if time.monotonic() > deadline:
-            say(f"{name} did not become Ready within {args.timeout:.0f} s; operator log:")
-            print(install.operator.log_tail(40) if install.operator else "", flush=True)
-            return 1
-        time.sleep(0.5)
+        return any(c.get("type") == "Ready" and c.get("status") == "True" for c in ready)
+
+    try:
+        wait_for(f"{name} Ready", ready_with_table_shown, timeout=args.timeout, interval=0.5)
+    except WaitTimeout:
+        say(f"{name} did not become Ready within {args.timeout:.0f} s; operator log:")
+        print(install.operator.log_tail(40) if install.operator else "", flush=True)
+        return 1
     print(plane.kubectl("get", "mcert", "-n", namespace, "-o", "wide").stdout, flush=True)
     say(f"{name} is Ready: its certificate is in s3://{bucket}/ and in a cache Secret.")
     if args.exit_when_ready:
@@ -106,8 +108,8 @@ def _show(
         flush=True,
     )
     try:
-        while install.operator is not None and install.operator.alive():
-            time.sleep(1)
+        if install.operator is not None:
+            install.operator.popen.wait()
     except KeyboardInterrupt:
         say("stopping")
         return 0

@@ -7,12 +7,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from testbed.processes import process_group_exists
+from testbed.waiting import wait_for
 
 pytestmark = pytest.mark.testbed
 
@@ -45,11 +45,16 @@ def _start_case(mode: str, tmp_path: Path) -> tuple[subprocess.Popen[bytes], Pat
 
 
 def _wait_for(path: Path, child: subprocess.Popen[bytes], timeout: float = 120) -> list[int]:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
+    """The process groups the child run wrote to `path` once its servers ran; fails at once if
+    the child ends first."""
+
+    def written() -> bool:
+        if path.exists():
+            return True
         assert child.poll() is None, f"the child run ended early:\n{child.stdout.read().decode()}"  # type: ignore[union-attr]
-        assert time.monotonic() < deadline, "the child run started no servers in time"
-        time.sleep(0.05)
+        return False
+
+    wait_for("the child run starting its servers", written, timeout)
     groups: list[int] = json.loads(path.read_text())
     return groups
 

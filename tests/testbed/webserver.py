@@ -12,7 +12,6 @@ import shutil
 import socket
 import ssl
 import subprocess
-import time
 from pathlib import Path
 
 from cryptography import x509
@@ -20,6 +19,7 @@ from cryptography import x509
 from testbed import binaries
 from testbed.pki import TestCA
 from testbed.processes import ServerProcess, Servers, free_port, tcp_open
+from testbed.waiting import wait_for
 
 NGINX_CONFIG = """\
 {user}
@@ -36,10 +36,7 @@ http {{
     scgi_temp_path {prefix}/tmp/scgi;
     server {{
         listen {address}:{http_port};
-        location /.well-known/acme-challenge/ {{
-            {challenge}
-        }}
-        location / {{ return 200 "plain http\\n"; }}
+        {http_site}
     }}
     server {{
         listen {address}:{https_port} ssl;
@@ -60,7 +57,11 @@ class Nginx(Servers):
         challenge_webroot: Path | None = None,
         challenge_proxy: str | None = None,
         address: str = "127.0.0.1",
+        http_site: str | None = None,
     ) -> None:
+        """`http_site`: the plain-HTTP server's directives, for a site's own configuration (e.g.
+        one that includes certfleet's snippet); by default a challenge location (the webroot,
+        or `challenge_proxy`) and a plain answer everywhere else."""
         self.prefix = prefix
         self.certificate_dir = certificate_dir
         self.address = address
@@ -68,6 +69,7 @@ class Nginx(Servers):
         self.https_port = free_port()
         self.challenge_webroot = challenge_webroot or prefix / "webroot"
         self.challenge_proxy = challenge_proxy
+        self.http_site = http_site
         self.config_path = prefix / "nginx.conf"
         self.process: ServerProcess | None = None
         self.startup_seconds = 0.0
@@ -99,6 +101,10 @@ class Nginx(Servers):
             challenge = f"proxy_pass {self.challenge_proxy};"
         else:
             challenge = f"root {self.challenge_webroot};"
+        http_site = self.http_site or (
+            f"location /.well-known/acme-challenge/ {{ {challenge} }}\n"
+            '        location / { return 200 "plain http\\n"; }'
+        )
         # Workers read the webroot; as root they would run as an unprivileged user who cannot
         # enter pytest's 0700 temporary folders.
         user = "user root;" if os.geteuid() == 0 else ""
@@ -110,7 +116,7 @@ class Nginx(Servers):
                 http_port=self.http_port,
                 https_port=self.https_port,
                 certificate_dir=self.certificate_dir,
-                challenge=challenge,
+                http_site=http_site,
             )
         )
 
@@ -171,16 +177,19 @@ class Nginx(Servers):
     ) -> x509.Certificate:
         """Handshakes until the served leaf has `serial`: a graceful reload hands the listener to
         new workers asynchronously. Fails with what was served instead."""
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                served: x509.Certificate | str = self.served_certificate(server_name, trust)
-                if isinstance(served, x509.Certificate) and served.serial_number == serial:
-                    return served
-            except OSError as error:  # includes a failed verification
-                served = f"a failed handshake ({error})"
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"nginx {self.https_port} serves {served}, not serial {serial:x}"
-                )
-            time.sleep(0.05)
+
+        served = "nothing"
+
+        def serial_served() -> x509.Certificate | None:
+            nonlocal served
+            leaf = self.served_certificate(server_name, trust)
+            served = f"serial {leaf.serial_number:x}"
+            return leaf if leaf.serial_number == serial else None
+
+        # An OSError includes a failed verification: a handshake that fails now may work later.
+        return wait_for(
+            lambda: f"nginx {self.https_port} serving serial {serial:x} (it served {served})",
+            serial_served,
+            timeout,
+            retry_on=(OSError,),
+        )

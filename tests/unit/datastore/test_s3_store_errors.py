@@ -1,6 +1,6 @@
 """How S3's failures map onto the datastore's error types.
 
-moto answers conditional requests faithfully (see test_s3_datastore.py) but never throttles,
+moto answers conditional requests faithfully (see test_s3_store.py) but never throttles,
 fails with 5xx or drops a connection. Here botocore's Stubber plays the server for those
 answers, and botocore's own event hooks raise its network exceptions. No request leaves the
 process.

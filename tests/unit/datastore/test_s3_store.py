@@ -2,7 +2,7 @@
 
 moto 5 honours If-None-Match: * and If-Match on PutObject (412 PreconditionFailed; If-Match on
 a missing key answers 404 NoSuchKey, as AWS does) and If-None-Match on GetObject (304), so the
-conditional writes are tested here for real; test_s3_datastore_errors.py covers the answers
+conditional writes are tested here for real; test_s3_store_errors.py covers the answers
 moto never gives (409 ConditionalRequestConflict, 5xx, connection failures) with Stubber.
 """
 
