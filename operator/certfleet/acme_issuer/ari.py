@@ -24,6 +24,7 @@ from cryptography import x509
 
 from certfleet.acme_issuer.polling import parse_retry_after
 from certfleet.acme_issuer.transport import DeadlineAdapter, Exchange, RequestHook
+from certfleet.core.clock import utc_now
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +124,7 @@ def fetch_renewal_info(
 ) -> RenewalInfo | None:
     """The CA's renewal information for the leaf of `certificate_pem` (a fullchain is fine);
     None when the CA offers none or anything goes wrong (logged): ARI is advisory."""
-    current = now or datetime.now(UTC)
+    current = now or utc_now()
     try:
         leaf = x509.load_pem_x509_certificate(certificate_pem)
         cert_id = certificate_identifier(leaf)

@@ -10,6 +10,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
+from certfleet.core.clock import utc_now
+
 FIRST_WAIT_SECONDS = 0.01
 MAX_WAIT_SECONDS = 5.0
 # A CA asking for more than this during an issuance is treated as asking for this: the
@@ -31,7 +33,7 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
         return None
     if when.tzinfo is None:  # RFC 9110 dates are GMT; parsedate leaves "-0000" naive
         when = when.replace(tzinfo=UTC)
-    current = now or datetime.now(UTC)
+    current = now or utc_now()
     return max(0.0, (when - current).total_seconds())
 
 
