@@ -125,26 +125,46 @@ class S3Datastore:
         self, location: DatastoreLocation, pointer: Pointer, pointer_etag: str
     ) -> StoredCertificate:
         """Fetch and verify the revision a pointer names (the agent calls this after a poll)."""
-        fullchain_key = location.fullchain_key(pointer.revision)
-        privkey_key = location.privkey_key(pointer.revision)
-        fullchain = self._get_required(location, fullchain_key)
-        if _sha256(fullchain) != pointer.fullchain_sha256:
-            raise DatastoreIntegrityError(
-                f"{location.s3_uri_of(fullchain_key)} does not match the pointer's sha256"
-            )
-        blob = self._get_required(location, privkey_key)
-        if _sha256(blob) != pointer.privkey_enc_sha256:
-            raise DatastoreIntegrityError(
-                f"{location.s3_uri_of(privkey_key)} does not match the pointer's sha256"
-            )
-        privkey = envelope_decrypt(blob, self._master_keys, privkey_key.encode())
-        if _sha256(privkey) != pointer.privkey_sha256:
-            raise DatastoreIntegrityError(
-                f"decrypted {location.s3_uri_of(privkey_key)} does not match the pointer's sha256"
-            )
+        fullchain, privkey = self._read_verified(
+            location,
+            pointer.revision,
+            pointer.fullchain_sha256,
+            pointer.privkey_enc_sha256,
+            pointer.privkey_sha256,
+        )
         return StoredCertificate(
             pointer=pointer, pointer_etag=pointer_etag, fullchain=fullchain, privkey=privkey
         )
+
+    def _read_verified(
+        self,
+        location: DatastoreLocation,
+        revision: int,
+        fullchain_sha256: str,
+        blob_sha256: str,
+        privkey_sha256: str,
+    ) -> tuple[bytes, bytes]:
+        """A revision's chain and decrypted key, each checked against its expected digest;
+        DatastoreIntegrityError names the object that differs."""
+        fullchain_key = location.fullchain_key(revision)
+        privkey_key = location.privkey_key(revision)
+        fullchain = self._get_required(location, fullchain_key)
+        if _sha256(fullchain) != fullchain_sha256:
+            raise DatastoreIntegrityError(
+                f"{location.s3_uri_of(fullchain_key)} does not match its expected sha256"
+            )
+        blob = self._get_required(location, privkey_key)
+        if _sha256(blob) != blob_sha256:
+            raise DatastoreIntegrityError(
+                f"{location.s3_uri_of(privkey_key)} does not match its expected sha256"
+            )
+        # Decrypting proves the master key and the binding to the key work for agents too.
+        privkey = envelope_decrypt(blob, self._master_keys, privkey_key.encode())
+        if _sha256(privkey) != privkey_sha256:
+            raise DatastoreIntegrityError(
+                f"decrypted {location.s3_uri_of(privkey_key)} does not match its expected sha256"
+            )
+        return fullchain, privkey
 
     def poll_pointer(self, location: DatastoreLocation, etag: str | None) -> PointerPoll:
         """Conditional GET of `current.json`: unchanged, changed (parsed), or missing."""
@@ -308,21 +328,8 @@ class S3Datastore:
         privkey_sha256: str,
     ) -> None:
         """Read the revision back; any difference is a DatastoreVerificationError."""
-        fullchain_key = location.fullchain_key(revision)
-        privkey_key = location.privkey_key(revision)
         try:
-            fullchain = self._get_required(location, fullchain_key)
-            blob = self._get_required(location, privkey_key)
-            if _sha256(fullchain) != fullchain_sha256:
-                raise DatastoreIntegrityError(f"{location.s3_uri_of(fullchain_key)} differs")
-            if _sha256(blob) != blob_sha256:
-                raise DatastoreIntegrityError(f"{location.s3_uri_of(privkey_key)} differs")
-            # Decrypting proves the master key and the binding to the key work for agents too.
-            plaintext = envelope_decrypt(blob, self._master_keys, privkey_key.encode())
-            if _sha256(plaintext) != privkey_sha256:
-                raise DatastoreIntegrityError(
-                    f"decrypted {location.s3_uri_of(privkey_key)} differs"
-                )
+            self._read_verified(location, revision, fullchain_sha256, blob_sha256, privkey_sha256)
         except DatastoreIntegrityError as exc:
             raise DatastoreVerificationError(
                 f"revision {revision} did not read back as written, the pointer was not "
