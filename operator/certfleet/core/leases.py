@@ -1,31 +1,55 @@
-"""Leader election over a Kubernetes Lease: who may act now. Pure: the clock is passed in.
+"""Leader election over a Kubernetes Lease: who may act now. Pure: the time is passed in.
 
-Exactly one operator replica acts. A replica may take the lease when nobody holds it, when it
-already holds it, or when the holder has not renewed it within its duration (it died).
+Exactly one operator replica acts. Time here is each replica's own monotonic clock, never
+the wall clock of another machine (client-go's observed-time rule): a standby remembers when
+it last saw the Lease's record change, and may take the Lease only after it has seen no
+change for the Lease's whole duration. A holder whose clock is skewed, or whose renewTime is
+in the future or the past, is therefore judged by what it does, not by what it writes.
+
+The leader stops acting after ``renew_deadline`` without a successful renewal, measured on
+its own monotonic clock; with ``renew_deadline`` shorter than the duration, it has stopped
+before any standby may take over.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 
 
 @dataclass(frozen=True, slots=True)
-class LeaseState:
+class LeaseRecord:
+    """What a replica reads of a Lease; ``version`` is its resourceVersion, which every
+    renewal changes."""
+
     holder: str | None
-    renewed_at: datetime | None
-    duration: timedelta
+    duration_seconds: float
+    version: str | None
 
 
-def may_take(lease: LeaseState, identity: str, now: datetime) -> bool:
-    if not lease.holder or lease.holder == identity:
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """A record, and when this replica first saw it (its own monotonic seconds)."""
+
+    record: LeaseRecord
+    seen_at: float
+
+
+def observe(previous: Observation | None, record: LeaseRecord, now: float) -> Observation:
+    """The observation after reading ``record`` at ``now``: unchanged records keep the time
+    they were first seen, so a holder that stops renewing ages from there."""
+    if previous is not None and previous.record == record:
+        return previous
+    return Observation(record, now)
+
+
+def may_take(observation: Observation, identity: str, now: float) -> bool:
+    record = observation.record
+    if not record.holder or record.holder == identity:
         return True
-    if lease.renewed_at is None:
-        return True
-    return now >= lease.renewed_at + lease.duration
+    return now >= observation.seen_at + record.duration_seconds
 
 
-def still_leading(last_renewed: datetime, duration: timedelta, now: datetime) -> bool:
-    """A leader that could not renew stops acting before anyone else may take over: at most
-    `duration` after its last successful renewal."""
-    return now < last_renewed + duration
+def still_leading(last_renewed: float, renew_deadline: float, now: float) -> bool:
+    """A leader that could not renew stops acting at most ``renew_deadline`` seconds after
+    its last successful renewal, all on its own monotonic clock."""
+    return now < last_renewed + renew_deadline
