@@ -8,6 +8,7 @@ itself lives in `certfleet.controller.main` or `certfleet.agent.main`.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import socket
 import sys
@@ -172,8 +173,19 @@ def _renew(args: argparse.Namespace) -> int:
     return 0
 
 
+def configure_logging(verbose: bool) -> None:
+    """INFO for everything; `--verbose` makes certfleet's own loggers say more, never the
+    client libraries': the Kubernetes client logs response bodies (Secrets, keys included)
+    at DEBUG, and botocore its requests."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("certfleet").setLevel(logging.DEBUG if verbose else logging.INFO)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    configure_logging(getattr(args, "verbose", False))
     if args.command == "operator":
         return _run_operator(args)
     if args.command == "renew":

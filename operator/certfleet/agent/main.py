@@ -124,12 +124,6 @@ def build_agent(
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    # botocore logs request details at DEBUG; nothing of ours is secret there, but it is noise.
-    logging.getLogger("botocore").setLevel(logging.INFO)
     try:
         config = config_from_args(args)
         registry = CollectorRegistry()

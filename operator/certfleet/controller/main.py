@@ -132,10 +132,6 @@ def _lead(
 
 
 def run(settings: OperatorSettings) -> int:
-    logging.basicConfig(
-        level=logging.DEBUG if settings.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
     kube_config.load_config()
     stop, lost = threading.Event(), threading.Event()
     metrics = OperatorMetrics()
