@@ -70,6 +70,11 @@ def _configure_kopf(registry: kopf.OperatorRegistry) -> None:
         settings.persistence.finalizer = FINALIZER
         settings.posting.level = logging.WARNING  # events come from the handlers themselves
         settings.watching.server_timeout = 300
+        # Every request of kopf's own has a deadline too (watches: the server's, plus slack).
+        settings.watching.client_timeout = 330
+        settings.watching.connect_timeout = 5
+        settings.networking.connect_timeout = 5
+        settings.networking.request_timeout = 30
         # Sync handlers run in kopf's thread pool (min(32, CPUs + 4) by default: 6 on 2 cores);
         # reconciliations wait on S3 and the CA, not the CPU, so allow more of them at once.
         settings.execution.max_workers = 32

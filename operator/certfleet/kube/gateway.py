@@ -26,6 +26,9 @@ from certfleet.core.errors import CertfleetError
 log = logging.getLogger(__name__)
 
 MAX_SECRET_VALUE_BYTES = 256 * 1024
+# (connect, read) seconds for every request: a half-open connection must not hold a
+# reconciliation, and the resource's lock, forever.
+REQUEST_TIMEOUT = (5.0, 30.0)
 
 
 class KubernetesUnavailableError(CertfleetError):
@@ -67,7 +70,9 @@ class KubernetesGateway:
 
     def read_secret(self, namespace: str, name: str) -> SecretData | None:
         try:
-            return _decode_secret(self._core.read_namespaced_secret(name, namespace))
+            return _decode_secret(
+                self._core.read_namespaced_secret(name, namespace, _request_timeout=REQUEST_TIMEOUT)
+            )
         except ApiException as error:
             if error.status == 404:
                 return None
@@ -96,7 +101,7 @@ class KubernetesGateway:
             data={key: base64.b64encode(value).decode() for key, value in data.items()},
         )
         try:
-            self._core.create_namespaced_secret(namespace, body)
+            self._core.create_namespaced_secret(namespace, body, _request_timeout=REQUEST_TIMEOUT)
             return
         except ApiException as error:
             if error.status != 409:
@@ -104,7 +109,9 @@ class KubernetesGateway:
                     f"creating Secret {namespace}/{name}: {error.status} {error.reason}"
                 ) from None
         try:
-            self._core.patch_namespaced_secret(name, namespace, body)
+            self._core.patch_namespaced_secret(
+                name, namespace, body, _request_timeout=REQUEST_TIMEOUT
+            )
         except ApiException as error:
             raise KubernetesUnavailableError(
                 f"updating Secret {namespace}/{name}: {error.status} {error.reason}"
@@ -113,7 +120,7 @@ class KubernetesGateway:
     def get_cloudhost(self, name: str) -> Mapping[str, Any] | None:
         try:
             found: Mapping[str, Any] = self._custom.get_cluster_custom_object(
-                GROUP, VERSION, CLOUDHOSTS, name
+                GROUP, VERSION, CLOUDHOSTS, name, _request_timeout=REQUEST_TIMEOUT
             )
         except ApiException as error:
             if error.status == 404:
@@ -128,7 +135,13 @@ class KubernetesGateway:
         patch = {"metadata": {"annotations": {RENEW_NOW_ANNOTATION: now.isoformat()}}}
         try:
             self._custom.patch_namespaced_custom_object(
-                GROUP, VERSION, namespace, MANAGED_CERTIFICATES, name, patch
+                GROUP,
+                VERSION,
+                namespace,
+                MANAGED_CERTIFICATES,
+                name,
+                patch,
+                _request_timeout=REQUEST_TIMEOUT,
             )
         except ApiException as error:
             raise KubernetesUnavailableError(
@@ -140,7 +153,13 @@ class KubernetesGateway:
     ) -> None:
         try:
             self._custom.patch_namespaced_custom_object_status(
-                GROUP, VERSION, namespace, MANAGED_CERTIFICATES, name, {"status": dict(status)}
+                GROUP,
+                VERSION,
+                namespace,
+                MANAGED_CERTIFICATES,
+                name,
+                {"status": dict(status)},
+                _request_timeout=REQUEST_TIMEOUT,
             )
         except ApiException as error:
             if error.status == 404:
