@@ -34,6 +34,7 @@ class Reason(StrEnum):
     KeyMismatch = "KeyMismatch"
     WeakKey = "WeakKey"
     NameMismatch = "NameMismatch"
+    NotForServers = "NotForServers"  # a CA certificate, or one whose usage excludes servers
     BrokenChain = "BrokenChain"
     UntrustedChain = "UntrustedChain"
     NotYetValid = "NotYetValid"
@@ -45,6 +46,40 @@ class Reason(StrEnum):
 class Finding:
     reason: Reason
     message: str
+
+
+def check_leaf_first(chain: Sequence[x509.Certificate]) -> Finding | None:
+    """A full chain starts with the leaf. Checked before the key, so a reversed chain is
+    reported as what it is, not as a key that does not match its first certificate."""
+    if len(chain) > 1 and _is_ca(chain[0]) and not _is_ca(chain[-1]):
+        return Finding(
+            Reason.BrokenChain,
+            "the chain is in reverse order: a full chain starts with the leaf, followed by the "
+            "certificate that issued it",
+        )
+    return None
+
+
+def check_server_certificate(leaf: x509.Certificate) -> Finding | None:
+    """The leaf is an end-entity certificate that may serve TLS: not a CA (basicConstraints
+    CA:FALSE or absent) and, when it names its usages (extendedKeyUsage), serverAuth is one."""
+    if _is_ca(leaf):
+        return Finding(
+            Reason.NotForServers,
+            "the leaf certificate is a CA certificate (basicConstraints CA:TRUE); a webserver "
+            "needs an end-entity certificate",
+        )
+    try:
+        usages = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        return None
+    if x509.oid.ExtendedKeyUsageOID.SERVER_AUTH in usages:
+        return None
+    return Finding(
+        Reason.NotForServers,
+        "the leaf certificate's extendedKeyUsage does not include serverAuth "
+        f"(it has {', '.join(sorted(u.dotted_string for u in usages)) or 'none'})",
+    )
 
 
 def check_key_matches(leaf: x509.Certificate, key: PrivateKey) -> Finding | None:

@@ -4,8 +4,8 @@ cert-manager's pattern: an ordered list of small checks over what is known about
 certificate, stopping at the first failure. The order is part of the API, because it decides
 which reason is reported when several apply:
 
-    Missing, InvalidPEM, KeyMismatch, WeakKey, NameMismatch, BrokenChain, UntrustedChain,
-    NotYetValid, Expired, RenewalDue
+    Missing, InvalidPEM, BrokenChain (a reversed chain), KeyMismatch, WeakKey, NameMismatch,
+    NotForServers, BrokenChain (a link), UntrustedChain, NotYetValid, Expired, RenewalDue
 
 A certificate passing all of them is Valid, with the time it expires and the time it should
 be renewed; its message, like RenewalDue's, names the renewal rule that set that time
@@ -134,9 +134,11 @@ def evaluate_bundle(
         return Failure(Reason.Missing, "no certificate is stored")
     chain = bundle.chain
     policy: tuple[Callable[[], Finding | None], ...] = (
+        lambda: checks.check_leaf_first(chain),
         lambda: checks.check_key_matches(bundle.leaf, bundle.key),
         lambda: checks.check_key_strength(bundle.leaf),
         lambda: checks.check_names(bundle.leaf, wanted),
+        lambda: checks.check_server_certificate(bundle.leaf),
         lambda: checks.check_chain_links(chain),
         lambda: None if trust_roots is None else checks.check_trust(chain, trust_roots),
         lambda: checks.check_not_yet_valid(chain, now),

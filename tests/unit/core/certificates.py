@@ -67,6 +67,7 @@ def issue(
     not_after: datetime = NOW + 60 * DAY,
     ca: bool = False,
     serial: int | None = None,
+    usages: Sequence[x509.ObjectIdentifier] | None = None,
 ) -> Issued:
     """A certificate for ``key``, signed by ``issuer`` (self-signed when None)."""
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
@@ -86,6 +87,8 @@ def issue(
         builder = builder.add_extension(
             x509.SubjectAlternativeName([x509.DNSName(n) for n in dns_names]), critical=False
         )
+    if usages is not None:
+        builder = builder.add_extension(x509.ExtendedKeyUsage(list(usages)), critical=False)
     algorithm = None if isinstance(signer_key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
     return Issued(builder.sign(signer_key, algorithm), key)
 

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 
 import pytest
 from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from certfleet.core.checks import Reason
 from certfleet.core.clock import rfc3339
@@ -46,6 +47,17 @@ def cases(kind: Kind) -> list[Case]:
     chain, key = good(ca)
     weak = issue(subject="example.com", key=rsa_key(1024), issuer=ca.intermediate, dns_names=NAMES)
     wrong_name = ca.leaf("example.org")
+    leaf = ca.leaf(*NAMES)
+    as_ca = issue(
+        subject="example.com", key=leaf.key, issuer=ca.intermediate, dns_names=NAMES, ca=True
+    )
+    client_only = issue(
+        subject="example.com",
+        key=leaf.key,
+        issuer=ca.intermediate,
+        dns_names=NAMES,
+        usages=[ExtendedKeyUsageOID.CLIENT_AUTH],
+    )
     return [
         Case(Reason.Missing, None, key, "no certificate chain"),
         Case(Reason.Missing, b"", key, "no certificate chain"),
@@ -55,6 +67,12 @@ def cases(kind: Kind) -> list[Case]:
         Case(Reason.InvalidPEM, key, key, "a private key where a certificate belongs"),
         Case(Reason.InvalidPEM, chain, chain, "certificate where a private key belongs"),
         Case(Reason.InvalidPEM, chain, key[:-30], "truncated"),
+        Case(
+            Reason.BrokenChain,
+            pem(ca.intermediate.cert, leaf.cert),
+            key_pem(leaf.key),
+            "reverse order",
+        ),
         Case(Reason.KeyMismatch, chain, key_pem(ec_key(n=4)), "does not belong"),
         Case(Reason.WeakKey, pem(weak.cert), key_pem(weak.key), "RSA-1024"),
         Case(
@@ -62,6 +80,18 @@ def cases(kind: Kind) -> list[Case]:
             pem(wrong_name.cert, ca.intermediate.cert),
             key_pem(wrong_name.key),
             "does not cover example.com, www.example.com; it covers example.org",
+        ),
+        Case(
+            Reason.NotForServers,
+            pem(as_ca.cert, ca.intermediate.cert),
+            key_pem(leaf.key),
+            "is a CA certificate",
+        ),
+        Case(
+            Reason.NotForServers,
+            pem(client_only.cert, ca.intermediate.cert),
+            key_pem(leaf.key),
+            "does not include serverAuth",
         ),
         Case(
             Reason.BrokenChain, pem(ca.leaf(*NAMES).cert, other.intermediate.cert), key, "issued by"
