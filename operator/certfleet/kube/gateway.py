@@ -22,10 +22,14 @@ from certfleet.api.names import (
     VERSION,
 )
 from certfleet.core.errors import CertfleetError
+from certfleet.core.pem import MAX_PEM_BYTES
 
 log = logging.getLogger(__name__)
 
-MAX_SECRET_VALUE_BYTES = 256 * 1024
+# Kubernetes stores at most 1 MiB per Secret: the same bound as the PEM parser's, so a value
+# too large for certfleet reaches the parser and is refused as InvalidPEM (too large), never
+# silently dropped and mistaken for a missing one.
+MAX_SECRET_VALUE_BYTES = MAX_PEM_BYTES
 # (connect, read) seconds for every request: a half-open connection must not hold a
 # reconciliation, and the resource's lock, forever.
 REQUEST_TIMEOUT = (5.0, 30.0)
