@@ -42,6 +42,7 @@ class EventReason(StrEnum):
     Issuing = "Issuing"
     Published = "Published"
     IssuedCertificateRejected = "IssuedCertificateRejected"
+    CacheWriteFailed = "CacheWriteFailed"
 
 
 READY = "Ready"

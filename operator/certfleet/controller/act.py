@@ -106,30 +106,24 @@ def _publish(plan: Publish, observed: Observed, ports: Ports, *events: Event) ->
 def _issue(
     plan: Issue, observed: Observed, ports: Ports, clock: Clock, settings: DecisionSettings
 ) -> Outcome:
+    """Order, judge, cache, publish. Every failure from the order on goes through the
+    exponential back-off: at a real CA, quick retries would spend the duplicate-certificate
+    limit and then block the real renewal."""
     spec = observed.spec
     try:
         issued = ports.issuer.issue(spec, observed.request.namespace, plan.replacing)
     except CertfleetError as error:
-        retry = retry_delay(
-            max(observed.request.previous_failures, 0) + 1,
-            base_seconds=settings.issuance_backoff_base_seconds,
-            cap_seconds=settings.issuance_backoff_cap_seconds,
-            retry_after_seconds=(
-                error.retry_after_seconds if isinstance(error, RetryLaterError) else None
-            ),
-        )
-        message = f"issuing through ACME failed: {error}; next attempt in {retry:.0f} s"
-        failed = Wait(CertificateReason.IssuanceFailed, message, retry, plan.serving, "Warning")
-        return _waiting(failed, observed, issuance_failed=True)
+        return _backed_off(plan, observed, settings, "issuing through ACME failed", error)
     verdict = judge_issued(issued, spec, clock(), ports.windows.window(spec, issued.fullchain))
     if not isinstance(verdict, Valid):
         message = f"the CA issued a certificate that fails the policy: {verdict.message}"
+        retry = _backoff_seconds(observed, settings, None)
         return Outcome(
             False,
             verdict.reason,
-            message,
+            f"{message}; next attempt in {retry:.0f} s",
             issuance_failed=True,
-            retry_after=settings.retry_seconds,
+            retry_after=retry,
             events=(Event("Warning", EventReason.IssuedCertificateRejected, message),),
         )
     serial = verdict.facts.serial
@@ -139,11 +133,58 @@ def _issue(
         f"issued serial {serial} for {', '.join(spec.names)}, "
         f"valid until {verdict.not_after.isoformat()}",
     )
-    # Cached first (cache_it): from here on, a crash never costs another order.
+    events = [announced]
+    try:
+        # Cached first: from here on, a crash never costs another order.
+        ports.cache.write(observed.request.namespace, spec, issued)
+    except CertfleetError as error:
+        # Publishing still saves the certificate; the next reuse writes the cache again.
+        events.append(
+            Event(
+                "Warning", EventReason.CacheWriteFailed, f"caching serial {serial} failed: {error}"
+            )
+        )
     publish = Publish(
-        issued, verdict, CertificateReason.Issued, f"issued serial {serial} through ACME", True
+        issued, verdict, CertificateReason.Issued, f"issued serial {serial} through ACME", False
     )
-    return _publish(publish, observed, ports, announced)
+    try:
+        return _publish(publish, observed, ports, *events)
+    except CertfleetError as error:
+        return _backed_off(
+            plan,
+            observed,
+            settings,
+            f"issued serial {serial}, but publishing it failed",
+            error,
+            reason=unobservable(error).reason,
+        )
+
+
+def _backoff_seconds(
+    observed: Observed, settings: DecisionSettings, error: CertfleetError | None
+) -> float:
+    return retry_delay(
+        max(observed.request.previous_failures, 0) + 1,
+        base_seconds=settings.issuance_backoff_base_seconds,
+        cap_seconds=settings.issuance_backoff_cap_seconds,
+        retry_after_seconds=(
+            error.retry_after_seconds if isinstance(error, RetryLaterError) else None
+        ),
+    )
+
+
+def _backed_off(
+    plan: Issue,
+    observed: Observed,
+    settings: DecisionSettings,
+    what: str,
+    error: CertfleetError,
+    reason: str = CertificateReason.IssuanceFailed,
+) -> Outcome:
+    retry = _backoff_seconds(observed, settings, error)
+    message = f"{what}: {error}; next attempt in {retry:.0f} s"
+    failed = Wait(reason, message, retry, plan.serving, "Warning")
+    return _waiting(failed, observed, issuance_failed=True)
 
 
 def _ready(

@@ -69,13 +69,17 @@ def decide(observed: Observed | Unobservable, now: datetime, settings: DecisionS
             stored_verdict.facts,
             stored_verdict.renew_at,
         )
-    if not forced and observed.cached is not None:
+    if observed.cached is not None:
         cached_verdict = (
             stored_verdict  # the same certificate: judged once
             if observed.cached == stored_pair
             else judge(observed.cached, spec, now, observed.cached_window)
         )
-        if isinstance(cached_verdict, Valid):
+        # Renew-now is satisfied by a newer certificate already obtained but not yet
+        # published (a publish that failed after the order): never order it again.
+        if isinstance(cached_verdict, Valid) and (
+            not forced or _newer(cached_verdict, stored_verdict)
+        ):
             return Publish(
                 observed.cached,
                 cached_verdict,
@@ -120,6 +124,11 @@ def judge_issued(
     if window is not None and not isinstance(verdict, Valid):
         verdict = judge(pair, spec, now, None)
     return verdict
+
+
+def _newer(candidate: Valid, published: Verdict) -> bool:
+    facts = published.facts
+    return facts is not None and candidate.facts.not_before > facts.not_before
 
 
 def _still_serving(stored: StoredCertificate | None, verdict: Verdict) -> Serving | None:

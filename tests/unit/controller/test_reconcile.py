@@ -30,6 +30,7 @@ from certfleet.datastore.errors import DatastoreUnavailableError
 from certfleet.datastore.location import DatastoreLocation
 from certfleet.datastore.memory import InMemoryDatastore
 from certfleet.datastore.protocol import Datastore
+from certfleet.kube.gateway import KubernetesUnavailableError
 from unit.core.certificates import DAY, NOW, ec_key, key_pem, pem, pki
 
 BUCKET = "certfleet-unit"
@@ -66,6 +67,7 @@ def certificate(
 class DictSecrets:
     def __init__(self) -> None:
         self.items: dict[tuple[str, str], tuple[bytes, bytes]] = {}
+        self.fail_writes = False
 
     def read(self, namespace: str, name: str) -> tuple[bytes, bytes] | None:
         return self.items.get((namespace, name))
@@ -79,6 +81,8 @@ class DictSecrets:
         labels: Mapping[str, str],
         annotations: Mapping[str, str],
     ) -> None:
+        if self.fail_writes:
+            raise KubernetesUnavailableError("the API server did not answer")
         self.items[(namespace, name)] = (fullchain, key)
 
 
@@ -222,7 +226,9 @@ def test_cache_second_is_published_when_the_datastore_is_empty(world: FakeWorld)
 def test_a_failed_publish_never_costs_a_second_order(world: FakeWorld) -> None:
     world.store.publish_down = True
     failed = reconcile(world)
-    assert (failed.ready, failed.reason, failed.retry_after) == (False, "DatastoreUnavailable", 7)
+    # After an order, even a datastore outage goes through the issuance back-off (base 5 s).
+    assert (failed.ready, failed.reason, failed.retry_after) == (False, "DatastoreUnavailable", 5)
+    assert failed.issuance_failed
     assert cached(world) == world.ca.next_certificate, "the new key was lost"
 
     world.store.publish_down = False
@@ -436,3 +442,37 @@ def test_a_repeated_state_is_announced_once(world: FakeWorld) -> None:
     world.secrets.items[(NAMESPACE, "supplied")] = certificate()
     accepted = reconcile(world, MANUAL_SPEC)
     assert [e.reason for e in events_to_post(accepted, typed(status))] == ["Published"]
+
+
+def test_a_failed_cache_write_after_an_order_still_publishes(world: FakeWorld) -> None:
+    world.secrets.fail_writes = True
+    outcome = reconcile(world)
+    assert (outcome.ready, outcome.reason) == (True, "Issued")
+    assert published(world) == world.ca.next_certificate, "the issued certificate was lost"
+    assert "CacheWriteFailed" in [event.reason for event in outcome.events]
+    world.secrets.fail_writes = False
+    again = reconcile(world)
+    assert again.reason == "Reused" and cached(world) == published(world)
+    assert world.ca.orders == 1
+
+
+def test_a_certificate_the_policy_rejects_backs_off_exponentially(world: FakeWorld) -> None:
+    world.ca.next_certificate = certificate(names=("other.example.com",))
+    delays = [reconcile(world, previous_failures=n) for n in range(3)]
+    assert [o.reason for o in delays] == ["NameMismatch"] * 3
+    assert [o.retry_after for o in delays] == [5, 10, 20]
+    assert all(o.issuance_failed for o in delays)
+
+
+def test_renew_now_after_a_failed_publish_publishes_the_new_certificate(world: FakeWorld) -> None:
+    reconcile(world)
+    world.store.publish_down = True
+    world.ca.next_certificate = certificate(NOW, NOW + 90 * DAY, key=4)  # newer than the first
+    failed = reconcile(world, force_renewal=True)
+    assert failed.issuance_failed and world.ca.orders == 2
+
+    world.store.publish_down = False
+    outcome = reconcile(world, force_renewal=True)
+    assert (outcome.ready, outcome.reason) == (True, "RestoredFromCache")
+    assert world.ca.orders == 2, "renew-now ordered a second new certificate"
+    assert published(world) == world.ca.next_certificate
