@@ -6,6 +6,7 @@ from __future__ import annotations
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -220,3 +221,27 @@ def test_many_certificates_at_once_all_become_ready(fleet: Fleet) -> None:
     for name in names:
         fleet.install.wait_for_condition(fleet.namespace, name, "True", timeout=60)
     assert fleet.ca.orders_created() == len(names)
+
+
+def test_a_corrupt_pointer_is_replaced_from_the_cache_without_an_order(fleet: Fleet) -> None:
+    domain = new_domain()
+    fleet.apply_certificate("automatic.yaml", "web", domain)
+    first = fleet.install.wait_for_condition(fleet.namespace, "web", "True")["status"]
+    location = fleet.location(domain)
+    fleet.bucket.endpoint.client().put_object(
+        Bucket=location.bucket, Key=location.pointer_key, Body=b"{not a pointer"
+    )
+    # Any reconciliation notices it; a changed spec brings one at once.
+    fleet.apply_certificate("automatic.yaml", "web", domain, renewBeforeSeconds=604801)
+
+    def restored() -> dict[str, Any] | None:
+        status = fleet.install.managed_certificate(fleet.namespace, "web")["status"]
+        ready = status["conditions"][0]
+        return status if ready["reason"] == "RestoredFromCache" else None
+
+    status = wait_for("the pointer replaced from the cache", restored, 30)
+    assert status["conditions"][0]["status"] == "True"
+    assert status["serialNumber"] == first["serialNumber"]
+    stored = fleet.stored(domain)
+    assert stored is not None and stored.pointer.revision > first["datastore"]["revision"]
+    assert fleet.ca.orders_created() == 1

@@ -84,8 +84,17 @@ def _publish(plan: Publish, observed: Observed, ports: Ports, *events: Event) ->
         serial=facts.serial,
         not_before=facts.not_before,
         not_after=facts.not_after,
-        expected_pointer_etag=observed.stored.pointer_etag if observed.stored else None,
+        expected_pointer_etag=observed.pointer_etag,
     )
+    if observed.unreadable is not None:
+        events = (
+            *events,
+            Event(
+                "Warning",
+                CertificateReason.DatastoreIntegrity,
+                f"replaced a pointer that could not be followed: {observed.unreadable}",
+            ),
+        )
     published = Event(
         "Normal",
         EventReason.Published,

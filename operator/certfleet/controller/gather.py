@@ -68,7 +68,16 @@ def _observe(request: Request, spec: CertificateSpec, ports: Ports) -> Observed:
         )
     except ValueError as error:
         raise DatastoreNotConfiguredError(str(error)) from None
-    stored = datastore.read_current(location)
+    try:
+        stored = datastore.read_current(location)
+        pointer_etag, unreadable = (stored.pointer_etag if stored else None), None
+    except DatastoreIntegrityError as error:
+        if error.pointer_etag is None:
+            raise
+        # A pointer that cannot be followed (corrupt, or under a master key no longer held)
+        # must not block the certificate until it expires: decide as if nothing were
+        # published, and let a publish replace exactly that pointer.
+        stored, pointer_etag, unreadable = None, error.pointer_etag, str(error)
     cached = ports.cache.read(namespace, spec)
     stored_pair = PemPair(stored.fullchain, stored.privkey) if stored else None
     stored_window = _window(ports, spec, stored_pair)
@@ -83,6 +92,8 @@ def _observe(request: Request, spec: CertificateSpec, ports: Ports) -> Observed:
         location=location,
         cache_name=ports.cache.name(namespace, spec),
         stored=stored,
+        pointer_etag=pointer_etag,
+        unreadable=unreadable,
         stored_window=stored_window,
         cached=cached,
         cached_window=stored_window if same else _window(ports, spec, cached),

@@ -39,6 +39,10 @@ class Observed:
     location: DatastoreLocation
     cache_name: str
     stored: StoredCertificate | None
+    # The ETag of the pointer a publish must replace: the stored one's, or that of a pointer
+    # that could not be followed (``unreadable`` says why); None when there is none.
+    pointer_etag: str | None
+    unreadable: str | None
     stored_window: Window | None
     cached: PemPair | None
     cached_window: Window | None

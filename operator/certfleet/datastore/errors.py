@@ -27,7 +27,14 @@ class DatastoreConflictError(DatastoreError):
 
 
 class DatastoreIntegrityError(DatastoreError):
-    """What the datastore holds is malformed, oversize, tampered with, or not ours to decrypt."""
+    """What the datastore holds is malformed, oversize, tampered with, or not ours to decrypt.
+
+    ``pointer_etag`` is the ETag of the pointer that could not be followed, when the error
+    came from reading the current certificate: a writer may replace that very pointer with
+    a conditional write (If-Match), and nothing else.
+    """
+
+    pointer_etag: str | None = None
 
 
 class UnknownMasterKeyError(DatastoreIntegrityError):

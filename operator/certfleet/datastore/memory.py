@@ -33,6 +33,7 @@ class _Folder:
     revisions: dict[int, tuple[bytes, bytes]] = field(default_factory=dict)
     pointer: Pointer | None = None
     etag: str | None = None
+    broken: bool = False  # the pointer cannot be followed (corrupt, or an unknown key)
 
 
 class InMemoryDatastore:
@@ -50,9 +51,18 @@ class InMemoryDatastore:
 
     def read_current(self, location: DatastoreLocation) -> StoredCertificate | None:
         folder = self._folder(location)
+        if folder.broken:
+            error = DatastoreIntegrityError(f"{location.s3_uri} has a pointer that is not one")
+            error.pointer_etag = folder.etag
+            raise error
         if folder.pointer is None or folder.etag is None:
             return None
         return self.read_revision(location, folder.pointer, folder.etag)
+
+    def break_pointer(self, location: DatastoreLocation) -> None:
+        """What a corrupt current.json does: reads fail, a conditional replace works."""
+        folder = self._folder(location)
+        folder.broken, folder.etag = True, f'"{next(self._etags)}"'
 
     def read_revision(
         self, location: DatastoreLocation, pointer: Pointer, pointer_etag: str
@@ -70,6 +80,8 @@ class InMemoryDatastore:
 
     def poll_pointer(self, location: DatastoreLocation, etag: str | None) -> PointerPoll:
         folder = self._folder(location)
+        if folder.broken:
+            raise DatastoreIntegrityError(f"{location.s3_uri} has a pointer that is not one")
         if folder.pointer is None:
             return PointerPoll(PollStatus.MISSING)
         if etag == folder.etag:
@@ -102,5 +114,6 @@ class InMemoryDatastore:
             published_at=self._clock().replace(microsecond=0),
         )
         folder.pointer, folder.etag = pointer, f'"{next(self._etags)}"'
+        folder.broken = False
         self.publishes += 1
         return pointer

@@ -40,7 +40,7 @@ from certfleet.datastore.errors import (
     DatastoreIntegrityError,
     DatastoreVerificationError,
 )
-from certfleet.datastore.location import DatastoreLocation
+from certfleet.datastore.location import REVISIONS_DIR, DatastoreLocation
 from certfleet.datastore.pointer import MAX_POINTER_BYTES, Pointer, parse_pointer
 from certfleet.datastore.protocol import PointerPoll, PollStatus, StoredCertificate
 from certfleet.datastore.s3_errors import (
@@ -118,8 +118,11 @@ class S3Datastore:
         fetched = self._get(location, location.pointer_key, MAX_POINTER_BYTES)
         if fetched is None:
             return None
-        pointer = parse_pointer(fetched.body)
-        return self.read_revision(location, pointer, fetched.etag)
+        try:
+            return self.read_revision(location, parse_pointer(fetched.body), fetched.etag)
+        except DatastoreIntegrityError as error:
+            error.pointer_etag = fetched.etag
+            raise
 
     def read_revision(
         self, location: DatastoreLocation, pointer: Pointer, pointer_etag: str
@@ -263,7 +266,29 @@ class S3Datastore:
             raise DatastoreConflictError(f"{uri} was created by another writer since it was read")
         if _bare_etag(fetched.etag) != _bare_etag(expected_etag):
             raise DatastoreConflictError(f"{uri} was changed by another writer since it was read")
-        return parse_pointer(fetched.body).revision, fetched.etag
+        try:
+            return parse_pointer(fetched.body).revision, fetched.etag
+        except DatastoreIntegrityError:
+            # A broken pointer is replaced, not parsed: new revisions go after every one
+            # that exists, so nothing an agent may still hold is overwritten.
+            return self._highest_revision(location), fetched.etag
+
+    def _highest_revision(self, location: DatastoreLocation) -> int:
+        """The highest revision number under the location (0 when there is none)."""
+        prefix = f"{location.base_key}/{REVISIONS_DIR}/"
+        highest = 0
+        try:
+            pages = self._client.get_paginator("list_objects_v2").paginate(
+                Bucket=location.bucket, Prefix=prefix, PaginationConfig={"MaxItems": 10_000}
+            )
+            for page in pages:
+                for item in page.get("Contents", []):
+                    number = item.get("Key", "")[len(prefix) :].split("/", 1)[0]
+                    if number.isdigit() and len(number) <= 12:
+                        highest = max(highest, int(number))
+        except (ClientError, BotoCoreError) as exc:
+            raise_translated(exc, operation="ListObjectsV2", uri=location.s3_uri)
+        return highest
 
     def _write_revision(
         self,

@@ -94,6 +94,8 @@ def observed(
         location=DatastoreLocation("certfleet-unit", "certfleet", "aws", "build-7", DOMAIN),
         cache_name="certfleet-www-cache",
         stored=stored(published) if published else None,
+        pointer_etag='"1"' if published else None,
+        unreadable=None,
         stored_window=window,
         cached=cached,
         cached_window=window,

@@ -476,3 +476,13 @@ def test_renew_now_after_a_failed_publish_publishes_the_new_certificate(world: F
     assert (outcome.ready, outcome.reason) == (True, "RestoredFromCache")
     assert world.ca.orders == 2, "renew-now ordered a second new certificate"
     assert published(world) == world.ca.next_certificate
+
+
+def test_a_broken_pointer_falls_through_to_the_cache_and_is_replaced(world: FakeWorld) -> None:
+    reconcile(world)
+    location = DatastoreLocation(BUCKET, "certfleet", "aws", "build-7", DOMAIN)
+    world.store.break_pointer(location)  # a corrupt current.json, or an unknown master key
+    outcome = reconcile(world)
+    assert (outcome.ready, outcome.reason, outcome.revision) == (True, "RestoredFromCache", 2)
+    assert "DatastoreIntegrity" in [event.reason for event in outcome.events]
+    assert published(world) == cached(world) and world.ca.orders == 1

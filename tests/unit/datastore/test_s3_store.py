@@ -603,14 +603,23 @@ def test_pointer_to_a_missing_revision(
         store.read_current(location)
 
 
-def test_corrupt_pointer_blocks_publishing(
+def test_a_corrupt_pointer_is_replaced_after_the_highest_revision(
     store: S3Datastore, s3_client: S3Client, location: DatastoreLocation
 ) -> None:
+    """A broken pointer used to block publishing until a person fixed it; now the reader
+    learns its ETag, and a publish replaces exactly it, after every revision that exists."""
     publish(store, location, None)
+    publish(store, location, store.read_current(location).pointer_etag)  # type: ignore[union-attr]
     overwrite(s3_client, location.pointer_key, b"garbage")
+    with pytest.raises(DatastoreIntegrityError) as broken:
+        store.read_current(location)
     etag = s3_client.head_object(Bucket=BUCKET, Key=location.pointer_key)["ETag"]
-    with pytest.raises(DatastoreIntegrityError):
-        publish(store, location, etag)
+    assert broken.value.pointer_etag == etag
+    pointer = publish(store, location, etag)
+    assert pointer.revision == 3
+    assert store.read_current(location) is not None
+    with pytest.raises(DatastoreConflictError):
+        publish(store, location, etag)  # the broken pointer's ETag is spent
 
 
 # -- size limits -----------------------------------------------------------------------
