@@ -11,7 +11,7 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-from certfleet.acme_issuer.accounts import StoredAccount
+from certfleet.acme_issuer.accounts import AccountStore, StoredAccount
 from certfleet.acme_issuer.directories import resolve_directory_url
 from certfleet.acme_issuer.http01 import ChallengeStore
 from certfleet.acme_issuer.issuer import AcmeIssuer
@@ -229,7 +229,7 @@ class AcmeIssuers:
     def __init__(
         self,
         gateway: KubernetesGateway,
-        accounts: SecretAccountStore,
+        accounts: AccountStore,
         challenges: ChallengeStore,
         acme_ca_bundle: str | None = None,
         issuance_deadline_seconds: float = 120.0,
@@ -241,6 +241,8 @@ class AcmeIssuers:
         self._acme_ca_bundle = acme_ca_bundle
         self._deadline = issuance_deadline_seconds
         self._on_acme_request = on_acme_request
+        self._issuers: dict[tuple[str, str | None, tuple[str, str] | None], AcmeIssuer] = {}
+        self._lock = threading.Lock()
 
     def issue(self, spec: CertificateSpec, namespace: str, replacing: bytes | None) -> PemPair:
         assert spec.acme is not None
@@ -259,16 +261,24 @@ class AcmeIssuers:
         email: str | None = None,
         external_account_binding: tuple[str, str] | None = None,
     ) -> AcmeIssuer:
-        """An issuer for one CA (the renewal windows borrow its transport too)."""
-        return AcmeIssuer(
-            directory_url,
-            self._accounts,
-            self._challenges,
-            email=email,
-            ca_bundle=self._acme_ca_bundle,
-            external_account_binding=external_account_binding,
-            on_request=self._on_acme_request,
-        )
+        """The one issuer of a CA account (the renewal windows borrow its transport too).
+        Kept, not built per order: its account lock is what makes N first issuances at
+        start-up register one account, not N (a CA limits new accounts per IP)."""
+        key = (directory_url, email, external_account_binding)
+        with self._lock:
+            issuer = self._issuers.get(key)
+            if issuer is None:
+                issuer = AcmeIssuer(
+                    directory_url,
+                    self._accounts,
+                    self._challenges,
+                    email=email,
+                    ca_bundle=self._acme_ca_bundle,
+                    external_account_binding=external_account_binding,
+                    on_request=self._on_acme_request,
+                )
+                self._issuers[key] = issuer
+            return issuer
 
     def _binding(self, spec: CertificateSpec, namespace: str) -> tuple[str, str] | None:
         assert spec.acme is not None
