@@ -348,7 +348,7 @@ def test_nginx_snippet_proxies_challenges_to_the_solver(
     path = f"/.well-known/acme-challenge/{token}"
     store = ChallengeStore()
     store.put(token, f"{token}.key-thumbprint")
-    caplog.set_level(logging.INFO, logger=RESPONDER_LOG)
+    caplog.set_level(logging.DEBUG, logger=RESPONDER_LOG)
     with Http01Server(store, "127.0.0.1", 0) as solver:
         # Cluster DNS does not exist here: point the same line at the operator's responder.
         snippet = tmp_path / "certfleet-acme-challenge.conf"

@@ -25,6 +25,7 @@ class CertificateReason(StrEnum):
     DatastoreUnavailable = "DatastoreUnavailable"
     DatastoreIntegrity = "DatastoreIntegrity"
     DatastoreFailed = "DatastoreFailed"
+    DatastoreNotSupported = "DatastoreNotSupported"
     KubernetesUnavailable = "KubernetesUnavailable"
 
 

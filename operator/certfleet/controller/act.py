@@ -11,7 +11,7 @@ just issued, which did not exist when the world was gathered.
 from __future__ import annotations
 
 from certfleet.api.reasons import CertificateReason, EventReason
-from certfleet.controller.decide import DecisionSettings, judge_issued
+from certfleet.controller.decide import DecisionSettings, judge_issued, wait_after
 from certfleet.controller.gather import unobservable
 from certfleet.controller.plan import (
     Event,
@@ -49,11 +49,8 @@ def act(
             return _publish(plan, observed, ports)
         return _issue(plan, observed, ports, clock, settings)
     except CertfleetError as error:  # a write failed: the cache or the datastore
-        failed = unobservable(error)
-        event = "Warning" if failed.warn else None
-        return _waiting(
-            Wait(failed.reason, failed.message, settings.retry_seconds, None, event), observed
-        )
+        # The same reasons as a failed read, and the same decision on them.
+        return _waiting(wait_after(unobservable(error), settings), observed)
 
 
 def _reuse(plan: Reuse, observed: Observed, ports: Ports) -> Outcome:

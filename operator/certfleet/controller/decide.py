@@ -48,13 +48,7 @@ class DecisionSettings:
 
 def decide(observed: Observed | Unobservable, now: datetime, settings: DecisionSettings) -> Plan:
     if isinstance(observed, Unobservable):
-        retry = settings.retry_seconds if observed.retry else None
-        return Wait(
-            observed.reason,
-            observed.message,
-            retry,
-            event_type="Warning" if observed.warn else None,
-        )
+        return wait_after(observed, settings)
     spec, stored = observed.spec, observed.stored
     stored_pair = PemPair(stored.fullchain, stored.privkey) if stored else None
     stored_verdict = judge(stored_pair, spec, now, observed.stored_window)
@@ -95,6 +89,15 @@ def decide(observed: Observed | Unobservable, now: datetime, settings: DecisionS
         replacing=stored.fullchain if stored is not None and stored_verdict.facts else None,
         serving=serving,
         announcement=f"ordering a certificate for {', '.join(spec.names)} through ACME",
+    )
+
+
+def wait_after(failure: Unobservable, settings: DecisionSettings) -> Wait:
+    """A read or a write that failed: retry after the retry interval when that can help,
+    with a warning when a person should look."""
+    retry = settings.retry_seconds if failure.retry else None
+    return Wait(
+        failure.reason, failure.message, retry, event_type="Warning" if failure.warn else None
     )
 
 

@@ -21,6 +21,7 @@ from certfleet.core.errors import CertfleetError
 from certfleet.datastore.errors import (
     DatastoreError,
     DatastoreIntegrityError,
+    DatastoreNotSupportedError,
     DatastoreUnavailableError,
 )
 from certfleet.datastore.location import DatastoreLocation
@@ -48,6 +49,9 @@ def unobservable(error: CertfleetError) -> Unobservable:
         return Unobservable(CertificateReason.DatastoreNotConfigured, str(error), retry=True)
     if isinstance(error, DatastoreUnavailableError):
         return Unobservable(CertificateReason.DatastoreUnavailable, str(error), retry=True)
+    if isinstance(error, DatastoreNotSupportedError):
+        # Retrying at once cannot help; the hourly recheck notices a fixed provider.
+        return Unobservable(CertificateReason.DatastoreNotSupported, str(error), False, warn=True)
     if isinstance(error, DatastoreIntegrityError):
         return Unobservable(CertificateReason.DatastoreIntegrity, str(error), True, warn=True)
     if isinstance(error, DatastoreError):

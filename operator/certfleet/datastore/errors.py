@@ -20,6 +20,11 @@ class DatastoreUnavailableError(DatastoreError):
     retryable = True
 
 
+class DatastoreNotSupportedError(DatastoreError):
+    """The S3 provider answered 501 NotImplemented (e.g. no conditional writes): retrying
+    cannot help; another provider or setting is needed."""
+
+
 class DatastoreConflictError(DatastoreError):
     """Another writer changed the datastore first (a conditional write was refused)."""
 

@@ -22,6 +22,7 @@ from certfleet.datastore.errors import (
     DatastoreConflictError,
     DatastoreError,
     DatastoreIntegrityError,
+    DatastoreNotSupportedError,
     DatastoreUnavailableError,
 )
 
@@ -78,6 +79,12 @@ def translate(exc: Exception, *, operation: str, uri: str) -> DatastoreError:
         what = f"{operation} {uri} failed: {code} (HTTP {status})"
         if is_precondition_failed(exc):
             return DatastoreConflictError(f"{what}: another writer changed it first")
+        if code == "NotImplemented" or status == 501:
+            # A provider without conditional writes: a configuration answer, not an outage.
+            return DatastoreNotSupportedError(
+                f"{what}: this S3 provider does not implement what certfleet needs "
+                "(conditional writes: If-None-Match and If-Match)"
+            )
         if code in _TRANSIENT_CODES or (status is not None and status >= 500):
             return DatastoreUnavailableError(what)
         return DatastoreError(what)

@@ -212,6 +212,13 @@ ROWS = [
         check=lambda plan: plan.retry_after == 7 and plan.event_type is None,
     ),
     Row(
+        "an S3 provider without conditional writes is not retried at once, with a warning",
+        lambda: Unobservable(CertificateReason.DatastoreNotSupported, "501", False, warn=True),
+        Wait,
+        CertificateReason.DatastoreNotSupported,
+        check=lambda plan: plan.retry_after is None and plan.event_type == "Warning",
+    ),
+    Row(
         "a datastore whose content fails its integrity check is retried with a warning",
         lambda: Unobservable(CertificateReason.DatastoreIntegrity, "digest", True, warn=True),
         Wait,

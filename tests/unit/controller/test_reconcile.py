@@ -26,7 +26,7 @@ from certfleet.controller.ports import PemPair, Ports
 from certfleet.controller.reconcile import Reconciler
 from certfleet.controller.report import events_to_post, status_from_outcome
 from certfleet.core.errors import CertfleetError, RetryLaterError
-from certfleet.datastore.errors import DatastoreUnavailableError
+from certfleet.datastore.errors import DatastoreNotSupportedError, DatastoreUnavailableError
 from certfleet.datastore.location import DatastoreLocation
 from certfleet.datastore.memory import InMemoryDatastore
 from certfleet.datastore.protocol import Datastore
@@ -108,10 +108,13 @@ class FlakyDatastore(InMemoryDatastore):
     """Publishing fails while `publish_down` is set, as when S3 goes away mid-reconciliation."""
 
     publish_down = False
+    publish_error: Exception | None = None
 
     def publish(self, *args: Any, **kwargs: Any) -> Any:
         if self.publish_down:
             raise DatastoreUnavailableError("S3 did not answer")
+        if self.publish_error is not None:
+            raise self.publish_error
         return super().publish(*args, **kwargs)
 
 
@@ -486,3 +489,17 @@ def test_a_broken_pointer_falls_through_to_the_cache_and_is_replaced(world: Fake
     assert (outcome.ready, outcome.reason, outcome.revision) == (True, "RestoredFromCache", 2)
     assert "DatastoreIntegrity" in [event.reason for event in outcome.events]
     assert published(world) == cached(world) and world.ca.orders == 1
+
+
+def test_an_s3_provider_without_conditional_writes_is_a_configuration_answer(
+    world: FakeWorld,
+) -> None:
+    world.store.publish_error = DatastoreNotSupportedError("PutObject: NotImplemented (HTTP 501)")
+    world.secrets.items[(NAMESPACE, cache_secret_name(parse_spec(SPEC)))] = certificate()
+    outcome = reconcile(world)
+    assert (outcome.ready, outcome.reason, outcome.retry_after) == (
+        False,
+        "DatastoreNotSupported",
+        None,
+    )
+    assert [event.type for event in outcome.events] == ["Warning"]

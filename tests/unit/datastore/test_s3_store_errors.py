@@ -39,6 +39,7 @@ from certfleet.datastore import (
     PollStatus,
     S3Datastore,
 )
+from certfleet.datastore.errors import DatastoreNotSupportedError
 from certfleet.datastore.s3_errors import translate
 
 if TYPE_CHECKING:
@@ -205,6 +206,8 @@ def test_network_failures_are_unavailable(
         (client_error("ConditionalRequestConflict", 409, "PutObject"), DatastoreConflictError),
         (client_error("SlowDown", 503), DatastoreUnavailableError),
         (client_error("AccessDenied", 403), DatastoreError),
+        # A provider without conditional writes: configuration, never retried as an outage.
+        (client_error("NotImplemented", 501, "PutObject"), DatastoreNotSupportedError),
         (FlexibleChecksumError(error_msg="mismatch"), DatastoreIntegrityError),
         (NoCredentialsError(), DatastoreError),
     ],
@@ -214,6 +217,7 @@ def test_translate(exc: Exception, expected: type[DatastoreError]) -> None:
     error = translate(exc, operation="PutObject", uri=URI)
     assert type(error) is expected
     assert URI in str(error)
+    assert error.retryable is (expected in (DatastoreConflictError, DatastoreUnavailableError))
 
 
 def test_parameter_values_never_reach_the_message() -> None:
