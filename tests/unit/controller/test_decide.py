@@ -35,25 +35,12 @@ from certfleet.datastore.location import DatastoreLocation
 from certfleet.datastore.memory import InMemoryDatastore
 from certfleet.datastore.pointer import Pointer
 from certfleet.datastore.protocol import StoredCertificate
+from unit.controller.resources import BUCKET, DOMAIN, MANUAL_SPEC, SPEC
+from unit.controller.resources import CLOUDHOST as CLOUDHOST_RESOURCE
 from unit.core.certificates import DAY, NOW, ec_key, key_pem, pem, pki
 
-DOMAIN = "www.example.com"
-SPEC: dict[str, Any] = {
-    "domain": DOMAIN,
-    "cloudhost": "aws",
-    "buildIdentifier": "build-7",
-    "generationMethod": "AUTOMATIC",
-    "acme": {"server": "https://ca.example/dir"},
-}
-MANUAL = {**SPEC, "generationMethod": "MANUAL", "manual": {"secretName": "supplied"}}
-CLOUDHOST = parse_cloudhost(
-    "aws",
-    {
-        "bucket": "certfleet-unit",
-        "credentialsSecretRef": {"namespace": "ops", "name": "creds"},
-        "encryptionKeySecretRef": {"namespace": "ops", "name": "key"},
-    },
-)
+MANUAL = MANUAL_SPEC
+CLOUDHOST = parse_cloudhost("aws", CLOUDHOST_RESOURCE["spec"])
 SETTINGS = DecisionSettings(retry_seconds=7, manual_poll_seconds=3)
 
 
@@ -91,7 +78,7 @@ def observed(
         spec=parsed,
         cloudhost=CLOUDHOST,
         datastore=InMemoryDatastore(),
-        location=DatastoreLocation("certfleet-unit", "certfleet", "aws", "build-7", DOMAIN),
+        location=DatastoreLocation(BUCKET, "certfleet", "aws", "build-7", DOMAIN),
         cache_name="certfleet-www-cache",
         stored=stored(published) if published else None,
         pointer_etag='"1"' if published else None,

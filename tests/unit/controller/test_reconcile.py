@@ -31,26 +31,8 @@ from certfleet.datastore.location import DatastoreLocation
 from certfleet.datastore.memory import InMemoryDatastore
 from certfleet.datastore.protocol import Datastore
 from certfleet.kube.gateway import KubernetesUnavailableError
+from unit.controller.resources import BUCKET, CLOUDHOST, DOMAIN, MANUAL_SPEC, NAMESPACE, SPEC
 from unit.core.certificates import DAY, NOW, ec_key, key_pem, pem, pki
-
-BUCKET = "certfleet-unit"
-NAMESPACE = "shop"
-DOMAIN = "www.example.com"
-SPEC: dict[str, Any] = {
-    "domain": DOMAIN,
-    "cloudhost": "aws",
-    "buildIdentifier": "build-7",
-    "generationMethod": "AUTOMATIC",
-    "acme": {"server": "https://ca.example/dir"},
-}
-MANUAL_SPEC = {**SPEC, "generationMethod": "MANUAL", "manual": {"secretName": "supplied"}}
-CLOUDHOST = {
-    "spec": {
-        "bucket": BUCKET,
-        "credentialsSecretRef": {"namespace": "ops", "name": "creds"},
-        "encryptionKeySecretRef": {"namespace": "ops", "name": "key"},
-    }
-}
 
 
 def certificate(
