@@ -39,7 +39,6 @@ from unit.controller.resources import BUCKET, DOMAIN, MANUAL_SPEC, SPEC
 from unit.controller.resources import CLOUDHOST as CLOUDHOST_RESOURCE
 from unit.core.certificates import DAY, NOW, ec_key, key_pem, pem, pki
 
-MANUAL = MANUAL_SPEC
 CLOUDHOST = parse_cloudhost("aws", CLOUDHOST_RESOURCE["spec"])
 SETTINGS = DecisionSettings(retry_seconds=7, manual_poll_seconds=3)
 
@@ -158,28 +157,28 @@ ROWS = [
     ),
     Row(
         "MANUAL with nothing supplied waits for a person, quietly announced",
-        lambda: observed(MANUAL),
+        lambda: observed(MANUAL_SPEC),
         Wait,
         CertificateReason.WaitingForManualCertificate,
         check=lambda plan: plan.retry_after == 3 and plan.event_type == "Normal",
     ),
     Row(
         "MANUAL with a valid supplied certificate gets it cached and published",
-        lambda: observed(MANUAL, supplied=VALID),
+        lambda: observed(MANUAL_SPEC, supplied=VALID),
         Publish,
         CertificateReason.ManualCertificateAccepted,
         check=lambda plan: plan.cache_it and "shop/supplied" in plan.message,
     ),
     Row(
         "MANUAL with an expired supplied certificate is refused with the policy's reason",
-        lambda: observed(MANUAL, supplied=EXPIRED),
+        lambda: observed(MANUAL_SPEC, supplied=EXPIRED),
         Wait,
         Reason.Expired,
         check=lambda plan: plan.event_type == "Warning" and "shop/supplied" in plan.message,
     ),
     Row(
         "MANUAL due for renewal keeps serving and asks a person (certfleet never renews it)",
-        lambda: observed(MANUAL, published=DUE),
+        lambda: observed(MANUAL_SPEC, published=DUE),
         Wait,
         CertificateReason.ManualRenewalRequired,
         check=lambda plan: plan.serving is not None and plan.event_type == "Warning",
