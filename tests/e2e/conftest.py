@@ -26,21 +26,24 @@ def start_fleet(
     tmp_path: Path,
 ) -> Iterator[Callable[..., Fleet]]:
     """Starts a Fleet: its own pebble (`acme` options as AcmeCA's), CloudHost, namespace,
-    nginx for HTTP-01, and `replicas` operators (extra `operator_args`)."""
+    nginx for HTTP-01, and `replicas` operators (extra `operator_args`), on the shared
+    control plane or on the test's own (`plane`, for a test that restarts it)."""
     started: list[Fleet] = []
 
     def start(
         acme: Mapping[str, Any] | None = None,
         operator_args: Sequence[str] = (),
         replicas: int = 1,
+        plane: ControlPlane | None = None,
     ) -> Fleet:
+        plane = plane or control_plane
         ca = start_acme_ca(**(acme or {}))
-        install = CertfleetInstall(control_plane, tmp_path / f"certfleet-{len(started)}")
+        install = CertfleetInstall(plane, tmp_path / f"certfleet-{len(started)}")
         install.install_crds()
         suffix = secrets.token_hex(3)
         cloudhost, namespace = f"host-{suffix}", f"test-{suffix}"
         master_key = install.create_cloudhost(cloudhost, s3_bucket.endpoint, s3_bucket.name)
-        control_plane.kubectl("create", "namespace", namespace)
+        plane.kubectl("create", "namespace", namespace)
         nginx = start_nginx(
             http_port=ca.http_port, challenge_proxy=f"http://127.0.0.1:{install.http01_port}"
         )

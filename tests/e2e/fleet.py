@@ -31,6 +31,7 @@ class Fleet:
     namespace: str
     cloudhost: str
     master_key: bytes
+    closed: bool = False
 
     def apply_certificate(self, example: str, name: str, domain: str, **spec: Any) -> None:
         resource = load_example(example)
@@ -54,6 +55,10 @@ class Fleet:
         return json.loads(found.stdout) if found.returncode == 0 else None
 
     def close(self) -> None:
+        """Once: a test on its own control plane closes its fleet before stopping it."""
+        if self.closed:
+            return
+        self.closed = True
         # Delete while an operator runs, so it releases its finalizers; then stop them all.
         if self.install.operator is None or not self.install.operator.alive():
             self.install.start_operator(self.ca)

@@ -75,36 +75,48 @@ class ControlPlane(Servers):
         verifying_key = self.workdir / "pki" / "service-account.pub"
         write_signing_key(signing_key, verifying_key)
         self.server_url = f"https://127.0.0.1:{api_port}"
-        self.apiserver = ServerProcess(
-            "kube-apiserver",
-            [
-                str(binaries.go_program("kube-apiserver")),
-                f"--etcd-servers={etcd_url}",
-                f"--cert-dir={self.workdir / 'apiserver-certs'}",
-                f"--tls-cert-file={serving.cert}",
-                f"--tls-private-key-file={serving.key}",
-                f"--client-ca-file={self.pki.cert_path}",
-                f"--secure-port={api_port}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
-                "--service-cluster-ip-range=10.0.0.0/24",
-                "--authorization-mode=RBAC",
-                "--service-account-issuer=https://kubernetes.default.svc",
-                f"--service-account-key-file={verifying_key}",
-                f"--service-account-signing-key-file={signing_key}",
-                "--disable-admission-plugins=ServiceAccount",
-                "--allow-privileged=true",
-            ],
-            self.workdir / "kube-apiserver.log",
-        )
+        self._apiserver_argv = [
+            str(binaries.go_program("kube-apiserver")),
+            f"--etcd-servers={etcd_url}",
+            f"--cert-dir={self.workdir / 'apiserver-certs'}",
+            f"--tls-cert-file={serving.cert}",
+            f"--tls-private-key-file={serving.key}",
+            f"--client-ca-file={self.pki.cert_path}",
+            f"--secure-port={api_port}",
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            "--service-cluster-ip-range=10.0.0.0/24",
+            "--authorization-mode=RBAC",
+            "--service-account-issuer=https://kubernetes.default.svc",
+            f"--service-account-key-file={verifying_key}",
+            f"--service-account-signing-key-file={signing_key}",
+            "--disable-admission-plugins=ServiceAccount",
+            "--allow-privileged=true",
+        ]
         admin = self.pki.client_pair("admin", "testbed-admin", ("system:masters",))
         self._write_kubeconfig(self.admin_kubeconfig, "testbed-admin", admin.cert, admin.key)
-        context = ssl.create_default_context(cafile=str(self.pki.cert_path))
-        context.load_cert_chain(str(admin.cert), str(admin.key))
-        self.startup_seconds["kube-apiserver"] = self.apiserver.wait_until(
-            lambda: http_ok(f"{self.server_url}/readyz", context=context), what="ready"
-        )
+        self._admin_context = ssl.create_default_context(cafile=str(self.pki.cert_path))
+        self._admin_context.load_cert_chain(str(admin.cert), str(admin.key))
+        self.startup_seconds["kube-apiserver"] = self._start_apiserver()
         self._wait_for_default_namespace()
+
+    def _start_apiserver(self) -> float:
+        self.apiserver = ServerProcess(
+            "kube-apiserver", self._apiserver_argv, self.workdir / "kube-apiserver.log"
+        )
+        return self.apiserver.wait_until(
+            lambda: http_ok(f"{self.server_url}/readyz", context=self._admin_context),
+            what="ready",
+        )
+
+    def stop_apiserver(self) -> None:
+        """The API server goes away (etcd keeps the data), as in an upgrade or a crash."""
+        assert self.apiserver is not None
+        self.apiserver.stop()
+
+    def start_apiserver(self) -> float:
+        """The same API server again, on the same port; seconds until it is ready."""
+        return self._start_apiserver()
 
     def _wait_for_default_namespace(self) -> None:
         # The apiserver creates it right after /readyz; objects in it fail until then.
