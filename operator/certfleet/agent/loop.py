@@ -62,6 +62,9 @@ class Datastore(Protocol):
 class Prober(Protocol):
     def served(self) -> ServedCertificate: ...
 
+    def verify(self) -> None:
+        """A verified handshake (chain and name, as clients see it); raises ProbeError."""
+
     def wait_for(self, sha256: str, timeout: float) -> ServedCertificate: ...
 
 
@@ -300,6 +303,10 @@ class Agent:
             return SyncResult(True, SyncReason.UpToDate, f"serial {facts.serial} is installed")
         try:
             served = self._prober.served()
+            if served.sha256 == facts.sha256:
+                # "Served" means what clients see: the same verified handshake as after a
+                # reload, not only the same leaf.
+                self._prober.verify()
         except ProbeError as error:
             return SyncResult(False, SyncReason.ProbeFailed, str(error))
         if served.sha256 == facts.sha256:

@@ -75,6 +75,7 @@ class FakeProber:
     def __init__(self, webserver: FakeWebserver) -> None:
         self.webserver = webserver
         self.ignore_reloads = False  # a listener that never picks up new files
+        self.untrusted = False  # what it serves fails verification (chain, name)
         self._stale: bytes | None = None
 
     def served(self) -> ServedCertificate:
@@ -84,10 +85,15 @@ class FakeProber:
         facts = certificate_facts(x509.load_pem_x509_certificate(loaded))
         return ServedCertificate(facts.serial, facts.sha256, facts.not_after)
 
+    def verify(self) -> None:
+        if self.untrusted:
+            raise ProbeError("certificate verify failed: unable to get local issuer certificate")
+
     def wait_for(self, sha256: str, timeout: float) -> ServedCertificate:
         served = self.served()
         if served.sha256 != sha256:
             raise ProbeError(f"still serves serial {served.serial}")
+        self.verify()
         return served
 
     def freeze(self) -> None:
@@ -613,3 +619,18 @@ def test_run_syncs_until_stopped(world: World) -> None:
     node.agent.sync_once = counting  # type: ignore[method-assign]
     node.agent.run()
     assert synced == [SyncReason.Installed] * 3
+
+
+def test_a_failed_verified_probe_is_never_reported_as_served(world: World) -> None:
+    """The installed leaf is served, but a client would not trust it (a wrong chain, a
+    name): the node reports ProbeFailed at every sync, never UpToDate."""
+    good = leaf()
+    world.publish(good)
+    node = world.node()
+    node.prober.untrusted = True
+    assert node.sync() is SyncReason.ProbeFailed
+    node.clock.advance(INTERVAL)
+    assert node.sync() is SyncReason.ProbeFailed, "the next sync called it served"
+    node.prober.untrusted = False
+    node.clock.advance(4 * INTERVAL)  # past the back-off of two failed syncs
+    assert node.sync() is SyncReason.UpToDate
