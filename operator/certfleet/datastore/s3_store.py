@@ -297,7 +297,28 @@ class S3Datastore:
         fullchain: bytes,
         privkey: bytes,
     ) -> tuple[int, bytes]:
-        """Create the first free revision after `previous_revision`; return it and the blob."""
+        """Create the first free revision after `previous_revision`; return it and the blob.
+        After MAX_REVISION_PROBES taken in a row (unfinished publishes pile up), it lists the
+        revisions once and goes on after the highest."""
+        written = self._try_revisions(location, previous_revision, fullchain, privkey)
+        if written is None:
+            highest = self._highest_revision(location)
+            if highest > previous_revision:
+                written = self._try_revisions(location, highest, fullchain, privkey)
+        if written is None:
+            raise DatastoreConflictError(
+                f"{location.s3_uri}: the revisions after {previous_revision} are being written "
+                "by another writer, or cannot be listed; clean up the unreferenced revisions"
+            )
+        return written
+
+    def _try_revisions(
+        self,
+        location: DatastoreLocation,
+        previous_revision: int,
+        fullchain: bytes,
+        privkey: bytes,
+    ) -> tuple[int, bytes] | None:
         for revision in range(previous_revision + 1, previous_revision + 1 + MAX_REVISION_PROBES):
             fullchain_key = location.fullchain_key(revision)
             try:
@@ -338,11 +359,7 @@ class S3Datastore:
                 },
             )
             return revision, blob
-        raise DatastoreConflictError(
-            f"{location.s3_uri}: revisions {previous_revision + 1} to "
-            f"{previous_revision + MAX_REVISION_PROBES} all exist already without a pointer "
-            "to them; clean up the unreferenced revisions"
-        )
+        return None
 
     def _verify_revision(
         self,

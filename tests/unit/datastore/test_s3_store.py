@@ -457,14 +457,16 @@ def test_existing_revision_is_never_overwritten(
     assert not exists(s3_client, location.privkey_key(1))
 
 
-def test_too_many_existing_revisions_is_a_conflict(
+def test_many_unfinished_revisions_are_skipped_after_a_listing(
     store: S3Datastore, s3_client: S3Client, location: DatastoreLocation
 ) -> None:
-    for revision in range(1, MAX_REVISION_PROBES + 1):
+    """More leftovers than the probes: publishing used to stop for good; now it lists the
+    revisions once and writes after the highest, overwriting none of them."""
+    for revision in range(1, 2 * MAX_REVISION_PROBES + 1):
         overwrite(s3_client, location.fullchain_key(revision), b"orphan")
-    with pytest.raises(DatastoreConflictError, match="clean up"):
-        publish(store, location, None)
-    assert not exists(s3_client, location.pointer_key)
+    pointer = publish(store, location, None)
+    assert pointer.revision == 2 * MAX_REVISION_PROBES + 1
+    assert body_of(s3_client, location.fullchain_key(MAX_REVISION_PROBES)) == b"orphan"
 
 
 def test_existing_key_object_of_a_new_revision_is_a_conflict(
