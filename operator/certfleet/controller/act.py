@@ -55,10 +55,7 @@ def act(
 
 def _reuse(plan: Reuse, observed: Observed, ports: Ports) -> Outcome:
     stored = plan.stored
-    if plan.cache_it:
-        ports.cache.write(
-            observed.request.namespace, observed.spec, PemPair(stored.fullchain, stored.privkey)
-        )
+    cached = _cache(observed, ports, PemPair(stored.fullchain, stored.privkey), plan.cache_it)
     revision = stored.pointer.revision
     return _ready(
         observed,
@@ -66,13 +63,26 @@ def _reuse(plan: Reuse, observed: Observed, ports: Ports) -> Outcome:
         plan.verdict,
         revision,
         f"reused revision {revision} from the datastore",
+        *cached,
     )
+
+
+def _cache(observed: Observed, ports: Ports, pair: PemPair, wanted: bool) -> tuple[Event, ...]:
+    """The cache write, first: from here on, a crash never costs another order. A failed
+    write does not stop what follows (the certificate is published or already is; the next
+    reuse writes the cache again): it is a warning."""
+    if not wanted:
+        return ()
+    try:
+        ports.cache.write(observed.request.namespace, observed.spec, pair)
+    except CertfleetError as error:
+        return (Event("Warning", EventReason.CacheWriteFailed, f"caching failed: {error}"),)
+    return ()
 
 
 def _publish(plan: Publish, observed: Observed, ports: Ports, *events: Event) -> Outcome:
     """DESIGN step 4: publish to the datastore, verified, pointer last."""
-    if plan.cache_it:
-        ports.cache.write(observed.request.namespace, observed.spec, plan.pair)
+    events = (*events, *_cache(observed, ports, plan.pair, plan.cache_it))
     facts = plan.verdict.facts
     pointer = observed.datastore.publish(
         observed.location,
@@ -139,22 +149,11 @@ def _issue(
         f"issued serial {serial} for {', '.join(spec.names)}, "
         f"valid until {verdict.not_after.isoformat()}",
     )
-    events = [announced]
-    try:
-        # Cached first: from here on, a crash never costs another order.
-        ports.cache.write(observed.request.namespace, spec, issued)
-    except CertfleetError as error:
-        # Publishing still saves the certificate; the next reuse writes the cache again.
-        events.append(
-            Event(
-                "Warning", EventReason.CacheWriteFailed, f"caching serial {serial} failed: {error}"
-            )
-        )
     publish = Publish(
-        issued, verdict, CertificateReason.Issued, f"issued serial {serial} through ACME", False
+        issued, verdict, CertificateReason.Issued, f"issued serial {serial} through ACME", True
     )
     try:
-        return _publish(publish, observed, ports, *events)
+        return _publish(publish, observed, ports, announced)
     except CertfleetError as error:
         return _backed_off(
             plan,

@@ -485,3 +485,14 @@ def test_an_s3_provider_without_conditional_writes_is_a_configuration_answer(
         None,
     )
     assert [event.type for event in outcome.events] == ["Warning"]
+
+
+def test_a_failed_cache_write_does_not_make_a_published_certificate_unready(
+    world: FakeWorld,
+) -> None:
+    reconcile(world)
+    world.secrets.items.clear()
+    world.secrets.fail_writes = True
+    outcome = reconcile(world)
+    assert (outcome.ready, outcome.reason) == (True, "Reused")
+    assert [event.reason for event in outcome.events] == ["CacheWriteFailed"]
