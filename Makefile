@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test lint unit sandbox bench clean
+.PHONY: setup image test lint unit sandbox bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,13 +18,20 @@ setup: $(STAMP)
 	tests/testbed/install-system-packages.sh
 	tests/testbed/build-binaries.sh >/dev/null
 
+# certfleet's image in podman's local storage (localhost/certfleet:dev); the Debian base is made
+# once and kept there, so a second build takes seconds. The image tests run it.
+image: $(STAMP)
+	$(VENV)/bin/hadolint Containerfile
+	deploy/image/build-image.sh
+
 lint: $(STAMP)
+	$(VENV)/bin/hadolint Containerfile
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
-test: setup lint
+test: setup lint image
 	$(VENV)/bin/pytest
 
 sandbox: setup
