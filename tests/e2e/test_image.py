@@ -2,8 +2,9 @@
 clean, runs as a numeric non-root user without compilers, and the image itself (not this
 checkout's virtualenv) does the whole job on the test bed: `certfleet operator` until a
 ManagedCertificate is Ready, then `certfleet agent`, configured exactly as the node-agent
-DaemonSet says (its environment, mounts, uid 0 with CAP_KILL only, the host's pid namespace),
-until a real nginx serves that certificate from the files the container wrote.
+DaemonSet says (its environment, mounts, uid 0 with CAP_KILL only, the host's pid namespace,
+read-only S3 credentials), until a real nginx serves that certificate from the files the
+container wrote.
 
 The containers run with `podman run --network host`: the test bed's servers listen on
 127.0.0.1. A podman that cannot build or run the image fails these tests, saying why.
@@ -28,6 +29,7 @@ from certfleet.core.facts import certificate_facts
 from e2e.fleet import Fleet, new_domain
 from testbed import image
 from testbed.processes import ServerProcess
+from testbed.s3 import S3Endpoint, S3Server
 from testbed.webserver import Nginx
 
 pytestmark = pytest.mark.testbed
@@ -97,9 +99,9 @@ def _node_agent_container() -> tuple[dict[str, str], dict[str, str], dict[str, A
     return env, mounts, container["securityContext"]
 
 
-def _agent_files(fleet: Fleet, folder: Path) -> dict[str, Path]:
-    """The node's side of the DaemonSet's Secret volumes, and the CA the probe trusts."""
-    endpoint = fleet.bucket.endpoint
+def _agent_files(fleet: Fleet, endpoint: S3Endpoint, folder: Path) -> dict[str, Path]:
+    """The node's side of the DaemonSet's Secret volumes (the agents' read-only credentials,
+    the master key), and the CA the probe trusts."""
     files = {
         "s3-credentials": {
             "accessKeyID": endpoint.access_key.encode(),
@@ -121,6 +123,7 @@ def _agent_files(fleet: Fleet, folder: Path) -> dict[str, Path]:
 def test_the_image_issues_and_installs_a_certificate_served_by_nginx(
     start_fleet: Callable[..., Fleet],
     start_nginx: Callable[..., Nginx],
+    s3_server: S3Server,
     certfleet_image: str,
     tmp_path: Path,
 ) -> None:
@@ -165,7 +168,9 @@ def test_the_image_issues_and_installs_a_certificate_served_by_nginx(
             mount_paths["certificate-root"]
         )
         nginx = start_nginx(certificate_dir=cert_root / domain)  # a placeholder until then
-        files = _agent_files(fleet, tmp_path / "agent")
+        # The CloudHost's agent credentials: they read its prefix and write nothing.
+        reader = s3_server.read_only_user(fleet.bucket.name, f"certfleet/{fleet.cloudhost}")
+        files = _agent_files(fleet, reader, tmp_path / "agent")
         env.update(
             WEBSITE_URL=domain,
             CERTFLEET_CLOUDHOST=fleet.cloudhost,
