@@ -92,6 +92,26 @@ def test_the_apiserver_accepts_each_kustomization_with_the_built_image(
     assert "(server dry run)" in result.stdout
 
 
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_agents_serve_metrics_on_the_pod_address_only(
+    control_plane: ControlPlane, layout: str
+) -> None:
+    documents = render(control_plane, LAYOUTS[layout])
+    for document in documents:
+        if document["kind"] in ("Deployment", "DaemonSet"):
+            assert not document["spec"]["template"]["spec"].get("hostNetwork", False)
+    agents = [
+        c for c in containers(documents) if c.get("command", [])[:2] == ["certfleet", "agent"]
+    ]
+    serving = [c for c in agents if "--once" not in c["command"]]
+    assert serving, "no long-running agent container"
+    for container in serving:
+        env = {item["name"]: item for item in container["env"]}
+        assert env["CERTFLEET_METRICS_ADDRESS"]["valueFrom"] == {
+            "fieldRef": {"fieldPath": "status.podIP"}
+        }
+
+
 def _pod(workload: dict[str, Any], namespace: str) -> dict[str, Any]:
     """The workload's pod template as a Pod, which admission checks as it would the real pods."""
     template = workload["spec"]["template"]
