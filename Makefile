@@ -14,9 +14,13 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/pip install --quiet -e '.[test]'
 	touch $@
 
-setup: $(STAMP)
+# Debian's packages first (apt wants to be alone); then the Go builds beside the Python
+# installs, the two slow steps of a first run (about 5 and 1 minutes).
+setup:
 	tests/testbed/install-system-packages.sh
-	tests/testbed/build-binaries.sh >/dev/null
+	tests/testbed/build-binaries.sh >/dev/null & go=$$!; \
+	$(MAKE) --no-print-directory $(STAMP); venv=$$?; \
+	wait $$go && exit $$venv
 
 # certfleet's image in podman's local storage (localhost/certfleet:dev); the Debian base is made
 # once and kept there, so a second build takes seconds. The image tests run it.
