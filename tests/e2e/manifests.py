@@ -80,3 +80,18 @@ def apply(plane: ControlPlane, kustomization: Path = DEPLOY) -> None:
     plane.kubectl("apply", "-k", str(kustomization))
     if kustomization == DEPLOY:
         wait_for_crds(plane)
+
+
+def bare_certificate(namespace: str, name: str, domain: str) -> dict[str, Any]:
+    """A ManagedCertificate for RBAC checks: no operator reconciles it."""
+    return {
+        "apiVersion": "certfleet.io/v1alpha1",
+        "kind": "ManagedCertificate",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "domain": domain,
+            "cloudhost": "sandbox",
+            "buildIdentifier": "build-1",
+            "generationMethod": "AUTOMATIC",
+        },
+    }

@@ -25,6 +25,7 @@ from e2e.manifests import (
     RELEASE_IMAGE,
     SYSTEM,
     apply,
+    bare_certificate,
     can_i,
     find,
     render,
@@ -227,20 +228,10 @@ def test_operator_identity_really_acts_and_is_really_refused(
     rbac: ControlPlane, namespace: str
 ) -> None:
     """Not just `can-i`: requests made with the operator's user name (the agents':
-    tests/e2e/test_agent_layouts.py)."""
+    tests/e2e/test_deploy_layouts.py)."""
     operator = rbac.kubeconfig_for(OPERATOR, SERVICE_ACCOUNT_GROUPS)
     name = f"rbac-{secrets.token_hex(4)}"
-    certificate = {
-        "apiVersion": "certfleet.io/v1alpha1",
-        "kind": "ManagedCertificate",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "domain": "www.example.test",
-            "cloudhost": "sandbox",
-            "buildIdentifier": "build-1",
-            "generationMethod": "AUTOMATIC",
-        },
-    }
+    certificate = bare_certificate(namespace, name, "www.example.test")
     rbac.kubectl("apply", "-f", "-", stdin=json.dumps(certificate))
     try:
         status = json.dumps({"status": {"serialNumber": "0a"}})

@@ -24,6 +24,7 @@ from e2e.manifests import (
     LAYOUTS,
     SYSTEM,
     apply,
+    bare_certificate,
     can_i,
     containers,
     find,
@@ -251,17 +252,7 @@ def test_an_agent_really_reads_and_reports_its_certificate_only(
     agent = agent_rbac.kubeconfig_for(
         who, ("system:serviceaccounts", f"system:serviceaccounts:{account_namespace}")
     )
-    certificate = {
-        "apiVersion": "certfleet.io/v1alpha1",
-        "kind": "ManagedCertificate",
-        "metadata": {"name": CERTIFICATE, "namespace": namespace},
-        "spec": {
-            "domain": "www.example.com",
-            "cloudhost": "sandbox",
-            "buildIdentifier": "build-1",
-            "generationMethod": "AUTOMATIC",
-        },
-    }
+    certificate = bare_certificate(namespace, CERTIFICATE, "www.example.com")
     agent_rbac.kubectl("apply", "-f", "-", stdin=json.dumps(certificate))
     try:
         ns = ("-n", namespace)

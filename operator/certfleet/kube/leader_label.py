@@ -15,9 +15,12 @@ from typing import Any
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import HTTPError
 
 LEADER_LABEL = "certfleet.io/leader"
 REQUEST_TIMEOUT_SECONDS = 10
+# What a request to the apiserver raises: its answer, or no answer (refused, timed out).
+_FAILURES = (ApiException, HTTPError, OSError)
 
 log = logging.getLogger(__name__)
 
@@ -52,14 +55,13 @@ class LeaderLabel:
                     )
                     self._label(pod.metadata.name, None)
             self._label(self.pod, "true")
-        except ApiException as error:
+        except _FAILURES as error:
             log.error(
-                "labelling pod %s/%s as the leader failed (%s %s): the solver Service will not "
+                "labelling pod %s/%s as the leader failed (%s): the solver Service will not "
                 "reach it",
                 self.namespace,
                 self.pod,
-                error.status,
-                error.reason,
+                _describe(error),
             )
             return False
         return True
@@ -68,9 +70,11 @@ class LeaderLabel:
         """Unlabels this pod (on stepping down); a pod already gone is fine."""
         try:
             self._label(self.pod, None)
-        except ApiException as error:
-            if error.status != 404:
-                log.warning("removing %s from pod %s failed: %s", LEADER_LABEL, self.pod, error)
+        except _FAILURES as error:
+            if not (isinstance(error, ApiException) and error.status == 404):
+                log.warning(
+                    "removing %s from pod %s failed: %s", LEADER_LABEL, self.pod, _describe(error)
+                )
 
     def _label(self, pod: str, value: str | None) -> Any:
         # A merge patch: null removes the label.
@@ -78,3 +82,9 @@ class LeaderLabel:
         return self._api.patch_namespaced_pod(
             pod, self.namespace, body, _request_timeout=REQUEST_TIMEOUT_SECONDS
         )
+
+
+def _describe(error: Exception) -> str:
+    if isinstance(error, ApiException):
+        return f"{error.status} {error.reason}"
+    return f"{type(error).__name__}: {error}"
