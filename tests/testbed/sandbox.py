@@ -114,6 +114,7 @@ def _show(
         say(f"{name} did not become Ready within {args.timeout:.0f} s; operator log:")
         print(install.operator.log_tail(40) if install.operator else "", flush=True)
         return 1
+    print(plane.kubectl("get", "mcert", "-n", namespace, "-o", "wide").stdout, flush=True)
     say(f"{name} is Ready: its certificate is in s3://{bucket}/ and in a cache Secret.")
     fleet, reader, master_key = agents
     spec = automatic["spec"]
