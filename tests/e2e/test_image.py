@@ -4,7 +4,7 @@ checkout's virtualenv) does the whole job on the test bed: `certfleet operator` 
 ManagedCertificate is Ready, then `certfleet agent`, configured exactly as the node-agent
 DaemonSet says (its environment, mounts, uid 0 with CAP_KILL only, the host's pid namespace,
 read-only S3 credentials), until a real nginx serves that certificate from the files the
-container wrote.
+container wrote; and the agent as the sidecar runs it (nginx's non-root uid, no capability).
 
 The containers run with `podman run --network host`: the test bed's servers listen on
 127.0.0.1. A podman that cannot build or run the image fails these tests, saying why.
@@ -17,6 +17,7 @@ import secrets
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -240,3 +241,136 @@ def test_the_image_issues_and_installs_a_certificate_served_by_nginx(
         fleet.install.stop_operator()
         image.remove(operator_name)
         image.remove(agent_name)
+
+
+# -- the sidecar layout ---------------------------------------------------------------------
+
+SIDECAR = image.REPO / "deploy" / "sidecar"
+
+
+def _sidecar_agent() -> tuple[dict[str, str], dict[str, str], dict[str, Any], dict[str, Any]]:
+    """The sidecar's agent: its settings (agent.env, the ConfigMap), its volume mounts by name,
+    its security context and the pod's."""
+    lines = (SIDECAR / "agent.env").read_text().splitlines()
+    env = dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+    (deployment,) = (
+        d
+        for d in yaml.safe_load_all((SIDECAR / "webserver.yaml").read_text())
+        if d["kind"] == "Deployment"
+    )
+    pod = deployment["spec"]["template"]["spec"]
+    (agent,) = (c for c in pod["containers"] if c["name"] == "agent")
+    mounts = {mount["name"]: mount["mountPath"] for mount in agent["volumeMounts"]}
+    return env, mounts, agent["securityContext"], pod["securityContext"]
+
+
+class SameUidNginx(Nginx):
+    """The test bed's nginx as `uid`, as the sidecar pod's webserver container runs (the pod's
+    runAsUser), from a folder that uid owns."""
+
+    def __init__(self, base: Path, certificate_dir: Path, uid: int) -> None:
+        super().__init__(base / "nginx", certificate_dir)
+        self.base, self.uid = base, uid
+
+    @property
+    def _base_command(self) -> list[str]:
+        user = [f"--reuid={self.uid}", f"--regid={self.uid}", "--clear-groups"]
+        return ["setpriv", *user, *super()._base_command]
+
+    def write_config(self) -> None:
+        super().write_config()
+        for folder, _, names in os.walk(self.base):
+            for path in (folder, *(os.path.join(folder, name) for name in names)):
+                os.chown(path, self.uid, self.uid)
+
+
+def test_the_image_as_a_sidecar_reloads_nginx_without_any_capability(
+    fleet: Fleet, s3_server: S3Server, certfleet_image: str, tmp_path: Path
+) -> None:
+    """The sidecar's agent, as deploy/sidecar configures it: the pod's non-root uid, no
+    capability, SIGHUP to the pid in nginx's pid file (the host's pid namespace stands in for
+    the pod's shared one). The certificate comes from the test bed's operator."""
+    domain = new_domain()
+    fleet.apply_certificate("automatic.yaml", "web", domain)
+    fleet.install.wait_for_condition(fleet.namespace, "web", "True", timeout=60)
+    stored = fleet.stored(domain)
+    assert stored is not None
+    env, mount_paths, security, pod_security = _sidecar_agent()
+    assert security["capabilities"] == {"drop": ["ALL"]}
+    uid = pod_security["runAsUser"]
+    assert pod_security["runAsNonRoot"] is True and uid != 0
+
+    base = Path(tempfile.mkdtemp(prefix="certfleet-sidecar-"))  # outside pytest's 0700 folders
+    agent_name = f"certfleet-sidecar-{secrets.token_hex(3)}"
+    agent: ServerProcess | None = None
+    nginx: Nginx | None = None
+    try:
+        certificates = base / "certificates"
+        cert_root = certificates / Path(env["CERTFLEET_CERT_ROOT"]).relative_to(
+            mount_paths["certificates"]
+        )
+        nginx = SameUidNginx(base, cert_root / domain, uid)
+        nginx.start()
+        reader = s3_server.read_only_user(fleet.bucket.name, f"certfleet/{fleet.cloudhost}")
+        files = _agent_files(fleet, reader, tmp_path / "agent")
+        for folder in files.values():
+            for path in (folder, *folder.iterdir()):
+                os.chown(path, uid, uid)  # the pod's fsGroup makes them the pod's
+        env.update(
+            WEBSITE_URL=domain,
+            CERTFLEET_CLOUDHOST=fleet.cloudhost,
+            CERTFLEET_S3_ENDPOINT=fleet.bucket.endpoint.url,
+            CERTFLEET_S3_REGION=fleet.bucket.endpoint.region,
+            CERTFLEET_S3_BUCKET=fleet.bucket.name,
+            CERTFLEET_NODE_NAME="pod-a",
+            CERTFLEET_PROBE_ADDRESS=f"{nginx.address}:{nginx.https_port}",
+            CERTFLEET_PROBE_CA_FILE="/var/run/certfleet/trust/roots.pem",
+            CERTFLEET_POLL_INTERVAL="1",
+            CERTFLEET_METRICS_PORT="0",
+        )
+        del env["CERTFLEET_CERTIFICATE_NAMESPACE"], env["CERTFLEET_CERTIFICATE_NAME"]
+        agent = ServerProcess(
+            "certfleet-sidecar-image",
+            image.run_argv(
+                agent_name,
+                certfleet_image,
+                mounts={
+                    files["s3-credentials"]: mount_paths["s3-credentials"],
+                    files["master-key"]: mount_paths["master-key"],
+                    files["trust"]: "/var/run/certfleet/trust",
+                    certificates: mount_paths["certificates"] + ":rw",
+                    nginx.prefix: mount_paths["nginx-pid"],  # where nginx writes its pid file
+                },
+                env=env,
+                options=[
+                    f"--user={uid}:{pod_security['runAsGroup']}",
+                    "--pid=host",
+                    "--cap-drop=ALL",
+                    "--security-opt=no-new-privileges",
+                ],
+                args=["agent"],
+            ),
+            tmp_path / "sidecar-agent.log",
+        )
+        trust = files["trust"] / "roots.pem"
+
+        def served() -> str:
+            assert nginx is not None
+            try:
+                return certificate_facts(nginx.served_certificate(domain, trust)).serial
+            except OSError as error:
+                return f"<no verified handshake: {error}>"
+
+        serial = stored.pointer.serial
+        agent.wait_until(lambda: served() == serial, timeout=60, what=f"serving {serial}")
+        status = Path(f"/proc/{image.main_pid(agent_name)}/status").read_text().splitlines()
+        fields = dict(line.split(":", 1) for line in status)
+        assert fields["Uid"].split()[0] == str(uid)
+        assert int(fields["CapEff"], 16) == 0 and int(fields["CapPrm"], 16) == 0
+    finally:
+        if agent is not None:
+            agent.stop()
+        image.remove(agent_name)
+        if nginx is not None:
+            nginx.stop()
+        shutil.rmtree(base, ignore_errors=True)
