@@ -106,6 +106,12 @@ def _add_operator_arguments(operator: argparse.ArgumentParser) -> None:
         help="this replica's name in the Lease (env CERTFLEET_POD_NAME)",
     )
     add(
+        "--pod-name",
+        default=os.environ.get("CERTFLEET_POD_NAME", defaults.pod_name),
+        help="this replica's pod, labelled certfleet.io/leader=true while it holds the Lease "
+        "(the solver Service's selector); unset outside a pod (env CERTFLEET_POD_NAME)",
+    )
+    add(
         "--metrics-listen",
         type=_host_port,
         default=_env_host_port("CERTFLEET_METRICS_LISTEN", defaults.metrics_listen),
@@ -155,6 +161,7 @@ def _run_operator(args: argparse.Namespace) -> int:
             lease_name=args.lease_name,
             lease_seconds=args.lease_seconds,
             identity=args.identity,
+            pod_name=args.pod_name,
             metrics_listen=args.metrics_listen,
             liveness=args.liveness,
             verbose=args.verbose,

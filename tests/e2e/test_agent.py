@@ -64,28 +64,36 @@ BUILD = "build-1"
 AGENT_USER = "certfleet-agent"
 
 
-def agent_rbac() -> str:
-    """deploy/agent.yaml's roles with their rules as shipped (no Secrets, its own status only),
-    each bound to the test's agent user instead of the DaemonSet's service account: so the
-    agents here run with exactly the rights a deployment gives them."""
+def agent_rbac(namespace: str) -> str:
+    """deploy/node-agent/rbac.yaml's Role with its rules as shipped (no Secrets, its own status
+    only), in the test's namespace and bound to the test's agent user instead of the
+    DaemonSet's service account: so the agents here run with the rights a deployment gives
+    them. Without its resourceNames (one certificate there, several here: that narrowing is
+    tests/e2e/test_deploy_layouts.py's)."""
     shipped = [
         document
-        for document in yaml.safe_load_all((REPO / "deploy" / "agent.yaml").read_text())
-        if document and document.get("kind") in ("ClusterRole", "Role")
+        for document in yaml.safe_load_all(
+            (REPO / "deploy" / "node-agent" / "rbac.yaml").read_text()
+        )
+        if document and document.get("kind") == "Role"
     ]
-    assert shipped, "deploy/agent.yaml grants the agent no role"
+    assert shipped, "deploy/node-agent/rbac.yaml grants the agent no role"
     documents: list[dict[str, Any]] = []
     for role in shipped:
-        metadata = {**role["metadata"], "name": f"{role['metadata']['name']}-e2e"}
-        documents.append({**role, "metadata": metadata})
+        metadata = {"name": f"{role['metadata']['name']}-e2e", "namespace": namespace}
+        rules = [
+            {key: value for key, value in rule.items() if key != "resourceNames"}
+            for rule in role["rules"]
+        ]
+        documents.append({**role, "metadata": metadata, "rules": rules})
         documents.append(
             {
                 "apiVersion": "rbac.authorization.k8s.io/v1",
-                "kind": f"{role['kind']}Binding",
+                "kind": "RoleBinding",
                 "metadata": metadata,
                 "roleRef": {
                     "apiGroup": "rbac.authorization.k8s.io",
-                    "kind": role["kind"],
+                    "kind": "Role",
                     "name": metadata["name"],
                 },
                 "subjects": [
@@ -575,9 +583,9 @@ def report_target(
     and a later operator would otherwise reconcile these resources too."""
     install = CertfleetInstall(control_plane, tmp_path / "certfleet")
     install.install_crds()
-    control_plane.kubectl("apply", "-f", "-", stdin=agent_rbac())
     namespace = f"agents-{secrets.token_hex(3)}"
     control_plane.kubectl("create", "namespace", namespace)
+    control_plane.kubectl("apply", "-f", "-", stdin=agent_rbac(namespace))
     yield install, namespace, control_plane.kubeconfig_for(AGENT_USER)
     # The test bed runs no namespace controller: delete the resources themselves.
     control_plane.kubectl("delete", "mcert", "--all", "-n", namespace, "--timeout=30s")
@@ -782,13 +790,13 @@ def test_the_operator_publishes_and_the_status_says_every_node_serves_it(
 ) -> None:
     install = CertfleetInstall(control_plane, tmp_path / "certfleet")
     install.install_crds()
-    control_plane.kubectl("apply", "-f", "-", stdin=agent_rbac())
     suffix = secrets.token_hex(3)
     cloudhost, namespace = f"host-{suffix}", f"fleet-{suffix}"
     datastore = _datastore(s3_bucket, tmp_path, cloudhost)
     domain = datastore.location.domain
     install.create_cloudhost(cloudhost, s3_bucket.endpoint, s3_bucket.name, datastore.master_key)
     control_plane.kubectl("create", "namespace", namespace)
+    control_plane.kubectl("apply", "-f", "-", stdin=agent_rbac(namespace))
     install.start_operator(start_acme_ca())
     agents: list[ServerProcess] = []
     try:

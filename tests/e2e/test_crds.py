@@ -398,7 +398,7 @@ def test_printer_columns_show_status(crds: ControlPlane, namespace: str) -> None
     assert table[1].split()[:4] == [name, "True", "www.example.test", "AUTOMATIC"]
 
     wide = crds.kubectl("get", "mcert", name, "-n", namespace, "-o", "wide").stdout.splitlines()
-    assert wide[0].split()[7:] == ["CLOUDHOST", "BUILD", "SERIAL", "MESSAGE"]
+    assert wide[0].split()[7:] == ["CLOUDHOST", "BUILD", "SERIAL", "FLEET", "MESSAGE"]
     assert wide[1].split()[7:10] == ["sandbox", "build-1", "0a1b2c"]
     assert wide[1].rstrip().endswith(message)
 

@@ -1,5 +1,6 @@
 """The kustomize base on a real kube-apiserver: it renders, applies, and its RBAC grants the
-operator and the agent what they need and nothing more. Plus the nginx snippet on a real nginx.
+operator what it needs and nothing more. Plus the nginx snippet on a real nginx. (The agents'
+layouts: tests/e2e/test_deploy_layouts.py.)
 
 The base is applied for real (pods never start: the test bed has no scheduler or kubelet) and
 left in place: the control plane is shared by the session and, with no namespace controller, a
@@ -17,39 +18,32 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from certfleet.acme_issuer import ChallengeStore, Http01Server
-from testbed.certfleet_install import wait_for_crds
+from e2e.manifests import (
+    DEPLOY,
+    RELEASE_IMAGE,
+    SYSTEM,
+    apply,
+    bare_certificate,
+    can_i,
+    find,
+    render,
+    wait_for_rights,
+)
 from testbed.control_plane import ControlPlane
-from testbed.waiting import wait_for
 from testbed.webserver import Nginx
 
 pytestmark = pytest.mark.testbed
 
-ROOT = Path(__file__).resolve().parents[2]
-DEPLOY = ROOT / "deploy"
 NGINX_SNIPPET = DEPLOY / "nginx" / "certfleet-acme-challenge.conf"
-SYSTEM = "certfleet-system"
 OPERATOR = f"system:serviceaccount:{SYSTEM}:certfleet-operator"
-AGENT = f"system:serviceaccount:{SYSTEM}:certfleet-agent"
 SERVICE_ACCOUNT_GROUPS = ("system:serviceaccounts", f"system:serviceaccounts:{SYSTEM}")
-
-
-def render(plane: ControlPlane) -> list[dict[str, Any]]:
-    rendered = plane.kubectl("kustomize", str(DEPLOY)).stdout
-    return [document for document in yaml.safe_load_all(rendered) if document]
-
-
-def find(documents: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
-    (found,) = (d for d in documents if d["kind"] == kind and d["metadata"]["name"] == name)
-    return found
 
 
 @pytest.fixture(scope="module")
 def deployed(control_plane: ControlPlane) -> ControlPlane:
-    control_plane.kubectl("apply", "-k", str(DEPLOY))
-    wait_for_crds(control_plane)
+    apply(control_plane)
     return control_plane
 
 
@@ -61,27 +55,15 @@ def namespace(deployed: ControlPlane) -> str:
     return name
 
 
-def can_i(plane: ControlPlane, who: str, *request: str) -> bool:
-    result = plane.kubectl("auth", "can-i", f"--as={who}", *request, check=False)
-    answer = result.stdout.strip()
-    assert answer in ("yes", "no"), result.stdout + result.stderr
-    return answer == "yes"
-
-
 @pytest.fixture(scope="module")
 def rbac(deployed: ControlPlane, namespace: str) -> ControlPlane:
-    """The deployed RBAC, once the authorizer has seen it (it learns of bindings through an
-    informer): without this wait every "cannot" below would hold trivially."""
-    checks = (
-        (OPERATOR, "patch", "managedcertificates", "--subresource=status", "-n", namespace),
-        (AGENT, "get", "managedcertificates", "-n", namespace),
-        (OPERATOR, "create", "leases.coordination.k8s.io", "-n", SYSTEM),
-    )
-    wait_for(
-        "the RBAC bindings to take effect",
-        lambda: all(can_i(deployed, who, *request) for who, *request in checks),
-        timeout=15,
-        interval=0.1,
+    """The deployed RBAC, once the authorizer has seen it."""
+    wait_for_rights(
+        deployed,
+        [
+            (OPERATOR, "patch", "managedcertificates", "--subresource=status", "-n", namespace),
+            (OPERATOR, "create", "leases.coordination.k8s.io", "-n", SYSTEM),
+        ],
     )
     return deployed
 
@@ -102,10 +84,6 @@ def test_base_renders_exactly_the_expected_objects(control_plane: ControlPlane) 
         ("RoleBinding", SYSTEM, "certfleet-operator-leader-election"),
         ("Deployment", SYSTEM, "certfleet-operator"),
         ("Service", SYSTEM, "certfleet-acme-solver"),
-        ("ServiceAccount", SYSTEM, "certfleet-agent"),
-        ("ClusterRole", "", "certfleet-agent"),
-        ("ClusterRoleBinding", "", "certfleet-agent"),
-        ("DaemonSet", SYSTEM, "certfleet-agent"),
     }
     assert len(documents) == len(objects)  # no object twice
     assert all(
@@ -121,7 +99,9 @@ def test_operator_deployment_is_locked_down(control_plane: ControlPlane) -> None
     # Leader election makes a second replica a warm standby, not a second actor.
     assert deployment["spec"]["replicas"] == 2
     assert deployment["spec"].get("strategy", {}).get("type", "RollingUpdate") == "RollingUpdate"
-    assert container["readinessProbe"]["tcpSocket"]["port"] == "http-acme"
+    # Ready whether leading or standing by: /healthz, which a standby answers too.
+    assert container["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "healthz"}
+    assert container["image"] == f"{RELEASE_IMAGE}:0.1.0"
     assert pod["serviceAccountName"] == "certfleet-operator"
     assert container["command"] == ["certfleet", "operator"]
     assert pod["securityContext"]["runAsNonRoot"] is True
@@ -137,36 +117,18 @@ def test_operator_deployment_is_locked_down(control_plane: ControlPlane) -> None
     assert ports["http-acme"] == 8089
     assert ports["metrics"] == 9090
 
-    # The solver Service reaches the operator's pods on the challenge port.
+    # Metrics on the pod's address, not every interface.
+    assert env["POD_IP"]["valueFrom"] == {"fieldRef": {"fieldPath": "status.podIP"}}
+    assert env["CERTFLEET_METRICS_LISTEN"]["value"] == "$(POD_IP):9090"
+
+    # The solver Service reaches the operator's pod that holds the Lease (and its label).
     service = find(documents, "Service", "certfleet-acme-solver")
     (service_port,) = service["spec"]["ports"]
     assert (service_port["port"], service_port["targetPort"]) == (80, "http-acme")
     labels = deployment["spec"]["template"]["metadata"]["labels"]
-    assert service["spec"]["selector"].items() <= labels.items()
-
-
-def test_agent_daemonset_runs_on_webserver_nodes_only(control_plane: ControlPlane) -> None:
-    daemonset = find(render(control_plane), "DaemonSet", "certfleet-agent")
-    pod = daemonset["spec"]["template"]["spec"]
-    (container,) = pod["containers"]
-    assert pod["nodeSelector"] == {"certfleet.io/webserver": "true"}
-    assert pod["serviceAccountName"] == "certfleet-agent"
-    assert container["command"] == ["certfleet", "agent"]
-    volumes = {volume["name"]: volume for volume in pod["volumes"]}
-    mounts = {mount["name"]: mount for mount in container["volumeMounts"]}
-    assert volumes.keys() == mounts.keys()
-    root = volumes["certificate-root"]["hostPath"]["path"]
-    assert root == mounts["certificate-root"]["mountPath"]
-    env = {item["name"]: item.get("value") for item in container["env"]}
-    # The agent writes ${HOME}/ssl/live/<domain>/ on the node, beside the webserver.
-    assert env["CERTFLEET_CERT_ROOT"] == f"{root}/live"
-    # Keys and credentials come as read-only files from the CloudHost's Secrets.
-    for name in ("s3-credentials", "master-key"):
-        assert mounts[name]["readOnly"] is True
-        assert volumes[name]["secret"]["defaultMode"] == 0o400
-    # The webserver is the node's: reloaded in its namespaces, probed on its network.
-    assert pod["hostNetwork"] is True and pod["hostPID"] is True
-    assert "nsenter" in env["CERTFLEET_RELOAD_COMMAND"]
+    selector = dict(service["spec"]["selector"])
+    assert selector.pop("certfleet.io/leader") == "true"
+    assert selector.items() <= labels.items()
 
 
 def test_base_applies_and_reapplies_without_change(deployed: ControlPlane) -> None:
@@ -183,28 +145,20 @@ def test_base_applies_and_reapplies_without_change(deployed: ControlPlane) -> No
     assert operator["spec"]["template"]["spec"]["serviceAccountName"] == "certfleet-operator"
 
 
-def test_pod_security_restricted_admits_the_operator_not_the_agent(
-    control_plane: ControlPlane,
-) -> None:
-    """The operator meets the "restricted" Pod Security Standard; the agent, which writes to
-    its node through a hostPath, cannot. Checked by the apiserver's PodSecurity admission."""
+def test_pod_security_restricted_admits_the_operator(control_plane: ControlPlane) -> None:
+    """The operator meets the "restricted" Pod Security Standard, checked by the apiserver's
+    PodSecurity admission in a namespace that enforces it."""
     namespace = f"psa-{secrets.token_hex(4)}"
     control_plane.kubectl("create", "namespace", namespace)
     control_plane.kubectl(
-        "label", "namespace", namespace, "pod-security.kubernetes.io/warn=restricted"
+        "label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted"
     )
-    documents = render(control_plane)
-    warnings = {}
-    for kind, name in (("Deployment", "certfleet-operator"), ("DaemonSet", "certfleet-agent")):
-        workload = find(documents, kind, name)
-        workload["metadata"]["namespace"] = namespace
-        result = control_plane.kubectl(
-            "apply", "--dry-run=server", "-f", "-", stdin=json.dumps(workload)
-        )
-        warnings[kind] = result.stderr
-    assert "would violate PodSecurity" not in warnings["Deployment"], warnings["Deployment"]
-    assert 'would violate PodSecurity "restricted' in warnings["DaemonSet"]
-    assert "hostPath" in warnings["DaemonSet"]
+    deployment = find(render(control_plane), "Deployment", "certfleet-operator")
+    deployment["metadata"]["namespace"] = namespace
+    result = control_plane.kubectl(
+        "apply", "--dry-run=server", "-f", "-", stdin=json.dumps(deployment)
+    )
+    assert "would violate PodSecurity" not in result.stderr, result.stderr
 
 
 OPERATOR_CAN = [
@@ -217,6 +171,8 @@ OPERATOR_CAN = [
     ("watch", "cloudhosts"),
     ("get", "secrets", "-n", "{ns}"),
     ("create", "secrets", "-n", "{ns}"),
+    ("patch", "pods", "-n", SYSTEM),  # the leader's label on its own pod
+    ("list", "pods", "-n", SYSTEM),
     ("patch", "secrets", "-n", "{ns}"),
     ("update", "secrets", "-n", SYSTEM),
     ("create", "events", "-n", "{ns}"),
@@ -234,26 +190,16 @@ OPERATOR_CANNOT = [
     ("delete", "managedcertificates", "-n", "{ns}"),
     ("patch", "cloudhosts"),
     ("delete", "secrets", "-n", "{ns}"),
+    ("list", "secrets", "--all-namespaces"),  # Secrets by name only
+    ("watch", "secrets", "-n", "{ns}"),
+    ("patch", "pods", "-n", "{ns}"),
+    ("delete", "pods", "-n", SYSTEM),
+    ("delete", "customresourcedefinitions.apiextensions.k8s.io"),
     ("create", "pods", "-n", "{ns}"),
     ("get", "configmaps", "-n", "{ns}"),
     ("create", "leases.coordination.k8s.io", "-n", "{ns}"),  # only in its own namespace
     ("patch", "customresourcedefinitions.apiextensions.k8s.io"),
     ("impersonate", "users"),
-]
-AGENT_CAN = [
-    ("get", "managedcertificates", "-n", "{ns}"),
-    ("list", "managedcertificates", "--all-namespaces"),
-    ("watch", "managedcertificates", "--all-namespaces"),
-    ("patch", "managedcertificates", "--subresource=status", "-n", "{ns}"),
-]
-AGENT_CANNOT = [
-    ("get", "secrets", "-n", "{ns}"),
-    ("list", "secrets", "--all-namespaces"),
-    ("get", "secrets", "-n", SYSTEM),
-    ("patch", "managedcertificates", "-n", "{ns}"),  # spec belongs to users
-    ("delete", "managedcertificates", "-n", "{ns}"),
-    ("update", "managedcertificates", "--subresource=status", "-n", "{ns}"),
-    ("create", "events", "-n", "{ns}"),
 ]
 
 
@@ -261,46 +207,31 @@ def _request(template: tuple[str, ...], namespace: str) -> list[str]:
     return [part.format(ns=namespace) for part in template]
 
 
-def _cases(who: str, requests: list[tuple[str, ...]], allowed: bool) -> list[Any]:
-    role = "operator" if who == OPERATOR else "agent"
+def _cases(requests: list[tuple[str, ...]], allowed: bool) -> list[Any]:
     verdict = "can" if allowed else "cannot"
     return [
-        pytest.param(who, request, allowed, id=f"{role} {verdict} {' '.join(request)}")
+        pytest.param(request, allowed, id=f"operator {verdict} {' '.join(request)}")
         for request in requests
     ]
 
 
 @pytest.mark.parametrize(
-    ("who", "request_", "allowed"),
-    _cases(OPERATOR, OPERATOR_CAN, True)
-    + _cases(OPERATOR, OPERATOR_CANNOT, False)
-    + _cases(AGENT, AGENT_CAN, True)
-    + _cases(AGENT, AGENT_CANNOT, False),
+    ("request_", "allowed"), _cases(OPERATOR_CAN, True) + _cases(OPERATOR_CANNOT, False)
 )
-def test_service_account_rights(
-    rbac: ControlPlane, namespace: str, who: str, request_: tuple[str, ...], allowed: bool
+def test_operator_rights(
+    rbac: ControlPlane, namespace: str, request_: tuple[str, ...], allowed: bool
 ) -> None:
-    assert can_i(rbac, who, *_request(request_, namespace)) is allowed
+    assert can_i(rbac, OPERATOR, *_request(request_, namespace)) is allowed
 
 
 def test_operator_identity_really_acts_and_is_really_refused(
     rbac: ControlPlane, namespace: str
 ) -> None:
-    """Not just `can-i`: requests made with the operator's and the agent's user names."""
+    """Not just `can-i`: requests made with the operator's user name (the agents':
+    tests/e2e/test_deploy_layouts.py)."""
     operator = rbac.kubeconfig_for(OPERATOR, SERVICE_ACCOUNT_GROUPS)
-    agent = rbac.kubeconfig_for(AGENT, SERVICE_ACCOUNT_GROUPS)
     name = f"rbac-{secrets.token_hex(4)}"
-    certificate = {
-        "apiVersion": "certfleet.io/v1alpha1",
-        "kind": "ManagedCertificate",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "domain": "www.example.test",
-            "cloudhost": "sandbox",
-            "buildIdentifier": "build-1",
-            "generationMethod": "AUTOMATIC",
-        },
-    }
+    certificate = bare_certificate(namespace, name, "www.example.test")
     rbac.kubectl("apply", "-f", "-", stdin=json.dumps(certificate))
     try:
         status = json.dumps({"status": {"serialNumber": "0a"}})
@@ -317,13 +248,8 @@ def test_operator_identity_really_acts_and_is_really_refused(
         assert "created" in secret.stdout
         refused = rbac.kubectl("delete", "namespace", namespace, kubeconfig=operator, check=False)
         assert "forbidden" in refused.stderr.lower(), refused.stderr
-
-        seen = rbac.kubectl("get", "mcert", name, "-n", namespace, "-o", "json", kubeconfig=agent)
-        assert json.loads(seen.stdout)["status"]["serialNumber"] == "0a"
-        hidden = rbac.kubectl(
-            "get", "secret", f"{name}-cache", "-n", namespace, kubeconfig=agent, check=False
-        )
-        assert "forbidden" in hidden.stderr.lower(), hidden.stderr
+        listed = rbac.kubectl("get", "secrets", "-A", kubeconfig=operator, check=False)
+        assert "forbidden" in listed.stderr.lower(), listed.stderr
     finally:
         rbac.kubectl("delete", "mcert", name, "-n", namespace, "--wait=false")
         rbac.kubectl("delete", "secret", f"{name}-cache", "-n", namespace, "--ignore-not-found")

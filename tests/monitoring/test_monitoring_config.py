@@ -208,7 +208,9 @@ def test_podmonitors_scrape_ports_the_workloads_name() -> None:
         "certfleet-operator": load_yaml(ROOT / "deploy" / "operator-deployment.yaml"),
         "certfleet-agent": next(
             d
-            for d in yaml.safe_load_all((ROOT / "deploy" / "agent.yaml").read_text())
+            for d in yaml.safe_load_all(
+                (ROOT / "deploy" / "node-agent" / "daemonset.yaml").read_text()
+            )
             if d["kind"] == "DaemonSet"
         ),
     }

@@ -8,6 +8,7 @@ import json
 import os
 import secrets
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,8 @@ from testbed.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 OPERATOR_NAMESPACE = "certfleet-system"
+# certfleet from this checkout's virtualenv.
+LOCAL_CERTFLEET = (sys.executable, "-m", "certfleet.cli")
 
 
 def load_example(name: str) -> dict[str, Any]:
@@ -101,8 +104,16 @@ class CertfleetInstall:
             }
         )
 
-    def start_operator(self, acme: AcmeCA, *extra_args: str) -> ServerProcess:
-        """`certfleet operator` as its own process, trusting pebble's listener."""
+    def start_operator(
+        self,
+        acme: AcmeCA,
+        *extra_args: str,
+        command: Sequence[str] = LOCAL_CERTFLEET,
+        ca_bundle: Path | None = None,
+    ) -> ServerProcess:
+        """`certfleet operator` as its own process, trusting pebble's listener. `command` runs
+        certfleet (e.g. the image, tests/testbed/image.py); `ca_bundle` is where it finds
+        pebble's CA file (default: its path here)."""
         self._operator_starts += 1
         liveness_port = free_port()
         # Its own port per start: the default 0.0.0.0:9090 would clash between test runs.
@@ -110,13 +121,11 @@ class CertfleetInstall:
         self.operator = ServerProcess(
             "certfleet-operator",
             [
-                sys.executable,
-                "-m",
-                "certfleet.cli",
+                *command,
                 "operator",
                 f"--namespace={OPERATOR_NAMESPACE}",
                 f"--http01-listen=127.0.0.1:{self.http01_port}",
-                f"--acme-ca-bundle={acme.listener_ca_bundle}",
+                f"--acme-ca-bundle={ca_bundle or acme.listener_ca_bundle}",
                 f"--liveness=http://127.0.0.1:{liveness_port}/healthz",
                 f"--metrics-listen=127.0.0.1:{self.metrics_port}",
                 "--retry-seconds=2",

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import secrets
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -53,6 +55,8 @@ class S3Server(Servers):
         self.workdir = workdir
         self.root = workdir / "s3-root"
         self.root.mkdir(parents=True, exist_ok=True)
+        self.iam = workdir / "iam"
+        self.iam.mkdir(exist_ok=True)
         self.process: ServerProcess | None = None
         self._port = 0
         self.startup_seconds = 0.0
@@ -71,6 +75,8 @@ class S3Server(Servers):
                 f"--secret={self.endpoint.secret_key}",
                 f"--region={REGION}",
                 f"--port=127.0.0.1:{port}",
+                # Its own accounts and bucket policies, for read-only agent credentials.
+                f"--iam-dir={self.iam}",
                 "--quiet",
                 "posix",
                 str(self.root),
@@ -85,3 +91,44 @@ class S3Server(Servers):
     def stop(self) -> None:
         if self.process is not None:
             self.process.stop()
+
+    def read_only_user(self, bucket: str, prefix: str) -> S3Endpoint:
+        """A new account that may only read `bucket`'s objects under `prefix`/ (and list the
+        bucket, so that a missing object reads as 404): an agent's credentials."""
+        access_key, secret_key = f"agent-{secrets.token_hex(4)}", secrets.token_hex(16)
+        subprocess.run(
+            [
+                str(binaries.go_program("versitygw")),
+                "admin",
+                f"--access={self.endpoint.access_key}",
+                f"--secret={self.endpoint.secret_key}",
+                f"--endpoint-url={self.endpoint.url}",
+                "create-user",
+                f"--access={access_key}",
+                f"--secret={secret_key}",
+                "--role=user",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=30,
+        )
+        principal = {"AWS": [access_key]}
+        policy = {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Principal": principal,
+                    "Action": ["s3:GetObject"],
+                    "Resource": [f"arn:aws:s3:::{bucket}/{prefix}/*"],
+                },
+                {
+                    "Effect": "Allow",
+                    "Principal": principal,
+                    "Action": ["s3:ListBucket"],
+                    "Resource": [f"arn:aws:s3:::{bucket}"],
+                },
+            ],
+        }
+        self.endpoint.client().put_bucket_policy(Bucket=bucket, Policy=json.dumps(policy))
+        return S3Endpoint(self.endpoint.url, self.endpoint.region, access_key, secret_key)

@@ -2,8 +2,11 @@
 
 Starts the test bed's real servers (Kubernetes control plane, pebble, S3, nginx), installs the
 CRDs and a CloudHost, runs `certfleet operator`, applies examples/ and shows
-`kubectl get mcert` turning Ready. Then it keeps everything running until Ctrl-C (or exits at
-once with --exit-when-ready), and stops every server it started.
+`kubectl get mcert` turning Ready; then two nodes (an nginx and a `certfleet agent` each,
+tests/testbed/sandbox_fleet.py) install the certificate until the wide table says 2/2 nodes
+serve its serial, and prints a `curl` line that shows it served. Then it keeps everything
+running until Ctrl-C (or exits at once with --exit-when-ready), and stops every server it
+started.
 """
 
 from __future__ import annotations
@@ -13,12 +16,14 @@ import copy
 import os
 import sys
 import tempfile
+from contextlib import ExitStack
 from pathlib import Path
 
 from testbed.acme_ca import AcmeCA
-from testbed.certfleet_install import CertfleetInstall, load_example
+from testbed.certfleet_install import OPERATOR_NAMESPACE, CertfleetInstall, load_example
 from testbed.control_plane import ControlPlane
-from testbed.s3 import S3Server
+from testbed.s3 import S3Endpoint, S3Server
+from testbed.sandbox_fleet import Certificate, SandboxFleet
 from testbed.waiting import WaitTimeout, wait_for
 from testbed.webserver import Nginx
 
@@ -48,7 +53,17 @@ def main() -> int:
         install = CertfleetInstall(plane, workdir / "certfleet")
         install.install_crds()
         bucket = s3.endpoint.new_bucket()
-        install.create_cloudhost("sandbox", s3.endpoint, bucket)
+        master_key = install.create_cloudhost("sandbox", s3.endpoint, bucket)
+        # The agents' credentials (agentCredentialsSecretRef): read-only on the CloudHost's prefix.
+        reader = s3.read_only_user(bucket, "certfleet/sandbox")
+        install.apply_secret(
+            OPERATOR_NAMESPACE,
+            "sandbox-agent-s3-credentials",
+            {
+                "accessKeyID": reader.access_key.encode(),
+                "secretAccessKey": reader.secret_key.encode(),
+            },
+        )
         # The fleet's webserver: pebble validates HTTP-01 against it, it proxies to certfleet.
         with Nginx(
             workdir / "nginx",
@@ -58,7 +73,10 @@ def main() -> int:
         ):
             install.start_operator(ca)
             try:
-                return _show(install, ca, plane, bucket, args)
+                with ExitStack() as stack:
+                    fleet = SandboxFleet(workdir / "fleet", stack)
+                    agents = (fleet, reader, master_key)
+                    return _show(install, ca, plane, bucket, agents, args)
             finally:
                 install.stop_operator()
 
@@ -68,6 +86,7 @@ def _show(
     ca: AcmeCA,
     plane: ControlPlane,
     bucket: str,
+    agents: tuple[SandboxFleet, S3Endpoint, bytes],
     args: argparse.Namespace,
 ) -> int:
     automatic = load_example("automatic.yaml")
@@ -97,6 +116,35 @@ def _show(
         return 1
     print(plane.kubectl("get", "mcert", "-n", namespace, "-o", "wide").stdout, flush=True)
     say(f"{name} is Ready: its certificate is in s3://{bucket}/ and in a cache Secret.")
+    fleet, reader, master_key = agents
+    spec = automatic["spec"]
+    certificate = Certificate(
+        namespace,
+        name,
+        spec["domain"],
+        spec["cloudhost"],
+        spec["buildIdentifier"],
+        bucket,
+        "certfleet",
+    )
+    fleet.start(plane, ca, reader, master_key, certificate)
+    say("two nodes (nginx + certfleet agent) install it; kubectl get mcert -o wide:")
+    serial = install.managed_certificate(namespace, name)["status"]["serialNumber"]
+    everywhere = f"{len(fleet.nodes)}/{len(fleet.nodes)} nodes serve serial {serial}"
+
+    def summary() -> str:
+        status = install.managed_certificate(namespace, name).get("status", {})
+        return str(status.get("fleet", {}).get("summary", ""))
+
+    try:
+        wait_for(everywhere, lambda: summary() == everywhere, timeout=args.timeout, interval=0.5)
+    except WaitTimeout:
+        say(f"the fleet says {summary()!r}, not {everywhere!r}; agents' logs:")
+        print(fleet.logs(), flush=True)
+        return 1
+    print(plane.kubectl("get", "mcert", "-n", namespace, "-o", "wide").stdout, flush=True)
+    say(f"{everywhere}; see it served:")
+    print(f"  {fleet.curl_line(certificate.domain)}", flush=True)
     if args.exit_when_ready:
         return 0
     say("the sandbox keeps running; in another shell:")

@@ -33,6 +33,7 @@ from certfleet.controller.reconcile import Reconciler
 from certfleet.controller.renewal_windows import AriWindows
 from certfleet.core.clock import utc_now
 from certfleet.kube.gateway import KubernetesGateway
+from certfleet.kube.leader_label import LeaderLabel
 from certfleet.kube.lease import LeaderElector
 from certfleet.kube.secrets import TlsSecrets
 
@@ -52,6 +53,9 @@ class OperatorSettings:
     lease_name: str = "certfleet-operator"
     lease_seconds: float = 15.0
     identity: str = "certfleet-operator"
+    # This replica's pod (its namespace is `namespace`), labelled while it leads; None outside
+    # a pod.
+    pod_name: str | None = None
     metrics_listen: tuple[str, int] = ("0.0.0.0", 9090)  # noqa: S104
     liveness: str = "http://0.0.0.0:8080/healthz"
     verbose: bool = False
@@ -143,6 +147,9 @@ def run(settings: OperatorSettings) -> int:
     # Before the election: a standby is scraped too, and says it does not act.
     metrics_server = metrics.serve(*settings.metrics_listen)
     elector = _lead(settings, stop, lost)
+    label = LeaderLabel(settings.namespace, settings.pod_name) if settings.pod_name else None
+    if label is not None:
+        label.claim()
     metrics.set_leader(True)
     challenges = ChallengeStore()
     http01 = Http01Server(challenges, *settings.http01_listen)
@@ -167,6 +174,8 @@ def run(settings: OperatorSettings) -> int:
     finally:
         http01.stop()
         metrics.set_leader(False)
+        if label is not None:
+            label.release()
         metrics_server.shutdown()
         stop.set()
         if elector is not None and not lost.is_set():
