@@ -289,6 +289,14 @@ def test_nginx_snippet_proxies_challenges_to_the_solver(
         # A token the responder does not hold: its 404, not the site's rules.
         unknown = _http_get(nginx.http_port, path[:-4] + "AAAA", "www.example.test")
         assert unknown == (404, "not found\n")
+        # What cannot be a token is answered by nginx and never reaches the responder.
+        for odd in ("a.b", "a%2Fb", "x" * 129, ""):
+            status, _body = _http_get(
+                nginx.http_port, path[: -len(token)] + odd, "www.example.test"
+            )
+            assert status == 404, odd
+        answered = [r.getMessage() for r in caplog.records if r.name == RESPONDER_LOG]
+        assert len(answered) == 2, answered  # the good token and the unknown one
         # Everything else still follows the site's own rules.
         assert _http_get(nginx.http_port, "/index.html", "www.example.test")[0] == 301
         assert _http_get(nginx.http_port, "/.git/config", "www.example.test")[0] == 403
