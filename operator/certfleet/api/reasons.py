@@ -27,6 +27,7 @@ class CertificateReason(StrEnum):
     DatastoreFailed = "DatastoreFailed"
     DatastoreNotSupported = "DatastoreNotSupported"
     KubernetesUnavailable = "KubernetesUnavailable"
+    ReconcileFailed = "ReconcileFailed"
 
 
 class IssuingReason(StrEnum):

@@ -18,6 +18,7 @@ import pytest
 from certfleet.api.reasons import CertificateReason
 from certfleet.api.spec import parse_certificate_spec, parse_cloudhost
 from certfleet.controller.decide import DecisionSettings, decide, judge, judge_issued
+from certfleet.controller.gather import DatastoreNotConfiguredError, unobservable
 from certfleet.controller.plan import (
     Issue,
     Observed,
@@ -30,11 +31,19 @@ from certfleet.controller.plan import (
 )
 from certfleet.controller.ports import PemPair
 from certfleet.core.checks import Reason
+from certfleet.core.errors import CertfleetError
 from certfleet.core.policy import Valid
+from certfleet.datastore.errors import (
+    DatastoreError,
+    DatastoreIntegrityError,
+    DatastoreNotSupportedError,
+    DatastoreUnavailableError,
+)
 from certfleet.datastore.location import DatastoreLocation
 from certfleet.datastore.memory import InMemoryDatastore
 from certfleet.datastore.pointer import Pointer
 from certfleet.datastore.protocol import StoredCertificate
+from certfleet.kube.gateway import KubernetesUnavailableError
 from unit.controller.resources import BUCKET, DOMAIN, MANUAL_SPEC, SPEC
 from unit.controller.resources import CLOUDHOST as CLOUDHOST_RESOURCE
 from unit.core.certificates import DAY, NOW, ec_key, key_pem, pem, pki
@@ -258,3 +267,22 @@ def test_a_fresh_certificate_follows_a_ca_window_unless_it_would_be_due_at_once(
     ignored = judge_issued(VALID, spec, NOW, (NOW - 2 * DAY, NOW - DAY))
     assert isinstance(followed, Valid) and followed.renew_at == NOW + 11 * DAY
     assert isinstance(ignored, Valid) and ignored.renew_at > NOW + 50 * DAY
+
+
+@pytest.mark.parametrize(
+    ("error", "reason", "retry"),
+    [
+        (DatastoreNotConfiguredError("no CloudHost"), "DatastoreNotConfigured", True),
+        (DatastoreUnavailableError("S3 down"), "DatastoreUnavailable", True),
+        (DatastoreNotSupportedError("501"), "DatastoreNotSupported", False),
+        (DatastoreIntegrityError("digest"), "DatastoreIntegrity", True),
+        (DatastoreError("access denied"), "DatastoreFailed", True),
+        (KubernetesUnavailableError("API server away"), "KubernetesUnavailable", True),
+        (CertfleetError("a port of its own"), "ReconcileFailed", False),
+    ],
+)
+def test_every_failed_read_or_write_has_its_reason(
+    error: CertfleetError, reason: str, retry: bool
+) -> None:
+    failure = unobservable(error)
+    assert (failure.reason, failure.retry) == (reason, retry)
