@@ -121,6 +121,42 @@ def _agent_files(fleet: Fleet, endpoint: S3Endpoint, folder: Path) -> dict[str, 
     return folders
 
 
+def _on_the_test_bed(
+    env: dict[str, str], fleet: Fleet, domain: str, nginx: Nginx, node: str
+) -> dict[str, str]:
+    """A manifest's agent settings with the test bed's values for its placeholders. No
+    cluster reporting here: the status half is tests/e2e/test_agent.py's."""
+    env = {
+        **env,
+        "WEBSITE_URL": domain,
+        "CERTFLEET_CLOUDHOST": fleet.cloudhost,
+        "CERTFLEET_S3_ENDPOINT": fleet.bucket.endpoint.url,
+        "CERTFLEET_S3_REGION": fleet.bucket.endpoint.region,
+        "CERTFLEET_S3_BUCKET": fleet.bucket.name,
+        "CERTFLEET_NODE_NAME": node,
+        "CERTFLEET_PROBE_ADDRESS": f"{nginx.address}:{nginx.https_port}",
+        "CERTFLEET_PROBE_CA_FILE": "/var/run/certfleet/trust/roots.pem",
+        "CERTFLEET_POLL_INTERVAL": "1",
+        "CERTFLEET_METRICS_PORT": "0",
+    }
+    del env["CERTFLEET_CERTIFICATE_NAMESPACE"], env["CERTFLEET_CERTIFICATE_NAME"]
+    return env
+
+
+def _wait_serving(
+    agent: ServerProcess, nginx: Nginx, domain: str, trust: Path, serial: str
+) -> None:
+    """Until a verified handshake with nginx sees `serial` (the agent must keep running)."""
+
+    def served() -> str:
+        try:
+            return certificate_facts(nginx.served_certificate(domain, trust)).serial
+        except OSError as error:
+            return f"<no verified handshake: {error}>"
+
+    agent.wait_until(lambda: served() == serial, timeout=60, what=f"serving {serial}")
+
+
 def test_the_image_issues_and_installs_a_certificate_served_by_nginx(
     start_fleet: Callable[..., Fleet],
     start_nginx: Callable[..., Nginx],
@@ -172,20 +208,7 @@ def test_the_image_issues_and_installs_a_certificate_served_by_nginx(
         # The CloudHost's agent credentials: they read its prefix and write nothing.
         reader = s3_server.read_only_user(fleet.bucket.name, f"certfleet/{fleet.cloudhost}")
         files = _agent_files(fleet, reader, tmp_path / "agent")
-        env.update(
-            WEBSITE_URL=domain,
-            CERTFLEET_CLOUDHOST=fleet.cloudhost,
-            CERTFLEET_S3_ENDPOINT=fleet.bucket.endpoint.url,
-            CERTFLEET_S3_REGION=fleet.bucket.endpoint.region,
-            CERTFLEET_S3_BUCKET=fleet.bucket.name,
-            CERTFLEET_NODE_NAME="node-a",
-            CERTFLEET_PROBE_ADDRESS=f"{nginx.address}:{nginx.https_port}",
-            CERTFLEET_PROBE_CA_FILE="/var/run/certfleet/trust/roots.pem",
-            CERTFLEET_POLL_INTERVAL="1",
-            CERTFLEET_METRICS_PORT="0",
-        )
-        # No cluster reporting here: the status half is tests/e2e/test_agent.py's.
-        del env["CERTFLEET_CERTIFICATE_NAMESPACE"], env["CERTFLEET_CERTIFICATE_NAME"]
+        env = _on_the_test_bed(env, fleet, domain, nginx, "node-a")
         assert security["capabilities"] == {"drop": ["ALL"], "add": ["KILL"]}
         assert security["readOnlyRootFilesystem"] is True
         user = f"{security['runAsUser']}:{security['runAsGroup']}"
@@ -214,22 +237,13 @@ def test_the_image_issues_and_installs_a_certificate_served_by_nginx(
             ),
             tmp_path / "agent.log",
         )
-        serial = stored.pointer.serial
-        trust = files["trust"] / "roots.pem"
-
-        def served() -> str:
-            try:
-                return certificate_facts(nginx.served_certificate(domain, trust)).serial
-            except OSError as error:
-                return f"<no verified handshake: {error}>"
-
-        agent.wait_until(lambda: served() == serial, timeout=60, what=f"serving {serial}")
+        _wait_serving(agent, nginx, domain, files["trust"] / "roots.pem", stored.pointer.serial)
         installed = cert_root / domain
         assert (installed / "fullchain.pem").read_bytes() == stored.fullchain
         assert (installed / "privkey.pem").stat().st_mode & 0o777 == 0o600
         agent_pid = image.main_pid(agent_name)
         agent_rss, agent_cpu = image.peak_rss_mib(agent_pid), image.cpu_seconds(agent_pid)
-        # The figures behind the manifests' requests and limits (deploy/README.md).
+        # The figures behind the manifests' requests and limits (their comments say them).
         print(
             f"image: peak RSS operator {operator_rss:.0f} MiB, agent {agent_rss:.0f} MiB; CPU "
             f"operator {operator_cpu:.1f} s to Ready, agent {agent_cpu:.1f} s to serving"
@@ -316,19 +330,7 @@ def test_the_image_as_a_sidecar_reloads_nginx_without_any_capability(
         for folder in files.values():
             for path in (folder, *folder.iterdir()):
                 os.chown(path, uid, uid)  # the pod's fsGroup makes them the pod's
-        env.update(
-            WEBSITE_URL=domain,
-            CERTFLEET_CLOUDHOST=fleet.cloudhost,
-            CERTFLEET_S3_ENDPOINT=fleet.bucket.endpoint.url,
-            CERTFLEET_S3_REGION=fleet.bucket.endpoint.region,
-            CERTFLEET_S3_BUCKET=fleet.bucket.name,
-            CERTFLEET_NODE_NAME="pod-a",
-            CERTFLEET_PROBE_ADDRESS=f"{nginx.address}:{nginx.https_port}",
-            CERTFLEET_PROBE_CA_FILE="/var/run/certfleet/trust/roots.pem",
-            CERTFLEET_POLL_INTERVAL="1",
-            CERTFLEET_METRICS_PORT="0",
-        )
-        del env["CERTFLEET_CERTIFICATE_NAMESPACE"], env["CERTFLEET_CERTIFICATE_NAME"]
+        env = _on_the_test_bed(env, fleet, domain, nginx, "pod-a")
         agent = ServerProcess(
             "certfleet-sidecar-image",
             image.run_argv(
@@ -352,17 +354,7 @@ def test_the_image_as_a_sidecar_reloads_nginx_without_any_capability(
             ),
             tmp_path / "sidecar-agent.log",
         )
-        trust = files["trust"] / "roots.pem"
-
-        def served() -> str:
-            assert nginx is not None
-            try:
-                return certificate_facts(nginx.served_certificate(domain, trust)).serial
-            except OSError as error:
-                return f"<no verified handshake: {error}>"
-
-        serial = stored.pointer.serial
-        agent.wait_until(lambda: served() == serial, timeout=60, what=f"serving {serial}")
+        _wait_serving(agent, nginx, domain, files["trust"] / "roots.pem", stored.pointer.serial)
         status = Path(f"/proc/{image.main_pid(agent_name)}/status").read_text().splitlines()
         fields = dict(line.split(":", 1) for line in status)
         assert fields["Uid"].split()[0] == str(uid)
