@@ -45,6 +45,7 @@ class EventReason(StrEnum):
     Published = "Published"
     IssuedCertificateRejected = "IssuedCertificateRejected"
     CacheWriteFailed = "CacheWriteFailed"
+    PruneFailed = "PruneFailed"
 
 
 READY = "Ready"

@@ -23,6 +23,7 @@ _CLOUDHOST_NAME = re.compile(r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?")
 _BUILD_IDENTIFIER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 _SECRET_NAME = re.compile(r"[a-z0-9](?:[-a-z0-9.]{0,251}[a-z0-9])?")
 MIN_RENEW_BEFORE_SECONDS = 60
+DEFAULT_REVISION_HISTORY_LIMIT = 10
 
 
 class InvalidSpecError(CertfleetError, ValueError):
@@ -168,6 +169,8 @@ class CloudHostConfig:
     addressing_style: str
     credentials: ObjectRef
     encryption_key: ObjectRef
+    # Old revisions kept below the current one (for a rollback by a person); older ones go.
+    revision_history_limit: int = DEFAULT_REVISION_HISTORY_LIMIT
 
 
 def _ref(spec: Mapping[str, Any], field: str) -> ObjectRef:
@@ -193,7 +196,18 @@ def parse_cloudhost(name: str, spec: Mapping[str, Any]) -> CloudHostConfig:
         addressing_style=str(spec.get("addressingStyle") or "path"),
         credentials=_ref(spec, "credentialsSecretRef"),
         encryption_key=_ref(spec, "encryptionKeySecretRef"),
+        revision_history_limit=_history_limit(name, spec.get("revisionHistoryLimit")),
     )
+
+
+def _history_limit(name: str, value: object) -> int:
+    if value is None:
+        return DEFAULT_REVISION_HISTORY_LIMIT
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 1000:
+        raise InvalidSpecError(
+            f"CloudHost {name}: spec.revisionHistoryLimit must be a whole number from 0 to 1000"
+        )
+    return value
 
 
 def cache_secret_name(spec: CertificateSpec) -> str:

@@ -10,6 +10,8 @@ just issued, which did not exist when the world was gathered.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from certfleet.api.reasons import CertificateReason, EventReason
 from certfleet.controller.decide import DecisionSettings, judge_issued, wait_after
 from certfleet.controller.gather import unobservable
@@ -46,7 +48,7 @@ def act(
         if isinstance(plan, Reuse):
             return _reuse(plan, observed, ports)
         if isinstance(plan, Publish):
-            return _publish(plan, observed, ports)
+            return _publish(plan, observed, ports, settings)
         return _issue(plan, observed, ports, clock, settings)
     except CertfleetError as error:  # a write failed: the cache or the datastore
         # The same reasons as a failed read, and the same decision on them.
@@ -80,7 +82,23 @@ def _cache(observed: Observed, ports: Ports, pair: PemPair, wanted: bool) -> tup
     return ()
 
 
-def _publish(plan: Publish, observed: Observed, ports: Ports, *events: Event) -> Outcome:
+def _prune(observed: Observed, current: int, settings: DecisionSettings) -> tuple[Event, ...]:
+    """Old revisions go after a publish; a failure is a warning (the next publish retries)."""
+    try:
+        observed.datastore.prune(
+            observed.location,
+            current,
+            observed.cloudhost.revision_history_limit,
+            timedelta(seconds=settings.revision_grace_seconds),
+        )
+    except CertfleetError as error:
+        return (Event("Warning", EventReason.PruneFailed, f"removing old revisions: {error}"),)
+    return ()
+
+
+def _publish(
+    plan: Publish, observed: Observed, ports: Ports, settings: DecisionSettings, *events: Event
+) -> Outcome:
     """DESIGN step 4: publish to the datastore, verified, pointer last."""
     events = (*events, *_cache(observed, ports, plan.pair, plan.cache_it))
     facts = plan.verdict.facts
@@ -102,6 +120,7 @@ def _publish(plan: Publish, observed: Observed, ports: Ports, *events: Event) ->
                 f"replaced a pointer that could not be followed: {observed.unreadable}",
             ),
         )
+    events = (*events, *_prune(observed, pointer.revision, settings))
     published = Event(
         "Normal",
         EventReason.Published,
@@ -153,7 +172,7 @@ def _issue(
         issued, verdict, CertificateReason.Issued, f"issued serial {serial} through ACME", True
     )
     try:
-        return _publish(publish, observed, ports, announced)
+        return _publish(publish, observed, ports, settings, announced)
     except CertfleetError as error:
         return _backed_off(
             plan,

@@ -44,6 +44,8 @@ class DecisionSettings:
     # Failed issuances back off exponentially: base, 2*base, ... up to the cap.
     issuance_backoff_base_seconds: float = DEFAULT_BASE_SECONDS
     issuance_backoff_cap_seconds: float = DEFAULT_CAP_SECONDS
+    # A revision replaced this long ago can no longer be being fetched by any agent.
+    revision_grace_seconds: float = 3600.0
 
 
 def decide(observed: Observed | Unobservable, now: datetime, settings: DecisionSettings) -> Plan:

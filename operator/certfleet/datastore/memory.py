@@ -11,9 +11,10 @@ from __future__ import annotations
 import hashlib
 import itertools
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from certfleet.core.clock import Clock, utc_now
+from certfleet.core.retention import revisions_to_remove
 from certfleet.datastore.errors import (
     DatastoreConflictError,
     DatastoreIntegrityError,
@@ -31,6 +32,7 @@ def _sha256(data: bytes) -> str:
 @dataclass
 class _Folder:
     revisions: dict[int, tuple[bytes, bytes]] = field(default_factory=dict)
+    written: dict[int, datetime] = field(default_factory=dict)
     pointer: Pointer | None = None
     etag: str | None = None
     broken: bool = False  # the pointer cannot be followed (corrupt, or an unknown key)
@@ -103,6 +105,7 @@ class InMemoryDatastore:
             raise DatastoreConflictError(f"{location.s3_uri} was changed by another writer")
         revision = max(folder.revisions, default=0) + 1
         folder.revisions[revision] = (fullchain, privkey)
+        folder.written[revision] = self._clock()
         pointer = Pointer(
             revision=revision,
             serial=serial,
@@ -117,3 +120,16 @@ class InMemoryDatastore:
         folder.broken = False
         self.publishes += 1
         return pointer
+
+    def prune(
+        self, location: DatastoreLocation, current: int, keep: int, grace: timedelta
+    ) -> list[int]:
+        folder = self._folder(location)
+        doomed = revisions_to_remove(folder.written, current, keep, self._clock(), grace)
+        for revision in doomed:
+            del folder.revisions[revision], folder.written[revision]
+        return doomed
+
+    def revisions(self, location: DatastoreLocation) -> list[int]:
+        """The revisions the location holds (for tests)."""
+        return sorted(self._folder(location).revisions)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from certfleet.datastore.location import DatastoreLocation
@@ -79,3 +79,9 @@ class Datastore(Protocol):
         expected_pointer_etag: str | None,
     ) -> Pointer:
         """Write a new revision, verify it, then flip the pointer to it."""
+
+    def prune(
+        self, location: DatastoreLocation, current: int, keep: int, grace: timedelta
+    ) -> list[int]:
+        """Remove the revisions below `current` beyond the `keep` newest, written longer
+        than `grace` ago (no agent can still be fetching them); returns the removed ones."""

@@ -21,12 +21,13 @@ import dataclasses
 import hashlib
 import logging
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from certfleet.core.clock import utc_now
+from certfleet.core.retention import revisions_to_remove
 from certfleet.datastore.encryption import (
     ENVELOPE_OVERHEAD_BYTES,
     ENVELOPE_SCHEME,
@@ -275,8 +276,12 @@ class S3Datastore:
 
     def _highest_revision(self, location: DatastoreLocation) -> int:
         """The highest revision number under the location (0 when there is none)."""
+        return max(self._revisions_written(location), default=0)
+
+    def _revisions_written(self, location: DatastoreLocation) -> dict[int, datetime]:
+        """Each revision under the location, and when its newest object was written."""
         prefix = f"{location.base_key}/{REVISIONS_DIR}/"
-        highest = 0
+        written: dict[int, datetime] = {}
         try:
             pages = self._client.get_paginator("list_objects_v2").paginate(
                 Bucket=location.bucket, Prefix=prefix, PaginationConfig={"MaxItems": 10_000}
@@ -284,11 +289,30 @@ class S3Datastore:
             for page in pages:
                 for item in page.get("Contents", []):
                     number = item.get("Key", "")[len(prefix) :].split("/", 1)[0]
-                    if number.isdigit() and len(number) <= 12:
-                        highest = max(highest, int(number))
+                    modified = item.get("LastModified")
+                    if number.isdigit() and len(number) <= 12 and modified is not None:
+                        revision = int(number)
+                        written[revision] = max(written.get(revision, modified), modified)
         except (ClientError, BotoCoreError) as exc:
             raise_translated(exc, operation="ListObjectsV2", uri=location.s3_uri)
-        return highest
+        return written
+
+    def prune(
+        self, location: DatastoreLocation, current: int, keep: int, grace: timedelta
+    ) -> list[int]:
+        """Removes the revisions nothing can still need (``core.retention``); returns them."""
+        doomed = revisions_to_remove(
+            self._revisions_written(location), current, keep, self._now(), grace
+        )
+        for revision in doomed:
+            for key in (location.fullchain_key(revision), location.privkey_key(revision)):
+                try:
+                    self._client.delete_object(Bucket=location.bucket, Key=key)
+                except (ClientError, BotoCoreError) as exc:
+                    raise_translated(exc, operation="DeleteObject", uri=location.s3_uri_of(key))
+        if doomed:
+            log.info("removed old revisions %s of %s", doomed, location.s3_uri)
+        return doomed
 
     def _write_revision(
         self,

@@ -87,7 +87,13 @@ class FakeIssuer:
 
 
 class FlakyDatastore(InMemoryDatastore):
-    """Publishing fails while `publish_down` is set, as when S3 goes away mid-reconciliation."""
+    """Publishing fails while `publish_down` is set, as when S3 goes away mid-reconciliation;
+    its clock is `clock_now`."""
+
+    clock_now = NOW
+
+    def __init__(self) -> None:
+        super().__init__(lambda: self.clock_now)
 
     publish_down = False
     publish_error: Exception | None = None
@@ -105,7 +111,7 @@ class FakeWorld:
     """The controller's ports over dicts and the in-memory datastore; the Secret-backed
     ports are the real adapters over a dict of Secrets."""
 
-    store: FlakyDatastore = field(default_factory=lambda: FlakyDatastore(lambda: NOW))
+    store: FlakyDatastore = field(default_factory=FlakyDatastore)
     secrets: DictSecrets = field(default_factory=DictSecrets)
     ca: FakeIssuer = field(default_factory=FakeIssuer)
     cloudhosts: dict[str, Mapping[str, Any]] = field(default_factory=lambda: {"aws": CLOUDHOST})
@@ -496,3 +502,13 @@ def test_a_failed_cache_write_does_not_make_a_published_certificate_unready(
     outcome = reconcile(world)
     assert (outcome.ready, outcome.reason) == (True, "Reused")
     assert [event.reason for event in outcome.events] == ["CacheWriteFailed"]
+
+
+def test_old_revisions_go_after_a_publish_beyond_the_history_limit(world: FakeWorld) -> None:
+    world.cloudhosts["aws"] = {"spec": {**CLOUDHOST["spec"], "revisionHistoryLimit": 1}}
+    for day in range(4):  # four renewals, a day apart (the grace is an hour)
+        world.ca.next_certificate = certificate(NOW + day * DAY, NOW + (day + 90) * DAY, key=day)
+        world.store.clock_now = NOW + day * DAY
+        reconcile(world, now=NOW + day * DAY, force_renewal=True)
+    location = DatastoreLocation(BUCKET, "certfleet", "aws", "build-7", DOMAIN)
+    assert sorted(world.store.revisions(location)) == [3, 4], "the current and one below it"

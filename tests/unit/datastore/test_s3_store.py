@@ -13,7 +13,7 @@ import hashlib
 import logging
 import os
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
 import pytest
@@ -727,3 +727,25 @@ def test_reading_with_the_wrong_master_key(
 def test_a_master_key_is_required(s3_client: S3Client) -> None:
     with pytest.raises(ValueError):
         S3Datastore(s3_client, [])
+
+
+def test_old_revisions_are_pruned_beyond_the_limit_and_the_current_stays(
+    s3_client: S3Client, location: DatastoreLocation
+) -> None:
+    store = S3Datastore(s3_client, [MasterKey(os.urandom(32))])  # the real clock: S3's times
+    etag = None
+    for serial in ("0a", "0b", "0c", "0d"):
+        publish(store, location, etag, serial=serial)
+        current = store.read_current(location)
+        assert current is not None
+        etag = current.pointer_etag
+    overwrite(s3_client, location.fullchain_key(9), b"another writer, in flight")
+
+    assert store.prune(location, current=4, keep=1, grace=timedelta(hours=1)) == []  # too new
+    assert store.prune(location, current=4, keep=1, grace=timedelta(0)) == [1, 2]
+    for gone in (1, 2):
+        assert not exists(s3_client, location.fullchain_key(gone))
+        assert not exists(s3_client, location.privkey_key(gone))
+    assert exists(s3_client, location.fullchain_key(3))
+    assert exists(s3_client, location.fullchain_key(9))
+    assert store.read_current(location) is not None
