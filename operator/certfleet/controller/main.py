@@ -17,12 +17,13 @@ from kubernetes import config as kube_config
 from certfleet.acme_issuer import ari
 from certfleet.acme_issuer.http01 import ChallengeStore, Http01Server
 from certfleet.api.names import FINALIZER, KOPF_ANNOTATION_PREFIX
+from certfleet.controller.acme_issuers import AcmeIssuers
 from certfleet.controller.adapters import (
-    AcmeIssuers,
     CloudHostDatastores,
     SecretAccountStore,
     SecretCache,
     SecretSuppliedCertificates,
+    secret_value,
 )
 from certfleet.controller.decide import DecisionSettings
 from certfleet.controller.handlers import MAX_RENEWAL_SLEEP_SECONDS, Runtime, register
@@ -94,9 +95,9 @@ def _ports(
     gateway = KubernetesGateway()
     secrets = TlsSecrets(gateway)
     issuers = AcmeIssuers(
-        gateway,
         SecretAccountStore(gateway, settings.namespace),
         challenges,
+        secret_value(gateway),
         acme_ca_bundle=settings.acme_ca_bundle,
         on_acme_request=metrics.acme_request,
     )
