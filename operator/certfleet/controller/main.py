@@ -30,7 +30,7 @@ from certfleet.controller.handlers import MAX_RENEWAL_SLEEP_SECONDS, Runtime, re
 from certfleet.controller.liveness import standby_liveness
 from certfleet.controller.metrics import OperatorMetrics
 from certfleet.controller.ports import Ports
-from certfleet.controller.reconcile import Reconciler
+from certfleet.controller.reconcile import OrderLease, Reconciler
 from certfleet.controller.renewal_windows import AriWindows
 from certfleet.core.clock import utc_now
 from certfleet.kube.gateway import KubernetesGateway
@@ -156,7 +156,12 @@ def run(settings: OperatorSettings) -> int:
     http01 = Http01Server(challenges, *settings.http01_listen)
     http01.start()
     runtime = Runtime(
-        Reconciler(_ports(settings, metrics, challenges), utc_now, settings.decisions),
+        Reconciler(
+            _ports(settings, metrics, challenges),
+            utc_now,
+            settings.decisions,
+            OrderLease(holder=f"operator {settings.identity}"),
+        ),
         KubernetesGateway(),
         utc_now,
         metrics=metrics,
