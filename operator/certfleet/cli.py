@@ -268,19 +268,20 @@ def _renew(args: argparse.Namespace) -> int:
     return 0
 
 
-def configure_logging(verbose: bool) -> None:
+def configure_logging(verbose: bool, quiet: bool = False) -> None:
     """INFO for everything; `--verbose` makes certfleet's own loggers say more, never the
     client libraries': the Kubernetes client logs response bodies (Secrets, keys included)
-    at DEBUG, and botocore its requests."""
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    logging.getLogger("certfleet").setLevel(logging.DEBUG if verbose else logging.INFO)
+    at DEBUG, and botocore its requests. `quiet` (a cron job, which mails whatever it
+    prints): warnings only, unless verbose."""
+    level = logging.WARNING if quiet else logging.INFO
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    own = logging.DEBUG if verbose else level
+    logging.getLogger("certfleet").setLevel(own)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    configure_logging(getattr(args, "verbose", False))
+    configure_logging(getattr(args, "verbose", False), quiet=args.command == "reconcile")
     if args.command == "operator":
         return _run_operator(args)
     if args.command == "reconcile":

@@ -34,9 +34,13 @@ class FilesError(CertfleetError):
 
 
 def private_folder(path: Path) -> Path:
-    """`path` and its missing parents, new ones 0700; an existing folder is made 0700 too."""
+    """`path` and its missing parents, each made 0700 (an existing `path` is made 0700 too;
+    existing parents are left as they are)."""
     try:
-        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        missing = [folder for folder in (path, *path.parents) if not folder.exists()]
+        for folder in reversed(missing):
+            folder.mkdir(mode=0o700, exist_ok=True)
+            folder.chmod(0o700)  # mkdir's mode is narrowed by the umask, never widened
         path.chmod(0o700)
     except OSError as error:
         raise FilesError(f"cannot make the folder {path}: {error.strerror}") from None

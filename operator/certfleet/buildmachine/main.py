@@ -155,9 +155,16 @@ def _reconcile(
         previous_failures=report.previous(certificate).failed_issuance_attempts,
     )
     deadline = time.monotonic() + settings.wait_for_other_order_seconds
+    said = False
     while True:
         outcome = reconciler.reconcile(request, _Reporter(certificate, out))
         left = deadline - time.monotonic()
         if outcome.reason != CertificateReason.OrderedElsewhere or left <= 0:
             return outcome
+        if not said:
+            print(
+                f"{certificate.key} {certificate.spec.domain}: waiting: {outcome.message}", file=out
+            )
+            out.flush()
+            said = True
         sleep(min(LEASE_POLL_SECONDS, left))
