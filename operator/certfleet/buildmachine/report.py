@@ -98,6 +98,10 @@ class RunReport:
 
     def write(self, status_file: Path, metrics_textfile: Path | None, success: bool) -> None:
         document = {"generatedAt": rfc3339(self._clock()), "certificates": self._entries}
+        try:  # a first run that cached nothing has no runtimedata folder yet
+            status_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as error:
+            raise FilesError(f"cannot make {status_file.parent}: {error.strerror}") from None
         write_atomically(status_file, json.dumps(document, indent=2).encode() + b"\n", 0o644)
         if metrics_textfile is not None:
             self._last_run.set(time.time())
