@@ -15,7 +15,7 @@ import pytest
 from cryptography import x509
 from prometheus_client.parser import text_string_to_metric_families
 
-from e2e.build_machine import BuildMachine, Datastore, challenge_site
+from e2e.build_machine import BuildMachine, Datastore, Run, challenge_site
 from e2e.certificates import ManualCA
 from e2e.fleet import new_domain
 from testbed.acme_ca import AcmeCA
@@ -57,6 +57,17 @@ def timed(machine: BuildMachine, file: Path) -> tuple[float, str, str, int]:
     started = time.monotonic()
     result = machine.run(file)
     return time.monotonic() - started, result.stdout, result.stderr, result.returncode
+
+
+def one_issued_one_reused(started: list[Run], acme_ca: AcmeCA) -> None:
+    """Both runs end well, one having ordered and the other reusing its certificate."""
+    results = [(run.wait(), run.stdout, run.stderr) for run in started]
+    for code, _out, err in results:
+        assert code == 0, err
+    # The last line of each is its outcome; only the orderer said "ordering" before it.
+    reasons = sorted(out.splitlines()[-1].split(": ")[1] for _code, out, _err in results)
+    assert reasons == ["Issued", "Reused"], results
+    assert acme_ca.orders_created() == 1
 
 
 def test_issues_caches_publishes_then_reuses_with_zero_orders(
@@ -123,13 +134,7 @@ def test_two_build_machines_started_together_place_one_order(
 ) -> None:
     domain = new_domain()
     started = [machine.start(machine.documents(www={"domain": domain})) for machine in machines]
-    results = [(run.wait(), run.stdout, run.stderr) for run in started]
-    for code, _out, err in results:
-        assert code == 0, err
-    # The last line of each is its outcome; only the orderer said "ordering" before it.
-    reasons = sorted(out.splitlines()[-1].split(": ")[1] for _code, out, _err in results)
-    assert reasons == ["Issued", "Reused"], results
-    assert acme_ca.orders_created() == 1
+    one_issued_one_reused(started, acme_ca)
     stored = datastore.stored(domain)
     assert stored is not None and stored.pointer.revision == 1
     for machine in machines:
@@ -151,12 +156,7 @@ def test_two_build_machines_waiting_on_one_lease_race_for_it_and_order_once(
     )
     assert acme_ca.orders_created() == 0
     datastore.hold_lease(domain, "build-c", released=True)
-    results = [(run.wait(), run.stdout, run.stderr) for run in started]
-    for code, _out, err in results:
-        assert code == 0, err
-    reasons = sorted(out.splitlines()[-1].split(": ")[1] for _code, out, _err in results)
-    assert reasons == ["Issued", "Reused"], results
-    assert acme_ca.orders_created() == 1
+    one_issued_one_reused(started, acme_ca)
 
 
 def test_a_manual_certificate_is_taken_from_its_folder(
