@@ -1,8 +1,11 @@
 """`certfleet`: the command line. `certfleet operator` runs the Kubernetes operator,
-`certfleet agent` the webserver agent, `certfleet renew` asks for a new certificate now.
+`certfleet agent` the webserver agent, `certfleet reconcile -f FILE` the same reconciliation
+without a cluster (a build machine's cron job), `certfleet renew` asks for a new certificate
+now.
 
 Parsing only: each program's defaults come from its settings dataclass, and the program
-itself lives in `certfleet.controller.main` or `certfleet.agent.main`.
+itself lives in `certfleet.controller.main`, `certfleet.agent.main` or
+`certfleet.buildmachine.main`.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import os
 import socket
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from certfleet.agent import config as agent_config
 from certfleet.agent import main as agent_main
@@ -121,6 +125,64 @@ def _add_operator_arguments(operator: argparse.ArgumentParser) -> None:
     add("--verbose", action="store_true")
 
 
+def _add_reconcile_arguments(reconcile: argparse.ArgumentParser) -> None:
+    from certfleet.buildmachine.main import BuildMachineSettings
+
+    defaults = BuildMachineSettings(files=())
+    add = reconcile.add_argument
+    add(
+        "-f",
+        "--filename",
+        dest="files",
+        type=Path,
+        action="append",
+        required=True,
+        help="a YAML file of ManagedCertificate and CloudHost documents (repeatable)",
+    )
+    add(
+        "--runtimedata",
+        type=Path,
+        default=Path(os.environ.get("CERTFLEET_RUNTIMEDATA", defaults.runtimedata)),
+        help="the cache: RUNTIMEDATA/CLOUDHOST/BUILD/ssl/DOMAIN/ (env CERTFLEET_RUNTIMEDATA)",
+    )
+    add(
+        "--secrets-dir",
+        type=Path,
+        default=Path(os.environ.get("CERTFLEET_SECRETS_DIR", defaults.secrets_dir)),
+        help="the Secrets the documents name, as files SECRETS_DIR/NAMESPACE/NAME/KEY "
+        "(env CERTFLEET_SECRETS_DIR)",
+    )
+    add(
+        "--manual-dir",
+        type=Path,
+        help="MANUAL certificates: MANUAL_DIR/<spec.manual.secretName>/fullchain.pem and "
+        "privkey.pem (default RUNTIMEDATA/manual)",
+    )
+    add("--state-dir", type=Path, help="ACME accounts (default RUNTIMEDATA/.certfleet)")
+    add(
+        "--status-file",
+        type=Path,
+        help="the statuses as JSON (default RUNTIMEDATA/certfleet-status.json)",
+    )
+    add("--metrics-textfile", type=Path, help="a Prometheus textfile (node exporter)")
+    add(
+        "--http01-listen",
+        type=_host_port,
+        default=_env_host_port("CERTFLEET_HTTP01_LISTEN", defaults.http01_listen),
+        help="where webservers proxy /.well-known/acme-challenge/ to (HOST:PORT)",
+    )
+    add("--acme-ca-bundle", default=os.environ.get("CERTFLEET_ACME_CA_BUNDLE"))
+    add(
+        "--wait-for-other-order-seconds",
+        type=float,
+        default=defaults.wait_for_other_order_seconds,
+        help="while another certfleet holds a certificate's order lease, wait this long for "
+        "its certificate",
+    )
+    add("--identity", default=defaults.identity, help="this machine's name in order leases")
+    add("--verbose", action="store_true")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="certfleet", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -131,6 +193,12 @@ def _parser() -> argparse.ArgumentParser:
         "agent", help="install the datastore's certificate on this webserver node and reload it"
     )
     agent_config.add_arguments(agent)
+    _add_reconcile_arguments(
+        commands.add_parser(
+            "reconcile",
+            help="reconcile the certificates of YAML files once, without a cluster (cron)",
+        )
+    )
     renew = commands.add_parser(
         "renew", help="ask the operator for a new certificate now (sets certfleet.io/renew-now)"
     )
@@ -169,6 +237,26 @@ def _run_operator(args: argparse.Namespace) -> int:
     )
 
 
+def _reconcile(args: argparse.Namespace) -> int:
+    from certfleet.buildmachine.main import BuildMachineSettings, run
+
+    return run(
+        BuildMachineSettings(
+            files=tuple(args.files),
+            runtimedata=args.runtimedata,
+            secrets_dir=args.secrets_dir,
+            manual_dir=args.manual_dir,
+            state_dir=args.state_dir,
+            status_file=args.status_file,
+            metrics_textfile=args.metrics_textfile,
+            http01_listen=args.http01_listen,
+            acme_ca_bundle=args.acme_ca_bundle,
+            wait_for_other_order_seconds=args.wait_for_other_order_seconds,
+            identity=args.identity,
+        )
+    )
+
+
 def _renew(args: argparse.Namespace) -> int:
     from kubernetes import config as kube_config
 
@@ -180,21 +268,24 @@ def _renew(args: argparse.Namespace) -> int:
     return 0
 
 
-def configure_logging(verbose: bool) -> None:
+def configure_logging(verbose: bool, quiet: bool = False) -> None:
     """INFO for everything; `--verbose` makes certfleet's own loggers say more, never the
     client libraries': the Kubernetes client logs response bodies (Secrets, keys included)
-    at DEBUG, and botocore its requests."""
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    logging.getLogger("certfleet").setLevel(logging.DEBUG if verbose else logging.INFO)
+    at DEBUG, and botocore its requests. `quiet` (a cron job, which mails whatever it
+    prints): warnings only, unless verbose."""
+    level = logging.WARNING if quiet else logging.INFO
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    own = logging.DEBUG if verbose else level
+    logging.getLogger("certfleet").setLevel(own)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    configure_logging(getattr(args, "verbose", False))
+    configure_logging(getattr(args, "verbose", False), quiet=args.command == "reconcile")
     if args.command == "operator":
         return _run_operator(args)
+    if args.command == "reconcile":
+        return _reconcile(args)
     if args.command == "renew":
         return _renew(args)
     if args.command == "agent":

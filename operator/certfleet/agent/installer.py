@@ -36,7 +36,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from certfleet.core.clock import utc_now
-from certfleet.core.domains import validate_domain
+from certfleet.core.domains import WILDCARD_FOLDER_PREFIX, folder_name
 from certfleet.core.errors import CertfleetError
 from certfleet.core.pem import MAX_PEM_BYTES
 
@@ -44,7 +44,7 @@ STORE_DIR = ".certfleet"
 FULLCHAIN_NAME = "fullchain.pem"
 PRIVKEY_NAME = "privkey.pem"
 MIGRATED_PREFIX = "pre-certfleet-"
-WILDCARD_PREFIX = "_wildcard."
+WILDCARD_PREFIX = WILDCARD_FOLDER_PREFIX
 LOCK_NAME = ".lock"
 DEFAULT_KEEP_VERSIONS = 3
 # A pre-certfleet folder may hold more than the pair (certbot's cert.pem, chain.pem, README);
@@ -61,10 +61,7 @@ class InstallError(CertfleetError):
 
 def directory_name(domain: str) -> str:
     """The folder name of `domain` under the root; raises InvalidDomainError for a bad name."""
-    name = validate_domain(domain)
-    if name.startswith("*."):
-        return WILDCARD_PREFIX + name[2:]
-    return name
+    return folder_name(domain)
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,8 @@ class CertificateReason(StrEnum):
     # Ready=False, or True while the old certificate keeps serving.
     IssuanceFailed = "IssuanceFailed"
     WaitingForManualCertificate = "WaitingForManualCertificate"
+    # Another certfleet (a build machine, a cluster) holds the datastore's order lease.
+    OrderedElsewhere = "OrderedElsewhere"
     InvalidSpec = "InvalidSpec"
     DatastoreNotConfigured = "DatastoreNotConfigured"
     DatastoreUnavailable = "DatastoreUnavailable"

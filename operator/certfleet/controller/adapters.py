@@ -1,7 +1,8 @@
 """The controller's ports over the real world: Kubernetes Secrets and CloudHosts, S3, ACME.
 
 Each class implements one port of ``controller.ports``; the CA's renewal windows have a module
-of their own (``renewal_windows``), the status reporter too (``reporter``).
+of their own (``renewal_windows``), the status reporter too (``reporter``), and the Issuer
+(``acme_issuers``), which the build machine shares.
 """
 
 from __future__ import annotations
@@ -11,12 +12,7 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-from certfleet.acme_issuer.accounts import AccountStore, StoredAccount
-from certfleet.acme_issuer.directories import resolve_directory_url
-from certfleet.acme_issuer.http01 import ChallengeStore
-from certfleet.acme_issuer.issuer import AcmeIssuer
-from certfleet.acme_issuer.keys import KeyAlgorithm
-from certfleet.acme_issuer.transport import RequestHook
+from certfleet.acme_issuer.accounts import StoredAccount
 from certfleet.api.names import (
     ACCOUNT_DIRECTORY_ANNOTATION,
     ACCOUNT_KEY,
@@ -39,18 +35,14 @@ from certfleet.api.spec import (
     cache_secret_name,
     parse_cloudhost,
 )
+from certfleet.controller.acme_issuers import SecretValue
 from certfleet.controller.gather import DatastoreNotConfiguredError
 from certfleet.controller.ports import PemPair
-from certfleet.core.errors import CertfleetError
 from certfleet.datastore.client import s3_client
 from certfleet.datastore.encryption import MASTER_KEY_BYTES, MasterKey
 from certfleet.datastore.protocol import Datastore
 from certfleet.datastore.s3_store import S3Datastore
 from certfleet.kube.gateway import KubernetesGateway, SecretData
-
-
-class IssuerNotConfiguredError(CertfleetError):
-    """The spec's ACME settings name something that is not there (an EAB Secret)."""
 
 
 class TlsStore(Protocol):
@@ -222,73 +214,11 @@ class SecretAccountStore:
         )
 
 
-class AcmeIssuers:
-    """The Issuer port over acme_issuer: the spec's CA, its account, External Account
-    Binding from a Secret of the resource's namespace, HTTP-01 through the responder."""
+def secret_value(gateway: KubernetesGateway) -> SecretValue:
+    """The Issuer's SecretValue over Secrets of the resource's namespace."""
 
-    def __init__(
-        self,
-        gateway: KubernetesGateway,
-        accounts: AccountStore,
-        challenges: ChallengeStore,
-        acme_ca_bundle: str | None = None,
-        issuance_deadline_seconds: float = 120.0,
-        on_acme_request: RequestHook | None = None,
-    ) -> None:
-        self._gateway = gateway
-        self._accounts = accounts
-        self._challenges = challenges
-        self._acme_ca_bundle = acme_ca_bundle
-        self._deadline = issuance_deadline_seconds
-        self._on_acme_request = on_acme_request
-        self._issuers: dict[tuple[str, str | None, tuple[str, str] | None], AcmeIssuer] = {}
-        self._lock = threading.Lock()
+    def value(namespace: str, name: str, key: str) -> bytes | None:
+        secret = gateway.read_secret(namespace, name)
+        return secret.value(key) if secret is not None else None
 
-    def issue(self, spec: CertificateSpec, namespace: str, replacing: bytes | None) -> PemPair:
-        assert spec.acme is not None
-        issued = self.for_directory(
-            resolve_directory_url(spec.acme.server),
-            email=spec.acme.email,
-            external_account_binding=self._binding(spec, namespace),
-        ).issue(
-            spec.names, KeyAlgorithm(spec.acme.key_algorithm), self._deadline, replacing=replacing
-        )
-        return PemPair(issued.fullchain_pem, issued.private_key_pem)
-
-    def for_directory(
-        self,
-        directory_url: str,
-        email: str | None = None,
-        external_account_binding: tuple[str, str] | None = None,
-    ) -> AcmeIssuer:
-        """The one issuer of a CA account (the renewal windows borrow its transport too).
-        Kept, not built per order: its account lock is what makes N first issuances at
-        start-up register one account, not N (a CA limits new accounts per IP)."""
-        key = (directory_url, email, external_account_binding)
-        with self._lock:
-            issuer = self._issuers.get(key)
-            if issuer is None:
-                issuer = AcmeIssuer(
-                    directory_url,
-                    self._accounts,
-                    self._challenges,
-                    email=email,
-                    ca_bundle=self._acme_ca_bundle,
-                    external_account_binding=external_account_binding,
-                    on_request=self._on_acme_request,
-                )
-                self._issuers[key] = issuer
-            return issuer
-
-    def _binding(self, spec: CertificateSpec, namespace: str) -> tuple[str, str] | None:
-        assert spec.acme is not None
-        if not spec.acme.eab_key_id or not spec.acme.eab_hmac_secret:
-            return None
-        secret_name, key = spec.acme.eab_hmac_secret
-        secret = self._gateway.read_secret(namespace, secret_name)
-        hmac_key = secret.value(key) if secret else None
-        if not hmac_key:
-            raise IssuerNotConfiguredError(
-                f"the external account binding Secret {namespace}/{secret_name} has no {key!r}"
-            )
-        return spec.acme.eab_key_id, hmac_key.decode().strip()
+    return value

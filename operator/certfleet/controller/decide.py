@@ -33,6 +33,8 @@ from certfleet.controller.plan import (
 from certfleet.controller.ports import PemPair, Window
 from certfleet.core.backoff import DEFAULT_BASE_SECONDS, DEFAULT_CAP_SECONDS
 from certfleet.core.checks import Reason
+from certfleet.core.clock import rfc3339
+from certfleet.core.leases import StorageLease
 from certfleet.core.policy import Failure, Valid, Verdict, evaluate, fit_to_serve
 from certfleet.datastore.protocol import StoredCertificate
 
@@ -100,6 +102,23 @@ def wait_after(failure: Unobservable, settings: DecisionSettings) -> Wait:
     retry = settings.retry_seconds if failure.retry else None
     return Wait(
         failure.reason, failure.message, retry, event_type="Warning" if failure.warn else None
+    )
+
+
+def wait_for_other_order(
+    plan: Issue, held: StorageLease, uri: str, now: datetime, settings: DecisionSettings
+) -> Wait:
+    """Another certfleet holds the order lease: its certificate will be in the datastore
+    soon, so look again instead of ordering a second one (the serving one stays in use)."""
+    left = max((held.expires_at - now).total_seconds(), 0.0)
+    retry = max(min(settings.retry_seconds, left), 1.0)
+    return Wait(
+        CertificateReason.OrderedElsewhere,
+        f"{held.holder} holds the order lease of {uri} until {rfc3339(held.expires_at)}: "
+        f"it is ordering this certificate; looking again in {retry:.0f} s",
+        retry,
+        plan.serving,
+        "Normal",
     )
 
 

@@ -25,7 +25,6 @@ from certfleet.datastore.errors import (
     DatastoreUnavailableError,
 )
 from certfleet.datastore.location import DatastoreLocation
-from certfleet.kube.gateway import KubernetesUnavailableError
 
 
 class DatastoreNotConfiguredError(CertfleetError):
@@ -57,10 +56,9 @@ def unobservable(error: CertfleetError) -> Unobservable:
         return Unobservable(CertificateReason.DatastoreIntegrity, str(error), True, warn=True)
     if isinstance(error, DatastoreError):
         return Unobservable(CertificateReason.DatastoreFailed, str(error), True, warn=True)
-    if isinstance(error, KubernetesUnavailableError):
-        return Unobservable(CertificateReason.KubernetesUnavailable, str(error), True, warn=True)
-    # Another port's failure (a cache on files, an adapter yet to come).
-    return Unobservable(CertificateReason.ReconcileFailed, str(error), error.retryable, warn=True)
+    # Another port's failure (Kubernetes, a cache on files): the reason its adapter names.
+    reason = error.reason or CertificateReason.ReconcileFailed
+    return Unobservable(reason, str(error), error.retryable, warn=True)
 
 
 def _observe(request: Request, spec: CertificateSpec, ports: Ports) -> Observed:

@@ -17,19 +17,20 @@ from kubernetes import config as kube_config
 from certfleet.acme_issuer import ari
 from certfleet.acme_issuer.http01 import ChallengeStore, Http01Server
 from certfleet.api.names import FINALIZER, KOPF_ANNOTATION_PREFIX
+from certfleet.controller.acme_issuers import AcmeIssuers
 from certfleet.controller.adapters import (
-    AcmeIssuers,
     CloudHostDatastores,
     SecretAccountStore,
     SecretCache,
     SecretSuppliedCertificates,
+    secret_value,
 )
 from certfleet.controller.decide import DecisionSettings
 from certfleet.controller.handlers import MAX_RENEWAL_SLEEP_SECONDS, Runtime, register
 from certfleet.controller.liveness import standby_liveness
 from certfleet.controller.metrics import OperatorMetrics
 from certfleet.controller.ports import Ports
-from certfleet.controller.reconcile import Reconciler
+from certfleet.controller.reconcile import OrderLease, Reconciler
 from certfleet.controller.renewal_windows import AriWindows
 from certfleet.core.clock import utc_now
 from certfleet.kube.gateway import KubernetesGateway
@@ -94,9 +95,9 @@ def _ports(
     gateway = KubernetesGateway()
     secrets = TlsSecrets(gateway)
     issuers = AcmeIssuers(
-        gateway,
         SecretAccountStore(gateway, settings.namespace),
         challenges,
+        secret_value(gateway),
         acme_ca_bundle=settings.acme_ca_bundle,
         on_acme_request=metrics.acme_request,
     )
@@ -155,7 +156,12 @@ def run(settings: OperatorSettings) -> int:
     http01 = Http01Server(challenges, *settings.http01_listen)
     http01.start()
     runtime = Runtime(
-        Reconciler(_ports(settings, metrics, challenges), utc_now, settings.decisions),
+        Reconciler(
+            _ports(settings, metrics, challenges),
+            utc_now,
+            settings.decisions,
+            OrderLease(holder=f"operator {settings.identity}"),
+        ),
         KubernetesGateway(),
         utc_now,
         metrics=metrics,

@@ -2,33 +2,96 @@
 
 Nothing climbs back up: the decision is taken on what was gathered, the plan is announced
 before a long ACME order starts, the outcome is reported once at the end.
+
+An order happens only under the datastore's order lease of the certificate's location: several
+certfleets sharing a bucket (build machines, a cluster) would otherwise each order. After the
+lease is taken the world is gathered and decided again, since another machine may have
+published while this one looked; a lease held elsewhere makes the plan a Wait.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import secrets
+import socket
+from dataclasses import dataclass, field
+from datetime import timedelta
+
 from certfleet.controller.act import act
-from certfleet.controller.decide import DecisionSettings, decide
-from certfleet.controller.gather import gather
-from certfleet.controller.plan import Issue, Outcome, Request
+from certfleet.controller.decide import (
+    DecisionSettings,
+    decide,
+    wait_after,
+    wait_for_other_order,
+)
+from certfleet.controller.gather import gather, unobservable
+from certfleet.controller.plan import Issue, Observed, Outcome, Request
 from certfleet.controller.ports import Ports, Reporter
 from certfleet.core.clock import Clock
+from certfleet.core.errors import CertfleetError
+from certfleet.datastore.protocol import LeaseHeld
+
+log = logging.getLogger(__name__)
+
+
+def default_holder() -> str:
+    """Host, process and a random part: a restarted process never mistakes an old lease for
+    its own."""
+    return f"{socket.gethostname()[:200]}-{os.getpid()}-{secrets.token_hex(4)}"
+
+
+@dataclass(frozen=True)
+class OrderLease:
+    holder: str = field(default_factory=default_holder)
+    # Much longer than an order takes (the issuer's deadline is 120 s), so a slow order keeps
+    # it; a holder that died frees it after this.
+    duration: timedelta = timedelta(minutes=10)
 
 
 class Reconciler:
     """Shared by kopf's handler threads; holds no state of one reconciliation."""
 
     def __init__(
-        self, ports: Ports, clock: Clock, settings: DecisionSettings | None = None
+        self,
+        ports: Ports,
+        clock: Clock,
+        settings: DecisionSettings | None = None,
+        lease: OrderLease | None = None,
     ) -> None:
         self._ports = ports
         self._clock = clock
         self._settings = settings or DecisionSettings()
+        self._lease = lease or OrderLease()
 
     def reconcile(self, request: Request, reporter: Reporter) -> Outcome:
         observed = gather(request, self._ports)
         plan = decide(observed, self._clock(), self._settings)
-        if isinstance(plan, Issue):
-            reporter.issuing(plan.announcement)
-        outcome = act(plan, observed, self._ports, self._clock, self._settings)
+        if isinstance(plan, Issue) and isinstance(observed, Observed):
+            outcome = self._order_under_lease(plan, observed, reporter)
+        else:
+            outcome = act(plan, observed, self._ports, self._clock, self._settings)
         reporter.report(outcome)
         return outcome
+
+    def _order_under_lease(self, plan: Issue, observed: Observed, reporter: Reporter) -> Outcome:
+        datastore, location, now = observed.datastore, observed.location, self._clock()
+        try:
+            taken = datastore.take_lease(location, self._lease.holder, now, self._lease.duration)
+        except CertfleetError as error:
+            failed = wait_after(unobservable(error), self._settings)
+            return act(failed, observed, self._ports, self._clock, self._settings)
+        if isinstance(taken, LeaseHeld):
+            waiting = wait_for_other_order(plan, taken.lease, location.s3_uri, now, self._settings)
+            return act(waiting, observed, self._ports, self._clock, self._settings)
+        try:
+            again = gather(observed.request, self._ports)
+            plan_now = decide(again, self._clock(), self._settings)
+            if isinstance(plan_now, Issue):
+                reporter.issuing(plan_now.announcement)
+            return act(plan_now, again, self._ports, self._clock, self._settings)
+        finally:
+            try:
+                datastore.release_lease(location, taken)
+            except CertfleetError as error:  # it expires by itself
+                log.warning("could not give the order lease of %s back: %s", location, error)

@@ -16,6 +16,8 @@ from certfleet.core.errors import InvalidDomainError
 
 MAX_DOMAIN_LENGTH = 253  # RFC 1035, without the trailing dot
 MAX_LABEL_LENGTH = 63
+# A wildcard's folder on disk: "*" is legal in a file name but a trap in every shell.
+WILDCARD_FOLDER_PREFIX = "_wildcard."
 # idna's cost grows with input; nothing this long can be valid after mapping anyway.
 _MAX_INPUT_LENGTH = 4 * MAX_DOMAIN_LENGTH
 
@@ -84,6 +86,15 @@ def validate_domain(name: str, *, allow_wildcard: bool = True) -> str:
             f"at most {MAX_DOMAIN_LENGTH} are allowed"
         )
     return result
+
+
+def folder_name(domain: str) -> str:
+    """The folder of `domain`'s files (the agent's root, the build machine's runtimedata);
+    raises InvalidDomainError for a bad name."""
+    name = validate_domain(domain)
+    if name.startswith("*."):
+        return WILDCARD_FOLDER_PREFIX + name[2:]
+    return name
 
 
 def domain_matches(pattern: str, name: str) -> bool:

@@ -1,4 +1,12 @@
-"""Leader election over a Kubernetes Lease: who may act now. Pure: the time is passed in.
+"""Leases, pure: the time is passed in. Two kinds.
+
+The order lease (``StorageLease``): a small object in the shared datastore that a machine
+takes before it orders a certificate, so that several build machines, or a cluster and a
+build machine, sharing one bucket order once (Caddy's storage lock). Its expiry is wall-clock
+time, since machines that share nothing but the bucket have no other common clock: keep their
+clocks in sync (NTP) and the lease much longer than an order takes.
+
+Leader election over a Kubernetes Lease: who may act now.
 
 Exactly one operator replica acts. Time here is each replica's own monotonic clock, never
 the wall clock of another machine (client-go's observed-time rule): a standby remembers when
@@ -14,6 +22,28 @@ before any standby may take over.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+
+@dataclass(frozen=True, slots=True)
+class StorageLease:
+    """Who holds an order lease, until when; ``released``: given back before its expiry."""
+
+    holder: str
+    expires_at: datetime
+    released: bool = False
+
+
+def new_storage_lease(holder: str, now: datetime, duration: timedelta) -> StorageLease:
+    if duration <= timedelta(0):
+        raise ValueError("an order lease needs a positive duration")
+    return StorageLease(holder, now + duration)
+
+
+def may_take_storage_lease(lease: StorageLease | None, holder: str, now: datetime) -> bool:
+    """Free when there is none, it was released, it expired (its holder died), or it is
+    this holder's own."""
+    return lease is None or lease.released or lease.holder == holder or now >= lease.expires_at
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from certfleet.core.clock import Clock, utc_now
+from certfleet.core.leases import StorageLease, may_take_storage_lease, new_storage_lease
 from certfleet.core.retention import revisions_to_remove
 from certfleet.datastore.errors import (
     DatastoreConflictError,
@@ -22,7 +23,13 @@ from certfleet.datastore.errors import (
 )
 from certfleet.datastore.location import DatastoreLocation
 from certfleet.datastore.pointer import Pointer
-from certfleet.datastore.protocol import PointerPoll, PollStatus, StoredCertificate
+from certfleet.datastore.protocol import (
+    LeaseHeld,
+    LeaseTaken,
+    PointerPoll,
+    PollStatus,
+    StoredCertificate,
+)
 
 
 def _sha256(data: bytes) -> str:
@@ -36,6 +43,7 @@ class _Folder:
     pointer: Pointer | None = None
     etag: str | None = None
     broken: bool = False  # the pointer cannot be followed (corrupt, or an unknown key)
+    lease: tuple[StorageLease, str] | None = None  # and its ETag
 
 
 class InMemoryDatastore:
@@ -45,6 +53,7 @@ class InMemoryDatastore:
         self._etags = itertools.count(1)
         self.down = False
         self.publishes = 0
+        self.leases_taken = 0
 
     def _folder(self, location: DatastoreLocation) -> _Folder:
         if self.down:
@@ -133,3 +142,20 @@ class InMemoryDatastore:
     def revisions(self, location: DatastoreLocation) -> list[int]:
         """The revisions the location holds (for tests)."""
         return sorted(self._folder(location).revisions)
+
+    def take_lease(
+        self, location: DatastoreLocation, holder: str, now: datetime, duration: timedelta
+    ) -> LeaseTaken | LeaseHeld:
+        folder = self._folder(location)
+        if folder.lease is not None and not may_take_storage_lease(folder.lease[0], holder, now):
+            return LeaseHeld(folder.lease[0])
+        taken = LeaseTaken(new_storage_lease(holder, now, duration), f'"{next(self._etags)}"')
+        folder.lease = (taken.lease, taken.etag)
+        self.leases_taken += 1
+        return taken
+
+    def release_lease(self, location: DatastoreLocation, taken: LeaseTaken) -> None:
+        folder = self._folder(location)
+        if folder.lease is not None and folder.lease[1] == taken.etag:
+            released = StorageLease(taken.lease.holder, taken.lease.expires_at, released=True)
+            folder.lease = (released, f'"{next(self._etags)}"')

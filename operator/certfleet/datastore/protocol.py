@@ -8,7 +8,10 @@ Two implementations: ``s3_store.S3Datastore`` (the real one) and ``memory.InMemo
   (``expected_pointer_etag``): two writers never both win (DatastoreConflictError);
 - ``read_current`` and ``read_revision`` return only verified revisions: digests checked
   against the pointer, the private key decrypted (DatastoreIntegrityError otherwise);
-- ``poll_pointer`` is a conditional read: an unchanged pointer transfers no body.
+- ``poll_pointer`` is a conditional read: an unchanged pointer transfers no body;
+- ``take_lease`` is a conditional write too: of two machines asking at once, one gets the
+  order lease of a location (``LeaseTaken``) and the other is told who holds it
+  (``LeaseHeld``); an expired lease is taken over against the ETag read, so again by one.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import enum
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from certfleet.core.leases import StorageLease
 from certfleet.datastore.location import DatastoreLocation
 from certfleet.datastore.pointer import Pointer
 
@@ -56,6 +60,21 @@ class PointerPoll:
         return self.status is PollStatus.CHANGED
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class LeaseTaken:
+    """This machine holds the order lease; ``etag`` proves it when it gives it back."""
+
+    lease: StorageLease
+    etag: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LeaseHeld:
+    """Another machine holds the order lease (``lease`` says who, and until when)."""
+
+    lease: StorageLease
+
+
 class Datastore(Protocol):
     def read_current(self, location: DatastoreLocation) -> StoredCertificate | None:
         """The verified current revision, or None when nothing was published yet."""
@@ -83,5 +102,13 @@ class Datastore(Protocol):
     def prune(
         self, location: DatastoreLocation, current: int, keep: int, grace: timedelta
     ) -> list[int]:
-        """Remove the revisions below `current` beyond the `keep` newest, written longer
+        """Remove the revisions below `current` beyond the `keep` newest, replaced longer
         than `grace` ago (no agent can still be fetching them); returns the removed ones."""
+
+    def take_lease(
+        self, location: DatastoreLocation, holder: str, now: datetime, duration: timedelta
+    ) -> LeaseTaken | LeaseHeld:
+        """The order lease of `location` (before an ACME order), or who holds it."""
+
+    def release_lease(self, location: DatastoreLocation, taken: LeaseTaken) -> None:
+        """Give the lease back (only if it is still the one taken; else a no-op)."""

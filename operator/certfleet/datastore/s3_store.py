@@ -41,9 +41,16 @@ from certfleet.datastore.errors import (
     DatastoreIntegrityError,
     DatastoreVerificationError,
 )
+from certfleet.datastore.lease import S3Leases
 from certfleet.datastore.location import REVISIONS_DIR, DatastoreLocation
 from certfleet.datastore.pointer import MAX_POINTER_BYTES, Pointer, parse_pointer
-from certfleet.datastore.protocol import PointerPoll, PollStatus, StoredCertificate
+from certfleet.datastore.protocol import (
+    LeaseHeld,
+    LeaseTaken,
+    PointerPoll,
+    PollStatus,
+    StoredCertificate,
+)
 from certfleet.datastore.s3_errors import (
     is_not_found,
     is_not_modified,
@@ -418,6 +425,16 @@ class S3Datastore:
         else:
             request["IfMatch"] = current_etag
         self._put(location, request, missing_is_conflict=True)
+
+    # -- the order lease (datastore.lease) ----------------------------------------------
+
+    def take_lease(
+        self, location: DatastoreLocation, holder: str, now: datetime, duration: timedelta
+    ) -> LeaseTaken | LeaseHeld:
+        return S3Leases(self._client).take(location, holder, now, duration)
+
+    def release_lease(self, location: DatastoreLocation, taken: LeaseTaken) -> None:
+        S3Leases(self._client).release(location, taken)
 
     # -- S3 calls -----------------------------------------------------------------------
 

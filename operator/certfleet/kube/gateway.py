@@ -21,6 +21,7 @@ from certfleet.api.names import (
     RENEW_NOW_ANNOTATION,
     VERSION,
 )
+from certfleet.api.reasons import CertificateReason
 from certfleet.core.errors import CertfleetError
 from certfleet.core.pem import MAX_PEM_BYTES
 
@@ -39,6 +40,7 @@ class KubernetesUnavailableError(CertfleetError):
     """The API server did not answer as expected; worth retrying."""
 
     retryable = True
+    reason = CertificateReason.KubernetesUnavailable
 
 
 @dataclass(frozen=True)

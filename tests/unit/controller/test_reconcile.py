@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -29,7 +29,7 @@ from certfleet.core.errors import CertfleetError, RetryLaterError
 from certfleet.datastore.errors import DatastoreNotSupportedError, DatastoreUnavailableError
 from certfleet.datastore.location import DatastoreLocation
 from certfleet.datastore.memory import InMemoryDatastore
-from certfleet.datastore.protocol import Datastore
+from certfleet.datastore.protocol import Datastore, LeaseTaken
 from certfleet.kube.gateway import KubernetesUnavailableError
 from unit.controller.resources import BUCKET, CLOUDHOST, DOMAIN, MANUAL_SPEC, NAMESPACE, SPEC
 from unit.core.certificates import DAY, NOW, ec_key, key_pem, pem, pki
@@ -512,3 +512,50 @@ def test_old_revisions_go_after_a_publish_beyond_the_history_limit(world: FakeWo
         reconcile(world, now=NOW + day * DAY, force_renewal=True)
     location = DatastoreLocation(BUCKET, "certfleet", "aws", "build-7", DOMAIN)
     assert sorted(world.store.revisions(location)) == [3, 4], "the current and one below it"
+
+
+# -- the order lease: several certfleets sharing one datastore order once ---------------------
+
+LOCATION = DatastoreLocation(BUCKET, "certfleet", "aws", "build-7", DOMAIN)
+
+
+def test_an_order_takes_the_lease_and_gives_it_back(world: FakeWorld) -> None:
+    outcome = reconcile(world)
+    assert outcome.reason == "Issued" and world.store.leases_taken == 1
+    assert isinstance(world.store.take_lease(LOCATION, "other", NOW, timedelta(1)), LeaseTaken)
+
+
+def test_a_reuse_takes_no_lease(world: FakeWorld) -> None:
+    reconcile(world)
+    assert reconcile(world).reason == "Reused"
+    assert world.store.leases_taken == 1
+
+
+def test_a_lease_held_elsewhere_waits_instead_of_ordering(world: FakeWorld) -> None:
+    world.store.take_lease(LOCATION, "build-b", NOW, timedelta(minutes=10))
+    outcome = reconcile(world)
+    assert (outcome.ready, outcome.reason) == (False, "OrderedElsewhere")
+    assert world.ca.orders == 0 and outcome.retry_after == 7
+    assert "build-b holds the order lease" in outcome.message
+
+
+class PublishedMeanwhile(FlakyDatastore):
+    """Another machine publishes between this one's first look and its lease."""
+
+    other: tuple[bytes, bytes] | None = None
+
+    def take_lease(self, *args: Any, **kwargs: Any) -> Any:
+        if self.other is not None:
+            fullchain, key = self.other
+            self.other = None
+            self.publish(LOCATION, fullchain, key, "1", NOW - DAY, NOW + 89 * DAY, None)
+        return super().take_lease(*args, **kwargs)
+
+
+def test_after_taking_the_lease_a_certificate_published_meanwhile_is_reused() -> None:
+    store = PublishedMeanwhile()
+    store.other = certificate(key=3)
+    world = FakeWorld(store=store)
+    outcome = reconcile(world)
+    assert outcome.reason == "Reused" and world.ca.orders == 0
+    assert world.announced == []  # no order was announced either

@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
-from certfleet.core.leases import LeaseRecord, Observation, may_take, observe, still_leading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from certfleet.core.leases import (
+    LeaseRecord,
+    Observation,
+    StorageLease,
+    may_take,
+    may_take_storage_lease,
+    new_storage_lease,
+    observe,
+    still_leading,
+)
 
 FIFTEEN = 15.0
 
@@ -39,3 +52,25 @@ def test_an_unchanged_record_ages_from_when_it_was_first_seen() -> None:
 def test_a_leader_stops_before_another_may_take_over() -> None:
     assert still_leading(100.0, 10.0, 109.9)
     assert not still_leading(100.0, 10.0, 110.0)
+
+
+# -- the order lease in a shared datastore (wall-clock expiry) ------------------------------
+
+T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+TEN_MINUTES = timedelta(minutes=10)
+
+
+def test_an_order_lease_is_free_when_absent_released_expired_or_own() -> None:
+    held = new_storage_lease("build-a", T0, TEN_MINUTES)
+    assert held.expires_at == T0 + TEN_MINUTES
+    assert may_take_storage_lease(None, "build-b", T0)
+    assert may_take_storage_lease(held, "build-a", T0)
+    assert not may_take_storage_lease(held, "build-b", T0 + TEN_MINUTES - timedelta(seconds=1))
+    assert may_take_storage_lease(held, "build-b", T0 + TEN_MINUTES)
+    released = StorageLease("build-a", held.expires_at, released=True)
+    assert may_take_storage_lease(released, "build-b", T0)
+
+
+def test_an_order_lease_needs_a_positive_duration() -> None:
+    with pytest.raises(ValueError, match="positive"):
+        new_storage_lease("build-a", T0, timedelta(0))

@@ -14,7 +14,7 @@ from certfleet.datastore.encryption import MasterKey
 from certfleet.datastore.errors import DatastoreConflictError, DatastoreUnavailableError
 from certfleet.datastore.location import DatastoreLocation
 from certfleet.datastore.memory import InMemoryDatastore
-from certfleet.datastore.protocol import Datastore, PollStatus
+from certfleet.datastore.protocol import Datastore, LeaseHeld, LeaseTaken, PollStatus
 from certfleet.datastore.s3_store import S3Datastore
 from unit.core.certificates import NOW
 
@@ -92,3 +92,42 @@ def test_an_outage_fails_every_call_of_the_in_memory_store() -> None:
         store.read_current(LOCATION)
     with pytest.raises(DatastoreUnavailableError):
         publish(store, "0a", None)
+
+
+# -- the order lease: the same contract on both -----------------------------------------------
+
+MINUTES_10 = timedelta(minutes=10)
+
+
+def test_of_two_machines_one_takes_the_order_lease(store: Datastore) -> None:
+    first = store.take_lease(LOCATION, "build-a", NOW, MINUTES_10)
+    second = store.take_lease(LOCATION, "build-b", NOW, MINUTES_10)
+    assert isinstance(first, LeaseTaken) and first.lease.holder == "build-a"
+    assert isinstance(second, LeaseHeld)
+    assert (second.lease.holder, second.lease.expires_at) == ("build-a", NOW + MINUTES_10)
+
+
+def test_a_released_order_lease_is_taken_by_the_next(store: Datastore) -> None:
+    first = store.take_lease(LOCATION, "build-a", NOW, MINUTES_10)
+    assert isinstance(first, LeaseTaken)
+    store.release_lease(LOCATION, first)
+    assert isinstance(store.take_lease(LOCATION, "build-b", NOW, MINUTES_10), LeaseTaken)
+
+
+def test_an_expired_order_lease_is_taken_over_and_its_old_holder_cannot_release_it(
+    store: Datastore,
+) -> None:
+    dead = store.take_lease(LOCATION, "build-a", NOW, MINUTES_10)
+    assert isinstance(dead, LeaseTaken)
+    later = NOW + MINUTES_10
+    taken = store.take_lease(LOCATION, "build-b", later, MINUTES_10)
+    assert isinstance(taken, LeaseTaken) and taken.lease.holder == "build-b"
+    store.release_lease(LOCATION, dead)  # too late: a no-op, build-b keeps it
+    held = store.take_lease(LOCATION, "build-c", later, MINUTES_10)
+    assert isinstance(held, LeaseHeld) and held.lease.holder == "build-b"
+
+
+def test_a_lease_elsewhere_does_not_hold_this_location(store: Datastore) -> None:
+    other = DatastoreLocation("certfleet-unit", "certfleet", "aws", "build-8", "www.example.com")
+    assert isinstance(store.take_lease(LOCATION, "build-a", NOW, MINUTES_10), LeaseTaken)
+    assert isinstance(store.take_lease(other, "build-b", NOW, MINUTES_10), LeaseTaken)

@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-from typing import cast
-
 from certfleet.acme_issuer import ChallengeStore, InMemoryAccountStore
-from certfleet.controller.adapters import AcmeIssuers
-from certfleet.kube.gateway import KubernetesGateway
+from certfleet.controller.acme_issuers import AcmeIssuers
 
 
 def issuers() -> AcmeIssuers:
-    return AcmeIssuers(
-        cast(KubernetesGateway, None),
-        InMemoryAccountStore(),
-        ChallengeStore(),
-    )
+    return AcmeIssuers(InMemoryAccountStore(), ChallengeStore(), lambda *_: None)
 
 
 def test_one_issuer_per_account_is_kept() -> None:

@@ -1,0 +1,93 @@
+"""The Issuer port over acme_issuer: the spec's CA, its account, External Account Binding,
+HTTP-01 through the responder. No Kubernetes here: the operator and the build machine each
+hand it their own account store and their own way of reading a secret value."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from certfleet.acme_issuer.accounts import AccountStore
+from certfleet.acme_issuer.directories import resolve_directory_url
+from certfleet.acme_issuer.http01 import ChallengeStore
+from certfleet.acme_issuer.issuer import AcmeIssuer
+from certfleet.acme_issuer.keys import KeyAlgorithm
+from certfleet.acme_issuer.transport import RequestHook
+from certfleet.api.spec import CertificateSpec
+from certfleet.controller.ports import PemPair
+from certfleet.core.errors import CertfleetError
+
+# (namespace, secret name, key) -> the value, None when there is none.
+SecretValue = Callable[[str, str, str], bytes | None]
+
+
+class IssuerNotConfiguredError(CertfleetError):
+    """The spec's ACME settings name something that is not there (an EAB secret)."""
+
+
+class AcmeIssuers:
+    def __init__(
+        self,
+        accounts: AccountStore,
+        challenges: ChallengeStore,
+        secret_value: SecretValue,
+        acme_ca_bundle: str | None = None,
+        issuance_deadline_seconds: float = 120.0,
+        on_acme_request: RequestHook | None = None,
+    ) -> None:
+        self._accounts = accounts
+        self._challenges = challenges
+        self._secret_value = secret_value
+        self._acme_ca_bundle = acme_ca_bundle
+        self._deadline = issuance_deadline_seconds
+        self._on_acme_request = on_acme_request
+        self._issuers: dict[tuple[str, str | None, tuple[str, str] | None], AcmeIssuer] = {}
+        self._lock = threading.Lock()
+
+    def issue(self, spec: CertificateSpec, namespace: str, replacing: bytes | None) -> PemPair:
+        assert spec.acme is not None
+        issued = self.for_directory(
+            resolve_directory_url(spec.acme.server),
+            email=spec.acme.email,
+            external_account_binding=self._binding(spec, namespace),
+        ).issue(
+            spec.names, KeyAlgorithm(spec.acme.key_algorithm), self._deadline, replacing=replacing
+        )
+        return PemPair(issued.fullchain_pem, issued.private_key_pem)
+
+    def for_directory(
+        self,
+        directory_url: str,
+        email: str | None = None,
+        external_account_binding: tuple[str, str] | None = None,
+    ) -> AcmeIssuer:
+        """The one issuer of a CA account (the renewal windows borrow its transport too).
+        Kept, not built per order: its account lock is what makes N first issuances at
+        start-up register one account, not N (a CA limits new accounts per IP)."""
+        key = (directory_url, email, external_account_binding)
+        with self._lock:
+            issuer = self._issuers.get(key)
+            if issuer is None:
+                issuer = AcmeIssuer(
+                    directory_url,
+                    self._accounts,
+                    self._challenges,
+                    email=email,
+                    ca_bundle=self._acme_ca_bundle,
+                    external_account_binding=external_account_binding,
+                    on_request=self._on_acme_request,
+                )
+                self._issuers[key] = issuer
+            return issuer
+
+    def _binding(self, spec: CertificateSpec, namespace: str) -> tuple[str, str] | None:
+        assert spec.acme is not None
+        if not spec.acme.eab_key_id or not spec.acme.eab_hmac_secret:
+            return None
+        secret_name, key = spec.acme.eab_hmac_secret
+        hmac_key = self._secret_value(namespace, secret_name, key)
+        if not hmac_key:
+            raise IssuerNotConfiguredError(
+                f"the external account binding secret {namespace}/{secret_name} has no {key!r}"
+            )
+        return spec.acme.eab_key_id, hmac_key.decode().strip()

@@ -1,0 +1,112 @@
+"""The build machine's file ports on tmp_path: private modes, atomic writes, bounded reads."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+
+from certfleet.acme_issuer.accounts import StoredAccount
+from certfleet.api.spec import parse_certificate_spec
+from certfleet.buildmachine.files import (
+    FileAccountStore,
+    FileCache,
+    FilesError,
+    FolderSuppliedCertificates,
+    read_bounded,
+    write_atomically,
+)
+from certfleet.controller.ports import PemPair
+
+SPEC = parse_certificate_spec(
+    {
+        "domain": "*.Example.com",
+        "cloudhost": "prod",
+        "buildIdentifier": "build-7",
+        "generationMethod": "MANUAL",
+        "manual": {"secretName": "shop-tls"},
+    }
+)
+PAIR = PemPair(b"-----BEGIN CERTIFICATE-----\nchain\n", b"-----BEGIN PRIVATE KEY-----\nkey\n")
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_the_cache_is_the_toolkits_runtimedata_folder_private(tmp_path: Path) -> None:
+    cache = FileCache(tmp_path / "runtimedata")
+    assert cache.read("any", SPEC) is None
+    cache.write("any", SPEC, PAIR)
+    folder = tmp_path / "runtimedata" / "prod" / "build-7" / "ssl" / "_wildcard.example.com"
+    assert cache.name("any", SPEC) == str(folder)
+    assert cache.read("any", SPEC) == PAIR
+    assert (folder / "fullchain.pem").read_bytes() == PAIR.fullchain
+    assert mode(folder / "privkey.pem") == mode(folder / "fullchain.pem") == 0o600
+    for made in (folder, folder.parent, tmp_path / "runtimedata"):
+        assert mode(made) == 0o700, made
+    assert sorted(p.name for p in folder.iterdir()) == ["fullchain.pem", "privkey.pem"]
+
+
+def test_an_existing_parent_keeps_its_mode(tmp_path: Path) -> None:
+    tmp_path.chmod(0o755)
+    FileCache(tmp_path).write("any", SPEC, PAIR)
+    assert mode(tmp_path) == 0o755
+
+
+def test_a_rewrite_replaces_the_file_whole_and_private(tmp_path: Path) -> None:
+    target = tmp_path / "privkey.pem"
+    target.write_bytes(b"old")
+    target.chmod(0o644)
+    write_atomically(target, b"new")
+    assert target.read_bytes() == b"new" and mode(target) == 0o600
+    assert [p.name for p in tmp_path.iterdir()] == ["privkey.pem"]
+
+
+def test_a_failed_write_names_the_file_and_leaves_no_temporary(tmp_path: Path) -> None:
+    with pytest.raises(FilesError, match="missing"):
+        write_atomically(tmp_path / "missing" / "privkey.pem", b"x")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_reads_are_bounded(tmp_path: Path) -> None:
+    (tmp_path / "big").write_bytes(b"x" * 11)
+    assert read_bounded(tmp_path / "absent", 10) is None
+    with pytest.raises(FilesError, match="larger than 10 bytes"):
+        read_bounded(tmp_path / "big", 10)
+
+
+def test_a_supplied_certificate_is_read_from_the_folder_its_secret_name_names(
+    tmp_path: Path,
+) -> None:
+    supplied = FolderSuppliedCertificates(tmp_path)
+    assert supplied.read("any", SPEC) is None
+    assert supplied.describe("any", SPEC) == (
+        f"the folder {tmp_path / 'shop-tls'}/ (fullchain.pem, privkey.pem)"
+    )
+    (tmp_path / "shop-tls").mkdir()
+    (tmp_path / "shop-tls" / "fullchain.pem").write_bytes(PAIR.fullchain)
+    assert supplied.read("any", SPEC) == PemPair(PAIR.fullchain, b"")  # the key is missing
+    (tmp_path / "shop-tls" / "privkey.pem").write_bytes(PAIR.key)
+    assert supplied.read("any", SPEC) == PAIR
+
+
+def test_acme_accounts_are_private_files_per_directory_and_email(tmp_path: Path) -> None:
+    store = FileAccountStore(tmp_path / "state")
+    account = StoredAccount(key_json='{"kty": "EC"}', account_url="https://ca/acct/1")
+    assert store.load("https://ca/dir", "ops@example.com") is None
+    store.save("https://ca/dir", "ops@example.com", account)
+    assert store.load("https://ca/dir", "ops@example.com") == account
+    assert store.load("https://ca/dir", None) is None
+    path = store.path("https://ca/dir", "ops@example.com")
+    assert mode(path) == 0o600 and mode(path.parent) == 0o700
+
+
+def test_a_damaged_account_file_is_an_error_naming_it(tmp_path: Path) -> None:
+    store = FileAccountStore(tmp_path)
+    path = store.path("https://ca/dir", None)
+    path.parent.mkdir()
+    path.write_text('{"key": 1}')
+    with pytest.raises(FilesError, match="is not an ACME account file"):
+        store.load("https://ca/dir", None)
