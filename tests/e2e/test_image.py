@@ -67,7 +67,7 @@ def test_the_image_runs_certfleet_as_a_numeric_non_root_user(certfleet_image: st
     ).stdout
     assert found.strip() == "", found
     usage = image.podman("run", "--rm", certfleet_image, "--help").stdout
-    assert "{operator,agent,renew}" in usage
+    assert "{operator,agent,reconcile,renew}" in usage
 
 
 def _operator_share(fleet: Fleet, folder: Path) -> Path:

@@ -141,6 +141,16 @@ def _lead(
     return elector
 
 
+def _lease_holder(settings: OperatorSettings) -> str:
+    """Who holds the datastore's order lease: this operator installation, not this process.
+    Within the cluster the Kubernetes Lease already lets one replica act, so a restarted or
+    replaced replica takes the order lease over at once instead of waiting out its own."""
+    cluster = KubernetesGateway().cluster_id()
+    if cluster is None:
+        return f"operator {settings.identity}"  # no stable name: only this process
+    return f"operator {settings.namespace}/{settings.lease_name} of cluster {cluster}"
+
+
 def run(settings: OperatorSettings) -> int:
     kube_config.load_config()
     stop, lost = threading.Event(), threading.Event()
@@ -160,7 +170,7 @@ def run(settings: OperatorSettings) -> int:
             _ports(settings, metrics, challenges),
             utc_now,
             settings.decisions,
-            OrderLease(holder=f"operator {settings.identity}"),
+            OrderLease(holder=_lease_holder(settings)),
         ),
         KubernetesGateway(),
         utc_now,

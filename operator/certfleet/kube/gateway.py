@@ -136,6 +136,18 @@ class KubernetesGateway:
             ) from None
         return found
 
+    def cluster_id(self) -> str | None:
+        """The uid of the kube-system namespace: the same for every replica and restart of
+        the operator in this cluster, different in another cluster. None if it cannot be read."""
+        try:
+            uid = self._core.read_namespace(
+                "kube-system", _request_timeout=REQUEST_TIMEOUT
+            ).metadata.uid
+        except ApiException as error:
+            log.warning("reading namespace kube-system: %s %s", error.status, error.reason)
+            return None
+        return uid if isinstance(uid, str) and 0 < len(uid) <= 64 else None
+
     def request_renewal(self, namespace: str, name: str, now: datetime) -> None:
         """Sets the renew-now annotation; the operator renews and removes it."""
         patch = {"metadata": {"annotations": {RENEW_NOW_ANNOTATION: now.isoformat()}}}
