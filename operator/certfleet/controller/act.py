@@ -119,7 +119,8 @@ def _issue(
             ),
         )
         message = f"issuing through ACME failed: {error}; next attempt in {retry:.0f} s"
-        failed = Wait(CertificateReason.IssuanceFailed, message, retry, plan.serving, "Warning")
+        reason = error.reason or CertificateReason.IssuanceFailed
+        failed = Wait(reason, message, retry, plan.serving, "Warning")
         return _waiting(failed, observed, issuance_failed=True)
     verdict = judge_issued(issued, spec, clock(), ports.windows.window(spec, issued.fullchain))
     if not isinstance(verdict, Valid):

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from certfleet.acme_issuer.accounts import StoredAccount
 from certfleet.acme_issuer.directories import resolve_directory_url
+from certfleet.acme_issuer.dns01.solver import Dns01Solver
 from certfleet.acme_issuer.http01 import ChallengeStore
 from certfleet.acme_issuer.issuer import AcmeIssuer
 from certfleet.acme_issuer.keys import KeyAlgorithm
@@ -41,6 +42,7 @@ from certfleet.api.spec import (
 )
 from certfleet.controller.gather import DatastoreNotConfiguredError
 from certfleet.controller.ports import PemPair
+from certfleet.controller.solvers import ChallengeSolvers
 from certfleet.core.errors import CertfleetError
 from certfleet.datastore.client import s3_client
 from certfleet.datastore.encryption import MASTER_KEY_BYTES, MasterKey
@@ -224,7 +226,8 @@ class SecretAccountStore:
 
 class AcmeIssuers:
     """The Issuer port over acme_issuer: the spec's CA, its account, External Account
-    Binding from a Secret of the resource's namespace, HTTP-01 through the responder."""
+    Binding from a Secret of the resource's namespace, HTTP-01 through the responder or
+    DNS-01 through the DNS provider (`solvers`)."""
 
     def __init__(
         self,
@@ -234,8 +237,10 @@ class AcmeIssuers:
         acme_ca_bundle: str | None = None,
         issuance_deadline_seconds: float = 120.0,
         on_acme_request: RequestHook | None = None,
+        solvers: ChallengeSolvers | None = None,
     ) -> None:
         self._gateway = gateway
+        self._solvers = solvers or ChallengeSolvers(gateway, "", challenges)
         self._accounts = accounts
         self._challenges = challenges
         self._acme_ca_bundle = acme_ca_bundle
@@ -244,12 +249,21 @@ class AcmeIssuers:
 
     def issue(self, spec: CertificateSpec, namespace: str, replacing: bytes | None) -> PemPair:
         assert spec.acme is not None
-        issued = self.for_directory(
+        issuer = self.for_directory(
             resolve_directory_url(spec.acme.server),
             email=spec.acme.email,
             external_account_binding=self._binding(spec, namespace),
-        ).issue(
-            spec.names, KeyAlgorithm(spec.acme.key_algorithm), self._deadline, replacing=replacing
+        )
+        solver = self._solvers.for_certificate(spec, namespace)
+        deadline = self._deadline
+        if isinstance(solver, Dns01Solver):  # the propagation wait comes on top
+            deadline += self._solvers.options.propagation_timeout
+        issued = issuer.issue(
+            spec.names,
+            KeyAlgorithm(spec.acme.key_algorithm),
+            deadline,
+            replacing=replacing,
+            solver=solver,
         )
         return PemPair(issued.fullchain_pem, issued.private_key_pem)
 

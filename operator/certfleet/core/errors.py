@@ -14,9 +14,12 @@ class CertfleetError(Exception):
 
     ``retryable`` says whether the same call may succeed later without anyone changing
     anything (an outage), as opposed to input or configuration that must be fixed first.
+    ``reason``, when set, is the status condition's reason for it (a stable name people alert
+    on); None leaves the caller's own.
     """
 
     retryable = False
+    reason: str | None = None
 
 
 class RetryLaterError(CertfleetError):
