@@ -1,0 +1,142 @@
+"""Real DNS servers on loopback: BIND 9 authoritative for test zones, with RFC 2136 updates
+allowed for one TSIG key, so DNS-01 runs against the real protocol end to end.
+
+`BindServer(workdir, zones, tsig)` serves each zone from its own file on `address:port` (a
+free port unless given); `records` lines are added to a zone's file as written (relative
+names, TTL 60). Recursion is off: the server is the authority, and pebble (`-dnsserver`) and
+the operator (`--dns01-resolver`) both ask it directly.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dns.message
+import dns.query
+import dns.rdatatype
+
+from testbed import binaries
+from testbed.processes import ServerProcess, Servers, free_port
+
+
+@dataclass(frozen=True)
+class TsigKey:
+    name: str = "certfleet-test"
+    algorithm: str = "hmac-sha256"
+    secret: str = field(
+        default_factory=lambda: base64.b64encode(secrets.token_bytes(32)).decode(), repr=False
+    )
+
+
+class BindServer(Servers):
+    def __init__(
+        self,
+        workdir: Path,
+        zones: dict[str, list[str]],
+        tsig: TsigKey | None = None,
+        address: str = "127.0.0.1",
+        port: int | None = None,
+        updates: bool = True,
+        notify: tuple[str, int] | None = None,
+        secondary_of: tuple[str, int] | None = None,
+    ) -> None:
+        """`notify`: a secondary to tell of every change (it transfers the zone then);
+        `secondary_of`: serve the zones as a secondary of that primary instead."""
+        self.workdir = workdir
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.zones = zones
+        self.tsig = tsig or TsigKey()
+        self.address = address
+        self.port = port or free_port(address)
+        self.updates = updates
+        self.notify = notify
+        self.secondary_of = secondary_of
+        self.process: ServerProcess | None = None
+        self.startup_seconds = 0.0
+
+    def start(self) -> None:
+        zone_blocks = []
+        for zone, records in self.zones.items():
+            path = self.workdir / f"{zone}.db"
+            if self.secondary_of is not None:
+                host, port = self.secondary_of
+                zone_blocks.append(
+                    f'zone "{zone}" {{ type secondary; file "{path}"; '
+                    f"primaries {{ {host} port {port}; }}; allow-notify {{ any; }}; }};"
+                )
+                continue
+            path.write_text(
+                "\n".join(
+                    [
+                        "$TTL 60",
+                        f"@ SOA ns1.{zone}. hostmaster.{zone}. 1 60 60 600 60",
+                        *records,
+                        "",
+                    ]
+                )
+            )
+            policy = (
+                f"update-policy {{ grant {self.tsig.name} zonesub TXT; }};" if self.updates else ""
+            )
+            if self.notify is not None:
+                host, port = self.notify
+                policy += f" notify explicit; also-notify {{ {host} port {port}; }};"
+            zone_blocks.append(f'zone "{zone}" {{ type primary; file "{path}"; {policy} }};')
+        if ":" in self.address:  # IPv6: a second server on the same port as a 127.0.0.1 one
+            listen = f"listen-on {{ none; }}; listen-on-v6 port {self.port} {{ {self.address}; }};"
+        else:
+            listen = f"listen-on port {self.port} {{ {self.address}; }}; listen-on-v6 {{ none; }};"
+        config = self.workdir / "named.conf"
+        config.write_text(
+            f"""
+options {{
+    directory "{self.workdir}";
+    pid-file "{self.workdir}/named.pid";
+    {listen}
+    # Recursion only into its own zones (no root hints reach out): CNAMEs into another
+    # of its zones are followed for clients that ask, as a resolver would.
+    recursion yes;
+    allow-recursion {{ any; }};
+    dnssec-validation no;
+    notify no;
+    allow-query {{ any; }};
+    allow-transfer {{ any; }};
+}};
+controls {{ }};
+key "{self.tsig.name}" {{ algorithm {self.tsig.algorithm}; secret "{self.tsig.secret}"; }};
+{chr(10).join(zone_blocks)}
+"""
+        )
+        self.process = ServerProcess(
+            "named",
+            [str(binaries.system_program("named")), "-g", "-n", "1", "-c", str(config)],
+            self.workdir / "named.log",
+        )
+        first_zone = next(iter(self.zones))
+        self.startup_seconds = self.process.wait_until(lambda: self._answers(first_zone))
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+
+    def txt_values(self, fqdn: str) -> set[str]:
+        """What the server itself holds at `fqdn` now."""
+        query = dns.message.make_query(fqdn, dns.rdatatype.TXT)
+        answer = dns.query.udp(query, self.address, port=self.port, timeout=2)
+        return {
+            b"".join(rdata.strings).decode()
+            for rrset in answer.answer
+            if rrset.rdtype == dns.rdatatype.TXT
+            for rdata in rrset
+        }
+
+    def _answers(self, zone: str) -> bool:
+        try:
+            query = dns.message.make_query(zone, dns.rdatatype.SOA)
+            answer = dns.query.udp(query, self.address, port=self.port, timeout=1)
+        except Exception:  # not answering yet: timeouts, refusals, malformed answers
+            return False
+        return bool(answer.answer)
