@@ -18,7 +18,7 @@ from cryptography import x509
 
 from e2e.fleet import Fleet
 from testbed.certfleet_install import OPERATOR_NAMESPACE
-from testbed.dns import BindServer, TsigKey
+from testbed.dns import BindServer, PowerDnsServer, TsigKey
 from testbed.processes import free_port
 from testbed.waiting import wait_for
 
@@ -278,3 +278,47 @@ def fleet_operator_args(bed: DnsBed) -> tuple[str, ...]:
         "--dns01-propagation-timeout=60",
         "--dns01-poll-seconds=0.5",
     )
+
+
+PDNS_ZONE = "pdns.test"
+
+
+def test_plain_and_wildcard_certificates_through_powerdns_and_lexicon(
+    start_fleet: Callable[..., Fleet], tmp_path: Path
+) -> None:
+    records = [("@", "NS", f"ns1.{PDNS_ZONE}."), ("ns1", "A", "127.0.0.1"), ("*", "A", "127.0.0.1")]
+    with PowerDnsServer(tmp_path / "pdns", PDNS_ZONE, records) as pdns:
+        fleet = start_fleet(
+            acme={"dns_server": ("127.0.0.1", pdns.port)},
+            operator_args=(
+                f"--dns01-resolver=127.0.0.1:{pdns.port}",
+                f"--dns01-nameserver-port={pdns.port}",
+                "--dns01-propagation-timeout=20",
+                "--dns01-poll-seconds=0.5",
+            ),
+        )
+        fleet.install.apply_secret(
+            fleet.namespace,
+            "dns-powerdns",
+            {"auth_token": pdns.api_key.encode(), "pdns_server": pdns.api_url.encode()},
+        )
+        acme = {
+            "server": fleet.ca.directory_url,
+            "challengeType": "DNS-01",
+            "dns01": {"provider": "powerdns", "secretRef": {"name": "dns-powerdns"}},
+        }
+        label = f"p{secrets.token_hex(3)}"
+        plain, apex = f"www-{label}.{PDNS_ZONE}", f"{label}.{PDNS_ZONE}"
+        fleet.apply_certificate("automatic.yaml", "plain", plain, acme=acme)
+        fleet.install.wait_for_condition(fleet.namespace, "plain", "True", "Issued", 60)
+        assert _names(fleet, plain) == [plain]
+        fleet.apply_certificate(
+            "automatic.yaml", "wild", apex, acme=acme, alternativeNames=[f"*.{apex}"]
+        )
+        fleet.install.wait_for_condition(fleet.namespace, "wild", "True", "Issued", 60)
+        assert _names(fleet, apex) == sorted([apex, f"*.{apex}"])
+        for name in (plain, apex):
+            assert pdns.txt_values(f"_acme-challenge.{name}") == set(), name
+        assert _ledgers(fleet) == []
+        log = fleet.install.operator.log_path.read_text() if fleet.install.operator else ""
+        assert pdns.api_key not in log, "the PowerDNS API key was logged"

@@ -10,7 +10,10 @@ the operator (`--dns01-resolver`) both ask it directly.
 from __future__ import annotations
 
 import base64
+import json
 import secrets
+import sqlite3
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,7 +22,8 @@ import dns.query
 import dns.rdatatype
 
 from testbed import binaries
-from testbed.processes import ServerProcess, Servers, free_port
+from testbed.binaries import MissingProgramError
+from testbed.processes import ServerProcess, Servers, free_port, http_ok
 
 
 @dataclass(frozen=True)
@@ -140,3 +144,105 @@ key "{self.tsig.name}" {{ algorithm {self.tsig.algorithm}; secret "{self.tsig.se
         except Exception:  # not answering yet: timeouts, refusals, malformed answers
             return False
         return bool(answer.answer)
+
+
+SQLITE_SCHEMA = Path("/usr/share/doc/pdns-backend-sqlite3/schema.sqlite3.sql")
+
+
+class PowerDnsServer(Servers):
+    """PowerDNS authoritative with the sqlite3 backend and its HTTP API (the one lexicon's
+    powerdns provider drives), serving `zone` with `records` ((name, type, content) tuples)."""
+
+    def __init__(self, workdir: Path, zone: str, records: list[tuple[str, str, str]]) -> None:
+        self.workdir = workdir
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.zone = zone
+        self.records = records
+        self.port = free_port()
+        self.api_port = free_port()
+        self.api_key = secrets.token_urlsafe(24)
+        self.process: ServerProcess | None = None
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    def start(self) -> None:
+        if not SQLITE_SCHEMA.is_file():
+            raise MissingProgramError(
+                f"{SQLITE_SCHEMA} is missing: run tests/testbed/install-system-packages.sh"
+            )
+        database = self.workdir / "pdns.sqlite3"
+        with sqlite3.connect(database) as db:
+            db.executescript(SQLITE_SCHEMA.read_text())
+        (self.workdir / "pdns.conf").write_text(
+            "\n".join(
+                [
+                    "launch=gsqlite3",
+                    f"gsqlite3-database={database}",
+                    "local-address=127.0.0.1",
+                    f"local-port={self.port}",
+                    "api=yes",
+                    f"api-key={self.api_key}",
+                    "webserver=yes",
+                    "webserver-address=127.0.0.1",
+                    f"webserver-port={self.api_port}",
+                    "webserver-allow-from=127.0.0.0/8",
+                    f"socket-dir={self.workdir}",
+                    "daemon=no",
+                    "guardian=no",
+                    "disable-syslog=yes",
+                    "",
+                ]
+            )
+        )
+        self.process = ServerProcess(
+            "pdns_server",
+            [str(binaries.system_program("pdns_server")), f"--config-dir={self.workdir}"],
+            self.workdir / "pdns.log",
+        )
+        self.process.wait_until(
+            lambda: http_ok(f"{self.api_url}/api/v1/servers", headers=self._headers())
+        )
+        zone = f"{self.zone}."
+        self._api(
+            "POST", "/zones", {"name": zone, "kind": "Native", "nameservers": [f"ns1.{zone}"]}
+        )
+        rrsets = [
+            {
+                "name": f"{name}.{zone}" if name != "@" else zone,
+                "type": rtype,
+                "ttl": 60,
+                "changetype": "REPLACE",
+                "records": [{"content": content, "disabled": False}],
+            }
+            for name, rtype, content in self.records
+        ]
+        self._api("PATCH", f"/zones/{zone}", {"rrsets": rrsets})
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+
+    def txt_values(self, fqdn: str) -> set[str]:
+        query = dns.message.make_query(fqdn, dns.rdatatype.TXT)
+        answer = dns.query.udp(query, "127.0.0.1", port=self.port, timeout=2)
+        return {
+            b"".join(rdata.strings).decode()
+            for rrset in answer.answer
+            if rrset.rdtype == dns.rdatatype.TXT
+            for rdata in rrset
+        }
+
+    def _headers(self) -> dict[str, str]:
+        return {"X-API-Key": self.api_key}
+
+    def _api(self, method: str, path: str, body: object) -> None:
+        request = urllib.request.Request(
+            f"{self.api_url}/api/v1/servers/localhost{path}",
+            data=json.dumps(body).encode(),
+            headers={**self._headers(), "Content-Type": "application/json"},
+            method=method,
+        )
+        with urllib.request.urlopen(request, timeout=5) as answer:
+            assert answer.status in (200, 201, 204), answer.status
