@@ -1,0 +1,132 @@
+"""certfleet's use of lexicon against recorded provider answers (responses): the method,
+path, auth header and body each provider's API documents, an error and a rate limit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import responses
+from responses import matchers
+
+from certfleet.acme_issuer.dns01.lexicon_records import LexiconRecords, provider_options
+from certfleet.acme_issuer.errors import Dns01Error
+
+FQDN, ZONE, VALUE = "_acme-challenge.www.example.com", "example.com", "dGhlLXZhbHVl"
+CF = "https://api.cloudflare.com/client/v4"
+DO = "https://api.digitalocean.com/v2"
+
+
+def _cf_page(result: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"success": True, "result": result, "result_info": {"page": 1, "total_pages": 1}}
+
+
+def _cf_record(content: str) -> dict[str, Any]:
+    return {"id": "r1", "type": "TXT", "name": FQDN, "ttl": 60, "content": content}
+
+
+@responses.activate
+def test_cloudflare_adds_one_txt_value_with_a_bearer_token() -> None:
+    bearer = matchers.header_matcher({"Authorization": "Bearer cf-token"})
+    responses.get(
+        f"{CF}/zones",
+        json={**_cf_page([{"id": "z1", "name": ZONE}])},
+        match=[bearer, matchers.query_param_matcher({"page": "1", "per_page": "100"})],
+    )
+    listing = matchers.query_param_matcher({"per_page": "100", "type": "TXT", "name": FQDN})
+    responses.get(f"{CF}/zones/z1/dns_records", json=_cf_page([]), match=[bearer, listing])
+    responses.post(
+        f"{CF}/zones/z1/dns_records",
+        json={"success": True, "result": _cf_record(VALUE)},
+        match=[
+            bearer,
+            matchers.json_params_matcher(
+                {"type": "TXT", "name": FQDN, "content": VALUE, "data": None, "ttl": 60}
+            ),
+        ],
+    )
+    responses.get(
+        f"{CF}/zones/z1/dns_records", json=_cf_page([_cf_record(VALUE)]), match=[bearer, listing]
+    )
+    LexiconRecords("cloudflare", {"auth_token": "cf-token"}).add_txt(ZONE, FQDN, VALUE)
+    assert [call.request.method for call in responses.calls] == ["GET", "GET", "POST", "GET"]
+
+
+@responses.activate
+def test_cloudflare_refusal_and_rate_limit_are_errors_without_the_token() -> None:
+    responses.get(f"{CF}/zones", status=403, json={"success": False, "errors": [{"code": 9109}]})
+    with pytest.raises(Dns01Error, match="HTTP 403") as refused:
+        LexiconRecords("cloudflare", {"auth_token": "cf-token"}).add_txt(ZONE, FQDN, VALUE)
+    assert "cf-token" not in str(refused.value)
+    responses.replace(
+        responses.GET, f"{CF}/zones", status=429, json={"success": False, "errors": []}
+    )
+    with pytest.raises(Dns01Error, match="HTTP 429") as limited:
+        LexiconRecords("cloudflare", {"auth_token": "cf-token"}).remove_txt(ZONE, FQDN, VALUE)
+    assert limited.value.retryable
+
+
+@responses.activate
+def test_digitalocean_posts_a_relative_name_and_deletes_only_our_value() -> None:
+    bearer = matchers.header_matcher({"Authorization": "Bearer do-token"})
+    responses.get(f"{DO}/domains/{ZONE}", json={"domain": {"name": ZONE}}, match=[bearer])
+    ours = {"id": 7, "type": "TXT", "name": "_acme-challenge.www", "data": VALUE, "ttl": 60}
+    other = {**ours, "id": 8, "data": "someone-else"}
+    listing = {"domain_records": [other], "links": {}, "meta": {"total": 1}}
+    responses.get(f"{DO}/domains/{ZONE}/records", json=listing, match=[bearer])
+    responses.post(
+        f"{DO}/domains/{ZONE}/records",
+        json={"domain_record": ours},
+        match=[
+            bearer,
+            matchers.json_params_matcher(
+                {"type": "TXT", "name": "_acme-challenge.www", "data": VALUE, "ttl": 60}
+            ),
+        ],
+    )
+    both = {"domain_records": [other, ours], "links": {}, "meta": {"total": 2}}
+    responses.get(f"{DO}/domains/{ZONE}/records", json=both, match=[bearer])
+    records = LexiconRecords("digitalocean", {"auth_token": "do-token"})
+    records.add_txt(ZONE, FQDN, VALUE)
+
+    responses.reset()
+    responses.get(f"{DO}/domains/{ZONE}", json={"domain": {"name": ZONE}}, match=[bearer])
+    responses.get(f"{DO}/domains/{ZONE}/records", json=both, match=[bearer])
+    responses.delete(f"{DO}/domains/{ZONE}/records/7", status=204, match=[bearer])
+    records.remove_txt(ZONE, FQDN, VALUE)
+    deleted = [call.request.url for call in responses.calls if call.request.method == "DELETE"]
+    assert deleted == [f"{DO}/domains/{ZONE}/records/7"]  # never id 8, the other value
+
+
+@responses.activate
+def test_a_provider_whose_create_replaces_the_set_is_caught() -> None:
+    bearer = matchers.header_matcher({"Authorization": "Bearer do-token"})
+    responses.get(f"{DO}/domains/{ZONE}", json={"domain": {"name": ZONE}}, match=[bearer])
+    other = {"id": 8, "type": "TXT", "name": "_acme-challenge.www", "data": "first", "ttl": 60}
+    ours = {**other, "id": 9, "data": VALUE}
+    responses.get(f"{DO}/domains/{ZONE}/records", json={"domain_records": [other], "links": {}})
+    responses.post(f"{DO}/domains/{ZONE}/records", json={"domain_record": ours})
+    responses.get(f"{DO}/domains/{ZONE}/records", json={"domain_records": [ours], "links": {}})
+    with pytest.raises(Dns01Error, match="replaced 1 other value"):
+        LexiconRecords("digitalocean", {"auth_token": "do-token"}).add_txt(ZONE, FQDN, VALUE)
+
+
+def test_secret_keys_must_be_option_names() -> None:
+    assert provider_options({"auth_token": b" t \n"}) == {"auth_token": "t"}
+    with pytest.raises(Dns01Error, match="not a lexicon option"):
+        provider_options({"Auth-Token": b"t"})
+    with pytest.raises(Dns01Error, match="not one lexicon offers"):
+        LexiconRecords("no-such-provider", {})
+
+
+def test_the_zone_is_never_guessed_with_tldextract(monkeypatch: pytest.MonkeyPatch) -> None:
+    import tldextract
+
+    def refuse(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("tldextract was asked")
+
+    monkeypatch.setattr(tldextract.TLDExtract, "__call__", refuse)
+    with responses.RequestsMock() as mock:
+        mock.get(f"{DO}/domains/{ZONE}", status=404, json={"id": "not_found"})
+        with pytest.raises(Dns01Error, match="HTTP 404"):
+            LexiconRecords("digitalocean", {"auth_token": "t"}).remove_txt(ZONE, FQDN, VALUE)
