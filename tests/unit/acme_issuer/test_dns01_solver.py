@@ -140,7 +140,7 @@ def test_leftovers_are_removed_and_failures_kept() -> None:
             raise Dns01Error("provider down")
         return dns
 
-    assert remove_leftovers(ledger, records_for) == 1  # type: ignore[arg-type]
+    assert remove_leftovers(ledger, records_for) == 1
     assert dns.values["_acme-challenge.a.example"] == []
     assert ledger.records == [kept]
 
