@@ -3,6 +3,7 @@ path, auth header and body each provider's API documents, an error and a rate li
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -130,3 +131,93 @@ def test_the_zone_is_never_guessed_with_tldextract(monkeypatch: pytest.MonkeyPat
         mock.get(f"{DO}/domains/{ZONE}", status=404, json={"id": "not_found"})
         with pytest.raises(Dns01Error, match="HTTP 404"):
             LexiconRecords("digitalocean", {"auth_token": "t"}).remove_txt(ZONE, FQDN, VALUE)
+
+
+LINODE = "https://api.linode.com/v4"
+VULTR = "https://api.vultr.com/v2"
+
+
+@responses.activate
+def test_linode_finds_the_domain_id_and_posts_a_relative_name() -> None:
+    bearer = matchers.header_matcher({"Authorization": "Bearer li-token"})
+    responses.get(f"{LINODE}/domains", json={"data": [{"id": 42, "domain": ZONE}]}, match=[bearer])
+    empty = {"data": [], "page": 1, "pages": 1}
+    ours = {"id": 5, "type": "TXT", "name": "_acme-challenge.www", "target": VALUE, "ttl_sec": 300}
+    responses.get(f"{LINODE}/domains/42/records", json=empty, match=[bearer])
+    responses.get(f"{LINODE}/domains/42/records", json=empty, match=[bearer])
+    responses.post(
+        f"{LINODE}/domains/42/records",
+        json=ours,
+        match=[
+            bearer,
+            # Linode rounds TTLs up to its own steps: 0 means its default (300 s).
+            matchers.json_params_matcher(
+                {"name": "_acme-challenge.www", "type": "TXT", "target": VALUE, "ttl_sec": 0}
+            ),
+        ],
+    )
+    responses.get(f"{LINODE}/domains/42/records", json={**empty, "data": [ours]}, match=[bearer])
+    LexiconRecords("linode4", {"auth_token": "li-token"}).add_txt(ZONE, FQDN, VALUE)
+    # Linode's API takes the domain filter as a JSON X-Filter header.
+    assert json.loads(responses.calls[0].request.headers["X-Filter"]) == {"domain": ZONE}
+
+
+@responses.activate
+def test_linode_rate_limit_is_a_retryable_error() -> None:
+    responses.get(f"{LINODE}/domains", status=429, json={"errors": [{"reason": "Too many"}]})
+    with pytest.raises(Dns01Error, match="HTTP 429") as limited:
+        LexiconRecords("linode4", {"auth_token": "li-token"}).add_txt(ZONE, FQDN, VALUE)
+    assert limited.value.retryable and "li-token" not in str(limited.value)
+
+
+@responses.activate
+def test_vultr_quotes_the_txt_data_and_follows_the_cursor() -> None:
+    bearer = matchers.header_matcher({"Authorization": "Bearer vu-token"})
+    no_more = {"links": {"next": "", "prev": ""}, "total": 1}
+    responses.get(
+        f"{VULTR}/domains", json={"domains": [{"domain": ZONE}], "meta": no_more}, match=[bearer]
+    )
+    page_one = {"records": [], "meta": {"links": {"next": "c2", "prev": ""}, "total": 0}}
+    page_two = {"records": [], "meta": no_more}
+    ours = {
+        "id": "r-1",
+        "type": "TXT",
+        "name": "_acme-challenge.www",
+        "data": f'"{VALUE}"',
+        "ttl": 60,
+        "priority": 0,
+    }
+    for _ in range(2):  # the check before the add, and create_record's own
+        responses.get(f"{VULTR}/domains/{ZONE}/records", json=page_one, match=[bearer])
+        responses.get(
+            f"{VULTR}/domains/{ZONE}/records",
+            json=page_two,
+            match=[bearer, matchers.query_param_matcher({"cursor": "c2"})],
+        )
+    responses.post(
+        f"{VULTR}/domains/{ZONE}/records",
+        json={"record": ours},
+        match=[
+            bearer,
+            matchers.json_params_matcher(
+                {
+                    "type": "TXT",
+                    "name": "_acme-challenge.www",
+                    "data": f'"{VALUE}"',
+                    "priority": 0,
+                    "ttl": 60,
+                }
+            ),
+        ],
+    )
+    responses.get(
+        f"{VULTR}/domains/{ZONE}/records", json={"records": [ours], "meta": no_more}, match=[bearer]
+    )
+    LexiconRecords("vultr", {"auth_token": "vu-token"}).add_txt(ZONE, FQDN, VALUE)
+
+
+@responses.activate
+def test_vultr_error_answer_is_reported_with_its_status() -> None:
+    responses.get(f"{VULTR}/domains", status=401, json={"error": "Invalid API token."})
+    with pytest.raises(Dns01Error, match="HTTP 401"):
+        LexiconRecords("vultr", {"auth_token": "bad"}).remove_txt(ZONE, FQDN, VALUE)
