@@ -221,3 +221,35 @@ def test_vultr_error_answer_is_reported_with_its_status() -> None:
     responses.get(f"{VULTR}/domains", status=401, json={"error": "Invalid API token."})
     with pytest.raises(Dns01Error, match="HTTP 401"):
         LexiconRecords("vultr", {"auth_token": "bad"}).remove_txt(ZONE, FQDN, VALUE)
+
+
+def test_route53_upserts_both_values_into_one_record_set_and_removes_only_ours(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import boto3
+    from moto import mock_aws
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    with mock_aws():
+        route53 = boto3.client("route53")
+        zone_id = route53.create_hosted_zone(Name=f"{ZONE}.", CallerReference="certfleet")[
+            "HostedZone"
+        ]["Id"]
+        records = LexiconRecords(
+            "route53", {"auth_access_key": "AKIDEXAMPLE", "auth_access_secret": "s3cr3t"}
+        )
+        records.add_txt(ZONE, FQDN, "first")
+        records.add_txt(ZONE, FQDN, VALUE)  # a second challenge at the same name
+
+        def values() -> list[str]:
+            sets = route53.list_resource_record_sets(HostedZoneId=zone_id)["ResourceRecordSets"]
+            return sorted(
+                record["Value"]
+                for found in sets
+                if found["Name"] == f"{FQDN}." and found["Type"] == "TXT"
+                for record in found["ResourceRecords"]
+            )
+
+        assert values() == sorted(['"first"', f'"{VALUE}"'])
+        records.remove_txt(ZONE, FQDN, VALUE)
+        assert values() == ['"first"']
