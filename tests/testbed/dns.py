@@ -26,6 +26,18 @@ from testbed.binaries import MissingProgramError
 from testbed.processes import ServerProcess, Servers, free_port, http_ok
 
 
+def txt_values(host: str, port: int, fqdn: str) -> set[str]:
+    """The TXT values a server itself answers at `fqdn` now."""
+    query = dns.message.make_query(fqdn, dns.rdatatype.TXT)
+    answer = dns.query.udp(query, host, port=port, timeout=2)
+    return {
+        b"".join(rdata.strings).decode()
+        for rrset in answer.answer
+        if rrset.rdtype == dns.rdatatype.TXT
+        for rdata in rrset
+    }
+
+
 @dataclass(frozen=True)
 class TsigKey:
     name: str = "certfleet-test"
@@ -128,14 +140,7 @@ key "{self.tsig.name}" {{ algorithm {self.tsig.algorithm}; secret "{self.tsig.se
 
     def txt_values(self, fqdn: str) -> set[str]:
         """What the server itself holds at `fqdn` now."""
-        query = dns.message.make_query(fqdn, dns.rdatatype.TXT)
-        answer = dns.query.udp(query, self.address, port=self.port, timeout=2)
-        return {
-            b"".join(rdata.strings).decode()
-            for rrset in answer.answer
-            if rrset.rdtype == dns.rdatatype.TXT
-            for rdata in rrset
-        }
+        return txt_values(self.address, self.port, fqdn)
 
     def _answers(self, zone: str) -> bool:
         try:
@@ -225,14 +230,7 @@ class PowerDnsServer(Servers):
             self.process.stop()
 
     def txt_values(self, fqdn: str) -> set[str]:
-        query = dns.message.make_query(fqdn, dns.rdatatype.TXT)
-        answer = dns.query.udp(query, "127.0.0.1", port=self.port, timeout=2)
-        return {
-            b"".join(rdata.strings).decode()
-            for rrset in answer.answer
-            if rrset.rdtype == dns.rdatatype.TXT
-            for rdata in rrset
-        }
+        return txt_values("127.0.0.1", self.port, fqdn)
 
     def _headers(self) -> dict[str, str]:
         return {"X-API-Key": self.api_key}
