@@ -121,6 +121,26 @@ def _add_operator_arguments(operator: argparse.ArgumentParser) -> None:
         default=_env_host_port("CERTFLEET_METRICS_LISTEN", defaults.metrics_listen),
         help="where Prometheus scrapes /metrics (HOST:PORT, env CERTFLEET_METRICS_LISTEN)",
     )
+    add(
+        "--dns01-resolver",
+        type=_host_port,
+        default=_env_host_port("CERTFLEET_DNS01_RESOLVER", ("", 0)),
+        help="the DNS resolver that finds a DNS-01 record's zone and its nameservers "
+        "(HOST:PORT; default: the first nameserver of /etc/resolv.conf)",
+    )
+    add(
+        "--dns01-nameserver-port",
+        type=int,
+        default=defaults.dns01.nameserver_port,
+        help="the port the zones' authoritative servers answer on (53 but on a test bed)",
+    )
+    add(
+        "--dns01-propagation-timeout",
+        type=float,
+        default=defaults.dns01.propagation_timeout,
+        help="how long a DNS-01 record may take to show at every authoritative server",
+    )
+    add("--dns01-poll-seconds", type=float, default=defaults.dns01.poll_interval)
     add("--liveness", default=defaults.liveness)
     add("--verbose", action="store_true")
 
@@ -210,6 +230,7 @@ def _parser() -> argparse.ArgumentParser:
 def _run_operator(args: argparse.Namespace) -> int:
     from certfleet.controller.decide import DecisionSettings
     from certfleet.controller.main import OperatorSettings, run
+    from certfleet.controller.solvers import Dns01Options
 
     return run(
         OperatorSettings(
@@ -233,6 +254,12 @@ def _run_operator(args: argparse.Namespace) -> int:
             metrics_listen=args.metrics_listen,
             liveness=args.liveness,
             verbose=args.verbose,
+            dns01=Dns01Options(
+                resolver=args.dns01_resolver if args.dns01_resolver[0] else None,
+                nameserver_port=args.dns01_nameserver_port,
+                propagation_timeout=args.dns01_propagation_timeout,
+                poll_interval=args.dns01_poll_seconds,
+            ),
         )
     )
 

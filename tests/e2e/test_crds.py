@@ -146,6 +146,14 @@ def test_examples_are_accepted_as_written(crds: ControlPlane) -> None:
     assert [path.name for path in files] == [
         "automatic.yaml",
         "cloudhost-sandbox.yaml",
+        "dns01-cloudflare.yaml",
+        "dns01-digitalocean.yaml",
+        "dns01-exoscale.yaml",
+        "dns01-linode.yaml",
+        "dns01-powerdns.yaml",
+        "dns01-rfc2136.yaml",
+        "dns01-route53.yaml",
+        "dns01-vultr.yaml",
         "manual.yaml",
     ]
     args = [arg for path in files for arg in ("-f", str(path))]
@@ -292,11 +300,18 @@ def test_bad_spec_is_refused(
     [{"domain": "*.example.test"}, {"alternativeNames": ["*.example.test"]}],
     ids=["domain", "alternative name"],
 )
-def test_automatic_wildcard_is_refused_until_dns01_exists(
+def test_automatic_wildcard_is_refused_with_http01_and_accepted_with_dns01(
     crds: ControlPlane, namespace: str, changes: dict[str, Any]
 ) -> None:
     obj = certificate(unique("bad"), namespace, changed(VALID_SPEC, changes))
-    assert "wildcard names need the DNS-01 challenge" in assert_refused(crds, obj, "spec")
+    refusal = assert_refused(crds, obj, "spec")
+    assert "wildcard names can only be validated with the DNS-01 challenge" in refusal
+    dns01 = {
+        "challengeType": "DNS-01",
+        "dns01": {"provider": "rfc2136", "secretRef": {"name": "dns-credentials"}},
+    }
+    good = certificate(unique("wild"), namespace, changed(VALID_SPEC, {**changes, "acme": dns01}))
+    apply(crds, good)
 
 
 BAD_CLOUDHOSTS: dict[str, tuple[dict[str, Any], str]] = {

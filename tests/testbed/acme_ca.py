@@ -32,7 +32,10 @@ class AcmeCA(Servers):
         certificate_validity_seconds: int | None = None,
         authz_reuse_percent: int = 0,
         pebble: Literal["debian", "module"] = "debian",
+        dns_server: tuple[str, int] | None = None,
     ) -> None:
+        """`dns_server`: where pebble resolves names and DNS-01 records (a BIND of
+        testbed.dns); None: its own pebble-challtestsrv, which answers 127.0.0.1 for all."""
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.http_port = http_port or free_port()
@@ -41,6 +44,7 @@ class AcmeCA(Servers):
         if pebble not in ("debian", "module"):
             raise ValueError(f"pebble must be 'debian' or 'module', got {pebble!r}")
         self.pebble_kind = pebble
+        self.dns_server = dns_server
         self.listener_ca = TestCA(workdir / "pki", "pebble-listener")
         self.pebble: ServerProcess | None = None
         self.challtestsrv: ServerProcess | None = None
@@ -58,6 +62,12 @@ class AcmeCA(Servers):
         return ssl.create_default_context(cafile=str(self.listener_ca_bundle))
 
     def start(self) -> None:
+        if self.dns_server is None:
+            self._start_challtestsrv()
+        dns_host, self.dns_port = self.dns_server or ("127.0.0.1", self.dns_port)
+        self._start_pebble(dns_host)
+
+    def _start_challtestsrv(self) -> None:
         self.dns_port = free_port()
         dns_management = free_port()
         self.challtestsrv = ServerProcess(
@@ -79,6 +89,7 @@ class AcmeCA(Servers):
             lambda: tcp_open("127.0.0.1", dns_management)
         )
 
+    def _start_pebble(self, dns_host: str) -> None:
         acme_port, management_port = free_port(), free_port()
         pebble_module = self.pebble_kind == "module"
         program = (
@@ -115,7 +126,7 @@ class AcmeCA(Servers):
             [
                 str(program),
                 f"-config={config}",
-                f"-dnsserver=127.0.0.1:{self.dns_port}",
+                f"-dnsserver={dns_host}:{self.dns_port}",
             ],
             self.workdir / "pebble.log",
             env={

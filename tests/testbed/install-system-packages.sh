@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the test bed's servers that Debian provides, when missing: pebble and pebble-challtestsrv
-# (Let's Encrypt's test CA), nginx, apache2, bind9 and prometheus (for promtool). Services are not
-# started: the tests start their own instances on free ports.
+# (Let's Encrypt's test CA), nginx, apache2, bind9, PowerDNS (with its sqlite3 backend) and prometheus (for promtool).
+# Services are not started: the tests start their own instances on free ports.
 set -euo pipefail
 
 declare -A package_of=(
@@ -11,6 +11,8 @@ declare -A package_of=(
   [/usr/sbin/apache2]=apache2
   [/usr/sbin/named]=bind9
   [/usr/bin/nsupdate]=bind9-dnsutils
+  [/usr/sbin/pdns_server]=pdns-server
+  [/usr/share/doc/pdns-backend-sqlite3/schema.sqlite3.sql]=pdns-backend-sqlite3
   [/usr/bin/promtool]=prometheus
 )
 missing=()

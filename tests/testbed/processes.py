@@ -192,10 +192,16 @@ if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
     signal.signal(signal.SIGTERM, _stop_all_and_exit)
 
 
-def http_ok(url: str, context: ssl.SSLContext | None = None, expect: bytes | None = None) -> bool:
+def http_ok(
+    url: str,
+    context: ssl.SSLContext | None = None,
+    expect: bytes | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> bool:
     """True when `url` answers 200 (and its body contains `expect`, if given)."""
     try:
-        with urllib.request.urlopen(url, timeout=2, context=context) as response:
+        request = urllib.request.Request(url, headers=dict(headers or {}))
+        with urllib.request.urlopen(request, timeout=2, context=context) as response:
             return response.status == 200 and (expect is None or expect in response.read())
     except (urllib.error.URLError, OSError):
         return False

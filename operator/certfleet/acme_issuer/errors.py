@@ -7,6 +7,7 @@ human. Messages name the domain and the CA's own detail; they never carry key ma
 
 from __future__ import annotations
 
+from certfleet.api.reasons import CertificateReason
 from certfleet.core.errors import CertfleetError, RetryLaterError
 
 
@@ -45,3 +46,18 @@ class AcmeDeadlineExceededError(AcmeError):
 
 class InvalidAcmeServerError(AcmeError, ValueError):
     """`spec.acme.server` is neither a known CA name nor an https:// directory URL."""
+
+
+class Dns01Error(AcmeError):
+    """DNS-01 could not be answered: the DNS provider refused or failed, or the zone could
+    not be found."""
+
+    def __init__(self, message: str, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class Dns01PropagationTimeoutError(Dns01Error):
+    """The TXT record did not become visible at every authoritative server in time."""
+
+    reason = CertificateReason.DNS01PropagationTimeout

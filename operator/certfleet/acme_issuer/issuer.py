@@ -1,8 +1,9 @@
-"""Certificate issuance through ACME (RFC 8555) with HTTP-01: the one adapter around the acme
-library's ClientV2.
+"""Certificate issuance through ACME (RFC 8555): the one adapter around the acme library's
+ClientV2.
 
-One `issue()` is one order: account (stored, else registered once), new order, HTTP-01 for
-every authorization that is not already valid, finalization, certificate. Every step runs
+One `issue()` is one order: account (stored, else registered once), new order, the solver's
+challenge (HTTP-01 or DNS-01, see `solvers`) for every authorization that is not already
+valid, finalization, certificate. Every step runs
 against one explicit deadline, and polls honour the CA's Retry-After instead of the library's
 fixed one-second sleeps (`poll_and_finalize`), which on a fast CA make issuance ~30x slower.
 `renewal_info()` asks the CA when it would like a certificate renewed (ARI, see `ari`), and a
@@ -47,6 +48,7 @@ from certfleet.acme_issuer.keys import (
 )
 from certfleet.acme_issuer.polling import Backoff, parse_retry_after
 from certfleet.acme_issuer.problems import challenge_failed, describe_problem, translate
+from certfleet.acme_issuer.solvers import ChallengeSolver, Http01Solver, PendingChallenge
 from certfleet.acme_issuer.transport import DeadlineAdapter, Exchange, RequestHook
 
 log = logging.getLogger(__name__)
@@ -116,11 +118,14 @@ class AcmeIssuer:
         key_algorithm: KeyAlgorithm = DEFAULT_KEY_ALGORITHM,
         deadline: float = DEFAULT_DEADLINE_SECONDS,
         replacing: bytes | None = None,
+        solver: ChallengeSolver | None = None,
     ) -> IssuedCertificate:
         """A certificate for `names` with a fresh `key_algorithm` key; `deadline` is the number
         of seconds from now the whole issuance may take. `replacing` is the PEM certificate
-        this one renews: named in the order (RFC 9773 `replaces`) when the CA offers ARI."""
-        wanted = _normalised(names)
+        this one renews: named in the order (RFC 9773 `replaces`) when the CA offers ARI.
+        `solver` answers the challenges (default: HTTP-01 through the challenge store)."""
+        solver = solver or Http01Solver(self.challenges)
+        wanted = _normalised(names, solver.validates_wildcards)
         what = wanted[0] if len(wanted) == 1 else f"{wanted[0]} (+{len(wanted) - 1} names)"
         if deadline <= 0:
             raise ValueError("the deadline must be a positive number of seconds")
@@ -135,7 +140,7 @@ class AcmeIssuer:
             with session.step("account"):
                 session.connect()
             order = session.new_order(csr_pem, wanted, _replaces(replacing))
-            session.authorize(order)
+            session.authorize(order, solver)
             fullchain = session.finalize(order)
         finally:
             session.close()
@@ -369,18 +374,18 @@ class _Session:
             csr_pem=csr_pem,
         )
 
-    def authorize(self, order: messages.OrderResource) -> None:
-        """Answers HTTP-01 for every authorization that is not valid yet and waits for them;
-        the tokens leave the challenge store whatever happens."""
+    def authorize(self, order: messages.OrderResource, solver: ChallengeSolver) -> None:
+        """Answers the solver's challenge for every authorization that is not valid yet and
+        waits for them; the solver takes its answers back whatever happens."""
         key = self.account_key
         assert key is not None
-        client, store = self._client(), self.issuer.challenges
+        client = self._client()
         answers: list[
             tuple[
                 messages.AuthorizationResource, messages.ChallengeBody, challenges.ChallengeResponse
             ]
         ] = []
-        tokens: list[str] = []
+        pending: list[PendingChallenge] = []
         try:
             for authorization in order.authorizations:
                 body = authorization.body
@@ -388,21 +393,24 @@ class _Session:
                     continue  # reused from an earlier order: nothing to prove
                 if body.status != messages.STATUS_PENDING:
                     raise challenge_failed(body)
-                challenge = _http01(authorization)
-                response, key_authorization = challenge.chall.response_and_validation(key)
-                token = challenge.chall.encode("token")
-                store.put(token, key_authorization)
-                tokens.append(token)
+                challenge = _challenge(authorization, solver.challenge_type)
+                response, validation = challenge.chall.response_and_validation(key)
+                pending.append(
+                    PendingChallenge(
+                        body.identifier.value, challenge.chall.encode("token"), validation
+                    )
+                )
                 answers.append((authorization, challenge, response))
-            # Every answer is in the store before the CA is told to look for any of them.
+            # Every answer is up (and visible) before the CA is told to look for any of them.
+            with self.step("present-challenges"):
+                solver.present(pending, self.exchange.deadline)
             for _, challenge, response in answers:
                 with self.step("answer-challenge"):
                     client.answer_challenge(challenge, response)
             for authorization, _, _ in answers:
                 self._wait_for_authorization(authorization)
         finally:
-            for token in tokens:
-                store.remove(token)
+            solver.cleanup(pending)
 
     def _wait_for_authorization(self, authorization: messages.AuthorizationResource) -> None:
         client, backoff = self._client(), Backoff()
@@ -481,7 +489,7 @@ def _replaces(certificate_pem: bytes | None) -> str | None:
         return None
 
 
-def _normalised(names: Sequence[str]) -> list[str]:
+def _normalised(names: Sequence[str], wildcards_allowed: bool) -> list[str]:
     if isinstance(names, str):
         names = [names]
     wanted: list[str] = []
@@ -492,21 +500,24 @@ def _normalised(names: Sequence[str]) -> list[str]:
     if not wanted:
         raise ValueError("no names to issue a certificate for")
     wildcards = [name for name in wanted if name.startswith("*.")]
-    if wildcards:
+    if wildcards and not wildcards_allowed:
         raise AcmeRejectedError(
             f"{wildcards[0]}: a wildcard name can only be validated with DNS-01, not HTTP-01"
         )
     return wanted
 
 
-def _http01(authorization: messages.AuthorizationResource) -> messages.ChallengeBody:
+def _challenge(
+    authorization: messages.AuthorizationResource,
+    kind: type[challenges.KeyAuthorizationChallenge],
+) -> messages.ChallengeBody:
     for challenge in authorization.body.challenges:
-        if isinstance(challenge.chall, challenges.HTTP01):
+        if isinstance(challenge.chall, kind):
             return challenge
     offered = ", ".join(sorted(str(c.chall.typ) for c in authorization.body.challenges))
     raise AcmeRejectedError(
-        f"ACME CA offers no HTTP-01 challenge for {authorization.body.identifier.value} "
-        f"(offered: {offered or 'none'})"
+        f"ACME CA offers no {kind.typ.upper()} challenge for "
+        f"{authorization.body.identifier.value} (offered: {offered or 'none'})"
     )
 
 

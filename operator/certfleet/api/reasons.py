@@ -19,6 +19,8 @@ class CertificateReason(StrEnum):
     ManualRenewalRequired = "ManualRenewalRequired"  # also Ready=True while it still serves
     # Ready=False, or True while the old certificate keeps serving.
     IssuanceFailed = "IssuanceFailed"
+    # DNS-01: the TXT record was not visible at every authoritative server within the bound.
+    DNS01PropagationTimeout = "DNS01PropagationTimeout"
     WaitingForManualCertificate = "WaitingForManualCertificate"
     # Another certfleet (a build machine, a cluster) holds the datastore's order lease.
     OrderedElsewhere = "OrderedElsewhere"

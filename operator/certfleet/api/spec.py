@@ -35,6 +35,21 @@ class GenerationMethod(StrEnum):
     MANUAL = "MANUAL"
 
 
+CHALLENGE_TYPES = ("HTTP-01", "DNS-01")
+_PROVIDER = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")
+_NAMESPACE = re.compile(r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?")
+
+
+@dataclass(frozen=True, slots=True)
+class Dns01Settings:
+    """The DNS provider that answers DNS-01 (`rfc2136` or a lexicon provider name) and the
+    Secret with its credentials; `secret_namespace` None: the resource's own namespace."""
+
+    provider: str
+    secret_name: str
+    secret_namespace: str | None
+
+
 @dataclass(frozen=True, slots=True)
 class AcmeSettings:
     server: str
@@ -43,6 +58,7 @@ class AcmeSettings:
     key_algorithm: str
     eab_key_id: str | None
     eab_hmac_secret: tuple[str, str] | None  # (Secret name, key) in the resource's namespace
+    dns01: Dns01Settings | None = None  # per resource; else the CloudHost's
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,14 +159,43 @@ def _acme_settings(acme: Mapping[str, Any]) -> AcmeSettings:
     eab_secret = None
     if hmac_ref:
         eab_secret = (str(hmac_ref.get("name", "")), str(hmac_ref.get("key", "")))
+    challenge_type = text("challengeType", "HTTP-01") or "HTTP-01"
+    if challenge_type not in CHALLENGE_TYPES:
+        raise InvalidSpecError(
+            f"spec.acme.challengeType must be one of {', '.join(CHALLENGE_TYPES)}"
+        )
+    dns01 = acme.get("dns01")
     return AcmeSettings(
         server=text("server", "letsencrypt") or "letsencrypt",
         email=text("email", None),
-        challenge_type=text("challengeType", "HTTP-01") or "HTTP-01",
+        challenge_type=challenge_type,
         key_algorithm=text("keyAlgorithm", "ECDSA-P256") or "ECDSA-P256",
         eab_key_id=binding.get("keyID"),
         eab_hmac_secret=eab_secret,
+        dns01=parse_dns01("spec.acme.dns01", dns01, own_namespace=True) if dns01 else None,
     )
+
+
+def parse_dns01(field: str, raw: object, own_namespace: bool) -> Dns01Settings:
+    """`{provider, secretRef: {name[, namespace]}}`; a ManagedCertificate's Secret is in its
+    own namespace, a CloudHost's names its namespace."""
+    if not isinstance(raw, Mapping):
+        raise InvalidSpecError(f"{field} must be an object")
+    provider = raw.get("provider")
+    if not isinstance(provider, str) or not _PROVIDER.fullmatch(provider):
+        raise InvalidSpecError(
+            f"{field}.provider must name a DNS provider (rfc2136, cloudflare, ...)"
+        )
+    ref = raw.get("secretRef")
+    name = ref.get("name") if isinstance(ref, Mapping) else None
+    if not isinstance(name, str) or not _SECRET_NAME.fullmatch(name):
+        raise InvalidSpecError(f"{field}.secretRef.name must name a Secret")
+    namespace = ref.get("namespace") if isinstance(ref, Mapping) else None
+    if own_namespace:
+        namespace = None
+    elif not isinstance(namespace, str) or not _NAMESPACE.fullmatch(namespace):
+        raise InvalidSpecError(f"{field}.secretRef.namespace must name a namespace")
+    return Dns01Settings(provider, name, namespace)
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +216,7 @@ class CloudHostConfig:
     encryption_key: ObjectRef
     # Old revisions kept below the current one (for a rollback by a person); older ones go.
     revision_history_limit: int = DEFAULT_REVISION_HISTORY_LIMIT
+    dns01: Dns01Settings | None = None
 
 
 def _ref(spec: Mapping[str, Any], field: str) -> ObjectRef:
@@ -197,6 +243,9 @@ def parse_cloudhost(name: str, spec: Mapping[str, Any]) -> CloudHostConfig:
         credentials=_ref(spec, "credentialsSecretRef"),
         encryption_key=_ref(spec, "encryptionKeySecretRef"),
         revision_history_limit=_history_limit(name, spec.get("revisionHistoryLimit")),
+        dns01=parse_dns01(f"CloudHost {name}: spec.dns01", spec["dns01"], own_namespace=False)
+        if spec.get("dns01")
+        else None,
     )
 
 

@@ -1,17 +1,20 @@
 """The Issuer port over acme_issuer: the spec's CA, its account, External Account Binding,
-HTTP-01 through the responder. No Kubernetes here: the operator and the build machine each
-hand it their own account store and their own way of reading a secret value."""
+and the challenge solver a `Solvers` picks (HTTP-01 alone by default). No Kubernetes here:
+the operator and the build machine each hand it their own account store and their own way
+of reading a secret value."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from typing import Protocol
 
 from certfleet.acme_issuer.accounts import AccountStore
 from certfleet.acme_issuer.directories import resolve_directory_url
 from certfleet.acme_issuer.http01 import ChallengeStore
 from certfleet.acme_issuer.issuer import AcmeIssuer
 from certfleet.acme_issuer.keys import KeyAlgorithm
+from certfleet.acme_issuer.solvers import ChallengeSolver, Http01Solver
 from certfleet.acme_issuer.transport import RequestHook
 from certfleet.api.spec import CertificateSpec
 from certfleet.controller.ports import PemPair
@@ -19,6 +22,28 @@ from certfleet.core.errors import CertfleetError
 
 # (namespace, secret name, key) -> the value, None when there is none.
 SecretValue = Callable[[str, str, str], bytes | None]
+
+
+class Solvers(Protocol):
+    """Which challenge solver answers a certificate's order (controller.solvers)."""
+
+    def for_certificate(self, spec: CertificateSpec, namespace: str) -> ChallengeSolver: ...
+
+    def extra_seconds(self, solver: ChallengeSolver) -> float:
+        """What the solver adds to an order's deadline (DNS-01's propagation wait)."""
+
+
+class Http01Only:
+    """Every order through the HTTP-01 responder."""
+
+    def __init__(self, challenges: ChallengeStore) -> None:
+        self._challenges = challenges
+
+    def for_certificate(self, spec: CertificateSpec, namespace: str) -> ChallengeSolver:
+        return Http01Solver(self._challenges)
+
+    def extra_seconds(self, solver: ChallengeSolver) -> float:
+        return 0.0
 
 
 class IssuerNotConfiguredError(CertfleetError):
@@ -34,7 +59,9 @@ class AcmeIssuers:
         acme_ca_bundle: str | None = None,
         issuance_deadline_seconds: float = 120.0,
         on_acme_request: RequestHook | None = None,
+        solvers: Solvers | None = None,
     ) -> None:
+        self._solvers = solvers or Http01Only(challenges)
         self._accounts = accounts
         self._challenges = challenges
         self._secret_value = secret_value
@@ -46,12 +73,18 @@ class AcmeIssuers:
 
     def issue(self, spec: CertificateSpec, namespace: str, replacing: bytes | None) -> PemPair:
         assert spec.acme is not None
-        issued = self.for_directory(
+        issuer = self.for_directory(
             resolve_directory_url(spec.acme.server),
             email=spec.acme.email,
             external_account_binding=self._binding(spec, namespace),
-        ).issue(
-            spec.names, KeyAlgorithm(spec.acme.key_algorithm), self._deadline, replacing=replacing
+        )
+        solver = self._solvers.for_certificate(spec, namespace)
+        issued = issuer.issue(
+            spec.names,
+            KeyAlgorithm(spec.acme.key_algorithm),
+            self._deadline + self._solvers.extra_seconds(solver),
+            replacing=replacing,
+            solver=solver,
         )
         return PemPair(issued.fullchain_pem, issued.private_key_pem)
 

@@ -148,7 +148,8 @@ def _issue(
     try:
         issued = ports.issuer.issue(spec, observed.request.namespace, plan.replacing)
     except CertfleetError as error:
-        return _backed_off(plan, observed, settings, "issuing through ACME failed", error)
+        reason = error.reason or CertificateReason.IssuanceFailed
+        return _backed_off(plan, observed, settings, "issuing through ACME failed", error, reason)
     verdict = judge_issued(issued, spec, clock(), ports.windows.window(spec, issued.fullchain))
     if not isinstance(verdict, Valid):
         message = f"the CA issued a certificate that fails the policy: {verdict.message}"

@@ -32,6 +32,7 @@ from certfleet.controller.metrics import OperatorMetrics
 from certfleet.controller.ports import Ports
 from certfleet.controller.reconcile import OrderLease, Reconciler
 from certfleet.controller.renewal_windows import AriWindows
+from certfleet.controller.solvers import ChallengeSolvers, Dns01Options
 from certfleet.core.clock import utc_now
 from certfleet.kube.gateway import KubernetesGateway
 from certfleet.kube.leader_label import LeaderLabel
@@ -60,6 +61,7 @@ class OperatorSettings:
     metrics_listen: tuple[str, int] = ("0.0.0.0", 9090)  # noqa: S104
     liveness: str = "http://0.0.0.0:8080/healthz"
     verbose: bool = False
+    dns01: Dns01Options = field(default_factory=Dns01Options)
 
 
 def _configure_kopf(registry: kopf.OperatorRegistry) -> None:
@@ -100,6 +102,7 @@ def _ports(
         secret_value(gateway),
         acme_ca_bundle=settings.acme_ca_bundle,
         on_acme_request=metrics.acme_request,
+        solvers=ChallengeSolvers(gateway, settings.namespace, challenges, settings.dns01),
     )
     return Ports(
         datastores=CloudHostDatastores(gateway, on_s3_client=metrics.instrument_s3_client),

@@ -13,12 +13,12 @@ class CertfleetError(Exception):
     """Base of every error certfleet raises on purpose.
 
     ``retryable`` says whether the same call may succeed later without anyone changing
-    anything (an outage), as opposed to input or configuration that must be fixed first;
-    ``reason``, the condition reason an adapter's error is reported with.
+    anything (an outage), as opposed to input or configuration that must be fixed first.
+    ``reason``, when set, is the status condition's reason for it (a stable name people alert
+    on); None leaves the caller's own.
     """
 
     retryable = False
-    # The status reason an adapter's error stands for, when it has one of its own.
     reason: str | None = None
 
 
