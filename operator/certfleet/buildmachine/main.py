@@ -8,6 +8,7 @@ files or flags cannot be used (then nothing was reconciled, nothing published).
 
 from __future__ import annotations
 
+import socket
 import sys
 import time
 from collections.abc import Callable
@@ -25,7 +26,7 @@ from certfleet.controller.acme_issuers import AcmeIssuers
 from certfleet.controller.decide import DecisionSettings
 from certfleet.controller.plan import Outcome, Request
 from certfleet.controller.ports import Ports
-from certfleet.controller.reconcile import OrderLease, Reconciler, default_holder
+from certfleet.controller.reconcile import OrderLease, Reconciler
 from certfleet.controller.renewal_windows import AriWindows
 from certfleet.core.clock import Clock, utc_now
 from certfleet.core.errors import CertfleetError
@@ -47,7 +48,9 @@ class BuildMachineSettings:
     http01_listen: tuple[str, int] = ("0.0.0.0", 8089)  # noqa: S104 - the webservers proxy here
     acme_ca_bundle: str | None = None
     wait_for_other_order_seconds: float = 300.0
-    identity: str = field(default_factory=default_holder)
+    # This machine's name, the same at every run: a run killed mid-order leaves a lease that
+    # the next run of the same machine may take at once (others wait for it to expire).
+    identity: str = field(default_factory=lambda: f"build machine {socket.gethostname()[:200]}")
 
 
 class _Reporter:

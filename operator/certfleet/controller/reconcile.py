@@ -36,8 +36,8 @@ log = logging.getLogger(__name__)
 
 
 def default_holder() -> str:
-    """Host, process and a random part: a restarted process never mistakes an old lease for
-    its own."""
+    """Host, process and a random part, for a Reconciler not told who it is (the programs
+    give stable names: their next run may take the lease a killed one left)."""
     return f"{socket.gethostname()[:200]}-{os.getpid()}-{secrets.token_hex(4)}"
 
 

@@ -23,7 +23,7 @@ from certfleet.controller.decide import DecisionSettings
 from certfleet.controller.gather import DatastoreNotConfiguredError
 from certfleet.controller.plan import Outcome, Request
 from certfleet.controller.ports import PemPair, Ports
-from certfleet.controller.reconcile import Reconciler
+from certfleet.controller.reconcile import OrderLease, Reconciler
 from certfleet.controller.report import events_to_post, status_from_outcome
 from certfleet.core.errors import CertfleetError, RetryLaterError
 from certfleet.datastore.errors import DatastoreNotSupportedError, DatastoreUnavailableError
@@ -559,3 +559,14 @@ def test_after_taking_the_lease_a_certificate_published_meanwhile_is_reused() ->
     outcome = reconcile(world)
     assert outcome.reason == "Reused" and world.ca.orders == 0
     assert world.announced == []  # no order was announced either
+
+
+def test_a_lease_left_by_a_killed_run_of_the_same_holder_is_taken_at_once(
+    world: FakeWorld,
+) -> None:
+    world.store.take_lease(LOCATION, "operator certfleet-system/certfleet-operator", NOW, DAY)
+    reconciler = Reconciler(
+        world.ports(), lambda: NOW, lease=OrderLease("operator certfleet-system/certfleet-operator")
+    )
+    outcome = reconciler.reconcile(Request(NAMESPACE, SPEC), world)
+    assert outcome.reason == "Issued" and world.ca.orders == 1
