@@ -356,15 +356,15 @@ class CertificateSync:
             state.last_success = self._clock()
             self._metrics.sync_succeeded(state.last_success)
             if changed:
-                log.info("%s: %s: %s", self.domain, outcome.reason, outcome.message)
+                log.info("%s: %s (%s)", outcome.reason, outcome.message, self.domain)
         else:
             self._metrics.sync_failed(outcome.reason)
             log.log(
                 logging.WARNING if changed else logging.DEBUG,
-                "%s: %s: %s",
-                self.domain,
+                "%s: %s (%s)",
                 outcome.reason,
                 outcome.message,
+                self.domain,
             )
         state.reason = outcome.reason
         state.error = None if outcome.ok else outcome.message
