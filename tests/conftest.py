@@ -15,7 +15,7 @@ import pytest
 from testbed.acme_ca import AcmeCA
 from testbed.control_plane import ControlPlane
 from testbed.s3 import S3Bucket, S3Server
-from testbed.webserver import Nginx
+from testbed.webserver import Lighttpd, Nginx
 
 _startup_seconds: dict[str, list[float]] = {}
 
@@ -88,6 +88,22 @@ def start_nginx(tmp_path: Path) -> Iterator[Callable[..., Nginx]]:
         started.append(server)
         server.start()
         _record({"nginx": server.startup_seconds})
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def start_lighttpd(tmp_path: Path) -> Iterator[Callable[..., Lighttpd]]:
+    """Starts lighttpd instances (arguments as Lighttpd's after the prefix); all stopped."""
+    started: list[Lighttpd] = []
+
+    def start(root: Path, domains: list[str]) -> Lighttpd:
+        server = Lighttpd(tmp_path / f"lighttpd-{len(started)}", root, domains)
+        started.append(server)
+        server.start()
         return server
 
     yield start

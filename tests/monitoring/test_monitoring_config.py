@@ -104,7 +104,7 @@ def exported_metric_names() -> set[str]:
     """Every sample name the operator and the agent expose, from their registries."""
     registries = (
         OperatorMetrics(CollectorRegistry()).registry,
-        AgentMetrics(CollectorRegistry(), "a.example").registry,
+        AgentMetrics(CollectorRegistry()).registry,
     )
     return {
         family.name + suffix

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the test bed's servers that Debian provides, when missing: pebble and pebble-challtestsrv
-# (Let's Encrypt's test CA), nginx, apache2, bind9, PowerDNS (with its sqlite3 backend) and prometheus (for promtool).
-# Services are not started: the tests start their own instances on free ports.
+# (Let's Encrypt's test CA), nginx, apache2, lighttpd (with its OpenSSL module), haproxy, bind9,
+# PowerDNS (with its sqlite3 backend) and prometheus (for promtool). Services are not started:
+# the tests start their own instances on free ports.
 set -euo pipefail
 
 declare -A package_of=(
@@ -9,6 +10,9 @@ declare -A package_of=(
   [/usr/bin/pebble-challtestsrv]=pebble
   [/usr/sbin/nginx]=nginx
   [/usr/sbin/apache2]=apache2
+  [/usr/sbin/lighttpd]=lighttpd
+  [/usr/lib/lighttpd/mod_openssl.so]=lighttpd-mod-openssl
+  [/usr/sbin/haproxy]=haproxy
   [/usr/sbin/named]=bind9
   [/usr/bin/nsupdate]=bind9-dnsutils
   [/usr/sbin/pdns_server]=pdns-server
@@ -17,7 +21,7 @@ declare -A package_of=(
 )
 missing=()
 for path in "${!package_of[@]}"; do
-  [ -x "$path" ] || missing+=("${package_of[$path]}")
+  [ -e "$path" ] || missing+=("${package_of[$path]}")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
 mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from cryptography import x509
 
+from certfleet.core.facts import certificate_facts
 from testbed import binaries
 from testbed.pki import TestCA
 from testbed.processes import ServerProcess, Servers, free_port, tcp_open
@@ -193,3 +194,87 @@ class Nginx(Servers):
             timeout,
             retry_on=(OSError,),
         )
+
+
+LIGHTTPD_CONFIG = """\
+server.document-root = "{prefix}"
+server.bind = "{address}"
+server.port = {https_port}
+server.pid-file = "{prefix}/lighttpd.pid"
+server.errorlog = "{prefix}/error.log"
+server.modules += ("mod_openssl")
+ssl.engine = "enable"
+ssl.pemfile = "{root}/{first}/fullchain.pem"
+ssl.privkey = "{root}/{first}/privkey.pem"
+{by_name}
+"""
+
+
+class Lighttpd:
+    """Debian's lighttpd with its own prefix and one TLS listener serving, by SNI, the pair of
+    each domain under `root` (as the agent installs them); in the foreground."""
+
+    def __init__(self, prefix: Path, root: Path, domains: list[str]) -> None:
+        self.prefix = prefix
+        self.root = root
+        self.domains = domains
+        self.address = "127.0.0.1"
+        self.https_port = free_port()
+        self.config_path = prefix / "lighttpd.conf"
+        self.pid_file = prefix / "lighttpd.pid"
+        self.process: ServerProcess | None = None
+
+    @property
+    def test_command(self) -> list[str]:
+        return [str(binaries.system_program("lighttpd")), "-tt", "-f", str(self.config_path)]
+
+    def start(self) -> None:
+        self.prefix.mkdir(parents=True, exist_ok=True)
+        by_name = "\n".join(
+            f'$HTTP["host"] == "{domain}" {{\n'
+            f'    ssl.pemfile = "{self.root}/{domain}/fullchain.pem"\n'
+            f'    ssl.privkey = "{self.root}/{domain}/privkey.pem"\n}}'
+            for domain in self.domains
+        )
+        self.config_path.write_text(
+            LIGHTTPD_CONFIG.format(
+                prefix=self.prefix,
+                address=self.address,
+                https_port=self.https_port,
+                root=self.root,
+                first=self.domains[0],
+                by_name=by_name,
+            )
+        )
+        self.process = ServerProcess(
+            f"lighttpd:{self.https_port}",
+            [str(binaries.system_program("lighttpd")), "-D", "-f", str(self.config_path)],
+            self.prefix / "lighttpd.stdout.log",
+        )
+        self.process.wait_until(
+            lambda: tcp_open(self.address, self.https_port) and self.pid_file.exists()
+        )
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+
+    def starts_logged(self) -> int:
+        """How often it (re)started: a graceful restart (SIGUSR1) logs "server started" again."""
+        log = (self.prefix / "error.log").read_text(errors="replace")
+        return log.count("server started")
+
+
+def served_serial_by_sni(address: str, port: int, server_name: str, trust: Path) -> str:
+    """The serial a verified handshake with `server_name` as SNI sees (or why there is none)."""
+    context = ssl.create_default_context(cafile=str(trust))
+    try:
+        with (
+            socket.create_connection((address, port), timeout=5) as raw,
+            context.wrap_socket(raw, server_hostname=server_name) as tls,
+        ):
+            der = tls.getpeercert(binary_form=True)
+    except OSError as error:
+        return f"<no verified handshake: {error}>"
+    assert der is not None
+    return certificate_facts(x509.load_der_x509_certificate(der)).serial

@@ -6,7 +6,9 @@ already have (AgentSettings, the webserver's command timeout) are read from them
 from __future__ import annotations
 
 import argparse
+import grp
 import os
+import pwd
 import re
 import socket
 from collections.abc import Callable
@@ -14,10 +16,15 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from certfleet.agent.installer import directory_name
+from certfleet.agent.installer import DEFAULT_MODES, FileModes, directory_name
 from certfleet.agent.loop import AgentSettings
 from certfleet.agent.probe import TlsProber
-from certfleet.agent.webserver import DEFAULT_TIMEOUT_SECONDS, CommandWebserver, WebserverKind
+from certfleet.agent.webserver import (
+    DEFAULT_TIMEOUT_SECONDS,
+    Webserver,
+    WebserverKind,
+    webserver_for_kind,
+)
 from certfleet.core.addresses import parse_host_port
 from certfleet.core.domains import validate_domain
 from certfleet.core.errors import CertfleetError, InvalidDomainError
@@ -27,6 +34,7 @@ from certfleet.datastore.location import DatastoreLocation
 DEFAULT_METRICS_PORT = 9477
 _NODE_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]{0,251}[A-Za-z0-9])?")
 _SECRET_FILE_LIMIT = 4096
+MAX_DOMAINS = 100  # one process, one poll each per interval: a bound on its S3 traffic
 
 
 def _setting(name: str) -> str:
@@ -103,13 +111,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     _option(s3, "--cloudhost", "CERTFLEET_CLOUDHOST", "the CloudHost's name (required)")
     _option(s3, "--build-identifier", "CERTFLEET_BUILD_IDENTIFIER", "the build (required)")
-    _option(
-        s3,
+    env_domains = _env("CERTFLEET_DOMAINS") or _env("WEBSITE_URL") or _env("CERTFLEET_DOMAIN")
+    s3.add_argument(
         "--domain",
-        "WEBSITE_URL",
-        "the certificate's domain (required; CERTFLEET_DOMAIN works too)",
-        _env("CERTFLEET_DOMAIN"),
+        action="append",
+        help="a certificate's domain (required); repeat it for every certificate this node "
+        "serves: one process polls each, reloads the webserver once per batch of changes "
+        "(CERTFLEET_DOMAINS, several joined by ','; WEBSITE_URL or CERTFLEET_DOMAIN for one)",
     )
+    parser.set_defaults(env_domains=env_domains.split(",") if env_domains else [])
 
     node = parser.add_argument_group("the node")
     _option(
@@ -136,6 +146,47 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _option(node, "--reload-command", "CERTFLEET_RELOAD_COMMAND", "replaces the kind's reload")
     _option(
         node,
+        "--webserver-pid-file",
+        "CERTFLEET_WEBSERVER_PID_FILE",
+        "reload by sending the kind's graceful-reload signal to the pid in this file (the "
+        "master process's), instead of its reload command (a VM without systemd)",
+    )
+    _option(
+        node,
+        "--file-owner",
+        "CERTFLEET_FILE_OWNER",
+        "owner (user name or uid) of the installed files and folders; default the agent's",
+    )
+    _option(
+        node,
+        "--file-group",
+        "CERTFLEET_FILE_GROUP",
+        "group (name or gid) of the installed files and folders, e.g. the webserver's "
+        "www-data, whose workers then read the key; default the agent's",
+    )
+    _option(
+        node,
+        "--file-mode",
+        "CERTFLEET_FILE_MODE",
+        "octal mode of privkey.pem (and combined.pem); at most 0660",
+        f"{DEFAULT_MODES.key_file:04o}",
+    )
+    _option(
+        node,
+        "--dir-mode",
+        "CERTFLEET_DIR_MODE",
+        "octal mode of the folders certfleet makes under the root; never world-writable",
+        f"{DEFAULT_MODES.directory:04o}",
+    )
+    node.add_argument(
+        "--combined-pem",
+        action=argparse.BooleanOptionalAction,
+        default=_env("CERTFLEET_COMBINED_PEM", "false") in ("true", "1", "yes"),
+        help="also write combined.pem (chain then key, in one file) beside the pair, for "
+        "haproxy (CERTFLEET_COMBINED_PEM; default on for --webserver haproxy)",
+    )
+    _option(
+        node,
         "--command-timeout",
         "CERTFLEET_COMMAND_TIMEOUT",
         "seconds a test or reload may take",
@@ -153,7 +204,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         node,
         "--probe-server-name",
         "CERTFLEET_PROBE_SERVER_NAME",
-        "SNI of the probe; default the domain",
+        "SNI of the probe, with a single domain; default each domain",
     )
     _option(
         node,
@@ -229,7 +280,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         report,
         "--certificate-name",
         "CERTFLEET_CERTIFICATE_NAME",
-        "name of the ManagedCertificate to report to",
+        "name of the ManagedCertificate to report to; with several domains, one name per "
+        "domain in the same order, joined by ','",
     )
     _option(
         report,
@@ -271,10 +323,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 @dataclass(frozen=True)
+class CertificateConfig:
+    """One certificate the agent serves: where it is stored, how it is probed, where reported."""
+
+    location: DatastoreLocation
+    probe: TlsProber | None
+    report_to: tuple[str, str] | None  # (namespace, name) of its ManagedCertificate
+
+
+@dataclass(frozen=True)
 class AgentConfig:
     """The validated configuration (no secrets in its repr)."""
 
-    location: DatastoreLocation
+    certificates: tuple[CertificateConfig, ...]
     s3_endpoint: str | None
     s3_region: str
     s3_addressing_style: str
@@ -283,14 +344,27 @@ class AgentConfig:
     secret_access_key: str | None = field(repr=False)
     master_keys: tuple[MasterKey, ...]
     cert_root: Path
-    webserver: CommandWebserver | None
-    probe: TlsProber | None
+    file_modes: FileModes
+    combined_pem: bool
+    webserver: Webserver | None
     settings: AgentSettings
     once: bool
-    certificate: tuple[str, str] | None  # (namespace, name) of the ManagedCertificate
     kubeconfig: str | None
     watch: bool
     metrics: tuple[str, int] | None
+
+    # The first certificate's, for a single domain (the common case).
+    @property
+    def location(self) -> DatastoreLocation:
+        return self.certificates[0].location
+
+    @property
+    def probe(self) -> TlsProber | None:
+        return self.certificates[0].probe
+
+    @property
+    def certificate(self) -> tuple[str, str] | None:
+        return self.certificates[0].report_to
 
 
 def _required(value: str | None, flag: str) -> str:
@@ -310,20 +384,127 @@ def _read_secret_file(path: str, what: str) -> bytes:
     return data
 
 
-def config_from_args(args: argparse.Namespace) -> AgentConfig:
-    try:
-        domain = validate_domain(_required(args.domain, "--domain (WEBSITE_URL)"))
-        directory_name(domain)
-    except InvalidDomainError as error:
-        raise AgentConfigError(f"--domain: {error}") from None
-    try:
-        location = DatastoreLocation(
-            bucket=_required(args.s3_bucket, "--s3-bucket"),
-            prefix=(args.s3_prefix or "").strip("/"),
-            cloudhost=_required(args.cloudhost, "--cloudhost"),
-            build_identifier=_required(args.build_identifier, "--build-identifier"),
-            domain=domain,
+def _domains(args: argparse.Namespace) -> list[str]:
+    given = args.domain or getattr(args, "env_domains", [])
+    names = [name.strip() for each in given for name in each.split(",") if name.strip()]
+    if not names:
+        raise AgentConfigError("--domain is required (WEBSITE_URL, CERTFLEET_DOMAINS)")
+    if len(names) > MAX_DOMAINS:
+        raise AgentConfigError(f"--domain: at most {MAX_DOMAINS} domains per agent")
+    domains = []
+    for name in names:
+        try:
+            domain = validate_domain(name)
+            directory_name(domain)
+        except InvalidDomainError as error:
+            raise AgentConfigError(f"--domain: {error}") from None
+        if domain in domains:
+            raise AgentConfigError(f"--domain: {domain} is listed twice")
+        domains.append(domain)
+    return domains
+
+
+def _report_targets(args: argparse.Namespace, count: int) -> list[tuple[str, str] | None]:
+    if not (args.certificate_namespace or args.certificate_name):
+        return [None] * count
+    namespace = _required(args.certificate_namespace, "--certificate-namespace")
+    names = [
+        name.strip()
+        for name in _required(args.certificate_name, "--certificate-name").split(",")
+        if name.strip()
+    ]
+    if len(names) != count:
+        raise AgentConfigError(
+            f"--certificate-name names {len(names)} ManagedCertificates for {count} domains: "
+            "give one per domain, in the order of --domain"
         )
+    return [(namespace, name) for name in names]
+
+
+def _id(value: str | None, flag: str, lookup: Callable[[str], int]) -> int | None:
+    if not value:
+        return None
+    if value.isdigit():
+        return int(value)
+    try:
+        return lookup(value)
+    except KeyError:
+        raise AgentConfigError(f"{flag}: no such user or group {value!r}") from None
+
+
+def _mode(value: str, flag: str) -> int:
+    try:
+        return int(value, 8)
+    except ValueError:
+        raise AgentConfigError(f"{flag}: {value!r} is not an octal mode like 0640") from None
+
+
+def _file_modes(args: argparse.Namespace) -> FileModes:
+    try:
+        return FileModes(
+            owner=_id(args.file_owner, "--file-owner", lambda n: pwd.getpwnam(n).pw_uid),
+            group=_id(args.file_group, "--file-group", lambda n: grp.getgrnam(n).gr_gid),
+            key_file=_mode(args.file_mode, "--file-mode"),
+            directory=_mode(args.dir_mode, "--dir-mode"),
+        )
+    except ValueError as error:
+        raise AgentConfigError(str(error)) from None
+
+
+def _webserver(args: argparse.Namespace) -> Webserver | None:
+    if not args.reload:
+        return None
+    kind = WebserverKind(args.webserver)
+    try:
+        commands = webserver_for_kind(
+            kind,
+            args.test_command,
+            args.reload_command,
+            args.command_timeout,
+            pid_file=Path(args.webserver_pid_file) if args.webserver_pid_file else None,
+        )
+    except ValueError as error:
+        raise AgentConfigError(str(error)) from None
+    return commands
+
+
+def _probe(args: argparse.Namespace, domain: str, single: bool) -> TlsProber | None:
+    if not args.reload or args.probe_address.lower() in ("", "none"):
+        return None
+    try:
+        host, port = parse_host_port(args.probe_address)
+    except ValueError as error:
+        raise AgentConfigError(f"--probe-address: {error}") from None
+    if port == 0:
+        raise AgentConfigError("--probe-address: the webserver's port cannot be 0")
+    if args.probe_server_name and not single:
+        raise AgentConfigError("--probe-server-name: with several domains each is its own SNI")
+    server_name = args.probe_server_name or domain.replace("*", "certfleet-probe", 1)
+    return TlsProber(
+        host,
+        port,
+        server_name,
+        Path(args.probe_ca_file) if args.probe_ca_file else None,
+        timeout=min(5.0, args.probe_timeout),
+    )
+
+
+def config_from_args(args: argparse.Namespace) -> AgentConfig:
+    domains = _domains(args)
+    bucket = _required(args.s3_bucket, "--s3-bucket")
+    cloudhost = _required(args.cloudhost, "--cloudhost")
+    build = _required(args.build_identifier, "--build-identifier")
+    try:
+        locations = [
+            DatastoreLocation(
+                bucket=bucket,
+                prefix=(args.s3_prefix or "").strip("/"),
+                cloudhost=cloudhost,
+                build_identifier=build,
+                domain=domain,
+            )
+            for domain in domains
+        ]
     except ValueError as error:
         raise AgentConfigError(str(error)) from None
 
@@ -365,41 +546,15 @@ def config_from_args(args: argparse.Namespace) -> AgentConfig:
         if not value > 0:
             raise AgentConfigError(f"{flag} must be positive")
 
-    webserver = None
-    if args.reload:
-        try:
-            webserver = CommandWebserver.for_kind(
-                WebserverKind(args.webserver),
-                args.test_command,
-                args.reload_command,
-                args.command_timeout,
-            )
-        except ValueError as error:
-            raise AgentConfigError(str(error)) from None
-    probe = None
-    if args.reload and args.probe_address.lower() not in ("", "none"):
-        try:
-            host, port = parse_host_port(args.probe_address)
-        except ValueError as error:
-            raise AgentConfigError(f"--probe-address: {error}") from None
-        if port == 0:
-            raise AgentConfigError("--probe-address: the webserver's port cannot be 0")
-        server_name = args.probe_server_name or domain.replace("*", "certfleet-probe", 1)
-        probe = TlsProber(
-            host,
-            port,
-            server_name,
-            Path(args.probe_ca_file) if args.probe_ca_file else None,
-            timeout=min(5.0, args.probe_timeout),
-        )
-    certificate = None
-    if args.certificate_namespace or args.certificate_name:
-        certificate = (
-            _required(args.certificate_namespace, "--certificate-namespace"),
-            _required(args.certificate_name, "--certificate-name"),
-        )
+    webserver = _webserver(args)
+    targets = _report_targets(args, len(domains))
+    certificates = tuple(
+        CertificateConfig(location, _probe(args, location.domain, len(domains) == 1), target)
+        for location, target in zip(locations, targets, strict=True)
+    )
+    reporting = targets[0] is not None
     return AgentConfig(
-        location=location,
+        certificates=certificates,
         s3_endpoint=args.s3_endpoint,
         s3_region=args.s3_region,
         s3_addressing_style=args.s3_addressing_style,
@@ -408,10 +563,10 @@ def config_from_args(args: argparse.Namespace) -> AgentConfig:
         secret_access_key=secret_key,
         master_keys=tuple(master_keys),
         cert_root=Path(args.cert_root),
+        file_modes=_file_modes(args),
+        combined_pem=args.combined_pem or args.webserver == WebserverKind.HAPROXY.value,
         webserver=webserver,
-        probe=probe,
         settings=AgentSettings(
-            domain=domain,
             node=node,
             poll_interval=args.poll_interval,
             max_backoff=max(args.max_backoff, args.poll_interval),
@@ -422,8 +577,7 @@ def config_from_args(args: argparse.Namespace) -> AgentConfig:
             recheck_interval=args.recheck_interval,
         ),
         once=args.once,
-        certificate=certificate,
         kubeconfig=args.kubeconfig,
-        watch=args.watch and certificate is not None and not args.once,
+        watch=args.watch and reporting and not args.once,
         metrics=(args.metrics_address, args.metrics_port) if args.metrics_port else None,
     )

@@ -3,12 +3,17 @@
 Layout (the root is `${HOME}/ssl/live` by default):
 
     <root>/<domain>              -> .certfleet/<domain>/<version>    a relative symlink
-    <root>/.certfleet/           0700
+    <root>/.certfleet/           0700 (FileModes.directory)
     <root>/.certfleet/<domain>/  0700: the versions, a lock file, and what stood there before
         <version>/               0700, named <UTC time>-<serial>-<random>
             fullchain.pem        0644
-            privkey.pem          0600
+            privkey.pem          0600 (FileModes.key_file)
+            combined.pem         0600: chain then key in one file, for haproxy (when asked)
         pre-certfleet-<time>/    a plain directory found at <root>/<domain>, moved aside as is
+
+By default everything is the agent's own, and only it can enter the folders. A webserver whose
+workers read the key as another user gets the files and folders in its group (FileModes: e.g.
+group www-data, key 0640, folders 0750); the modes can open to the group, never to the world.
 
 A version is written completely (each file fsynced) into a fresh folder, then the symlink is
 switched with one rename(2): the webserver, which reads both paths when it reloads, finds the
@@ -43,6 +48,7 @@ from certfleet.core.pem import MAX_PEM_BYTES
 STORE_DIR = ".certfleet"
 FULLCHAIN_NAME = "fullchain.pem"
 PRIVKEY_NAME = "privkey.pem"
+COMBINED_NAME = "combined.pem"
 MIGRATED_PREFIX = "pre-certfleet-"
 WILDCARD_PREFIX = WILDCARD_FOLDER_PREFIX
 LOCK_NAME = ".lock"
@@ -53,6 +59,49 @@ MAX_MIGRATED_FILES = 32
 
 _VERSION = re.compile(r"\d{8}T\d{12}Z-[0-9a-z]{1,16}-[A-Za-z0-9_]{4,16}")
 _LABEL_CHARACTERS = re.compile(r"[^0-9a-z]")
+
+
+@dataclass(frozen=True, slots=True)
+class FileModes:
+    """Owner, group and modes of what the installer writes (None: the agent's own id)."""
+
+    owner: int | None = None
+    group: int | None = None
+    key_file: int = 0o600  # privkey.pem and combined.pem
+    directory: int = 0o700  # the folders under <root>/.certfleet
+
+    def __post_init__(self) -> None:
+        if self.key_file & ~0o660 or not self.key_file & 0o400:
+            raise ValueError(
+                f"a key file mode must let its owner read and give nothing to others or "
+                f"execute bits: {self.key_file:04o} (e.g. 0600, 0640)"
+            )
+        if self.directory & ~0o775 or self.directory & 0o700 != 0o700:
+            raise ValueError(
+                f"a folder mode must give its owner rwx and the world no write: "
+                f"{self.directory:04o} (e.g. 0700, 0750)"
+            )
+        for name, value in (("owner", self.owner), ("group", self.group)):
+            if value is not None and not 0 <= value < 2**32 - 1:
+                raise ValueError(f"the {name} id {value} is out of range")
+
+    @property
+    def chown(self) -> bool:
+        return self.owner is not None or self.group is not None
+
+    def apply(self, path: Path, mode: int) -> None:
+        """Set `path`'s mode (exact, whatever the umask) and its owner and group."""
+        os.chmod(path, mode)  # callers have refused a symlink here
+        if self.chown:
+            os.chown(
+                path,
+                -1 if self.owner is None else self.owner,
+                -1 if self.group is None else self.group,
+                follow_symlinks=False,
+            )
+
+
+DEFAULT_MODES = FileModes()
 
 
 class InstallError(CertfleetError):
@@ -90,6 +139,8 @@ class CertificateInstaller:
         *,
         keep_versions: int = DEFAULT_KEEP_VERSIONS,
         clock: Callable[[], datetime] = utc_now,
+        modes: FileModes = DEFAULT_MODES,
+        combined_pem: bool = False,
     ) -> None:
         if keep_versions < 2:
             raise ValueError("keep_versions must be at least 2: the current and the previous")
@@ -99,6 +150,8 @@ class CertificateInstaller:
         self.store = root / STORE_DIR / self.name
         self._keep = keep_versions
         self._clock = clock
+        self.modes = modes
+        self._combined = combined_pem
 
     # -- reading ------------------------------------------------------------------------
 
@@ -144,7 +197,11 @@ class CertificateInstaller:
             raise ValueError("both files must be non-empty")
         self._prepare()
         previous, moved_aside = self._adopt_existing()
-        version = self._write_version({FULLCHAIN_NAME: fullchain, PRIVKEY_NAME: privkey}, label)
+        files = {FULLCHAIN_NAME: fullchain, PRIVKEY_NAME: privkey}
+        if self._combined:
+            # haproxy's `crt`: the certificate, its chain and the key in one file.
+            files[COMBINED_NAME] = fullchain.rstrip(b"\n") + b"\n" + privkey
+        version = self._write_version(files, label)
         try:
             self._point_to(self._target(version))
         except OSError as error:
@@ -181,13 +238,16 @@ class CertificateInstaller:
 
     def _prepare(self) -> None:
         try:
-            self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if not self.root.exists():
+                self.root.mkdir(mode=0o700, parents=True)
+                # A root certfleet made is its own; one that was there stays as it is.
+                self.modes.apply(self.root, self.modes.directory)
             for folder in (self.root / STORE_DIR, self.store):
                 if folder.is_symlink():
                     # Writing keys through a symlink someone else placed could put them anywhere.
                     raise InstallError(f"{folder} is a symlink; certfleet expects a directory")
                 folder.mkdir(mode=0o700, exist_ok=True)
-                os.chmod(folder, 0o700)  # mkdir's mode is filtered by the umask
+                self.modes.apply(folder, self.modes.directory)
         except OSError as error:
             raise InstallError(f"cannot prepare {self.store}: {error}") from None
 
@@ -245,8 +305,10 @@ class CertificateInstaller:
         except OSError as error:
             raise InstallError(f"cannot create a version under {self.store}: {error}") from None
         try:
+            self.modes.apply(folder, self.modes.directory)
             for name, data in files.items():
-                _write_file(folder / name, data, 0o644 if name == FULLCHAIN_NAME else 0o600)
+                mode = 0o644 if name == FULLCHAIN_NAME else self.modes.key_file
+                _write_file(folder / name, data, mode, self.modes)
             _fsync_directory(folder)
             _fsync_directory(self.store)
         except OSError as error:
@@ -301,10 +363,17 @@ def _read_folder(folder: Path) -> dict[str, bytes]:
     return found
 
 
-def _write_file(path: Path, data: bytes, mode: int) -> None:
+def _write_file(path: Path, data: bytes, mode: int, modes: FileModes) -> None:
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-    fd = os.open(path, flags, mode)
+    # Created 0600 and only then given its group and mode: never readable by more than meant.
+    fd = os.open(path, flags, 0o600)
     try:
+        if modes.chown:
+            os.fchown(
+                fd,
+                -1 if modes.owner is None else modes.owner,
+                -1 if modes.group is None else modes.group,
+            )
         os.fchmod(fd, mode)  # exact, whatever the umask
         view = memoryview(data)
         while view:

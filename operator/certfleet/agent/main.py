@@ -2,8 +2,10 @@
 
 Runs as a DaemonSet container on webserver nodes (the loop), or on a plain VM from cron or a
 systemd timer (`--once`), or as an init step before the webserver starts on a fresh node
-(`--once --no-reload`). Exit status with `--once`: 0 when the node holds (and, with reloading,
-serves) the datastore's certificate, 1 when not, 2 for a configuration error.
+(`--once --no-reload`). One process serves every certificate it is given (`--domain` repeated,
+or CERTFLEET_DOMAINS=a,b). Exit status with `--once`: 0 when the node holds (and, with
+reloading, serves) the datastore's certificate of every domain, 1 when not, 2 for a
+configuration error.
 
 A plain VM, nightly from cron (the files of the CloudHost's two Secrets copied to the VM):
 
@@ -29,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, start_http_server
 
+from certfleet.agent.certificate import CertificateSync
 from certfleet.agent.config import AgentConfig, AgentConfigError, config_from_args
 from certfleet.agent.installer import CertificateInstaller, directory_name
 from certfleet.agent.loop import Agent
@@ -81,25 +84,38 @@ def _custom_objects_api(config: AgentConfig) -> Any:
     return client.CustomObjectsApi(api_client)
 
 
-def kubernetes_reporter(config: AgentConfig) -> StatusReporter:
-    if config.certificate is None:
+def kubernetes_reporter(config: AgentConfig, index: int = 0) -> StatusReporter:
+    """The status report of the `index`th certificate (to its ManagedCertificate, if any)."""
+    target = config.certificates[index].report_to
+    if target is None:
         return NullReporter()
-    namespace, name = config.certificate
+    namespace, name = target
     return KubernetesStatusReporter(
         _custom_objects_api(config), namespace, name, config.settings.node
     )
 
 
+def start_watches(config: AgentConfig, agent: Agent) -> list[CertificateWatch]:
+    """The instant hints (`--watch`), one per ManagedCertificate, started."""
+    if not config.watch:
+        return []
+    watches = []
+    for certificate in config.certificates:
+        if certificate.report_to is None:
+            continue
+        namespace, name = certificate.report_to
+        hint = CertificateWatch.for_certificate(
+            _custom_objects_api(config), namespace, name, agent.request_sync
+        )
+        hint.start()
+        watches.append(hint)
+    return watches
+
+
 def start_watch(config: AgentConfig, agent: Agent) -> CertificateWatch | None:
-    """The instant hint (`--watch`), started; None without a ManagedCertificate."""
-    if not config.watch or config.certificate is None:
-        return None
-    namespace, name = config.certificate
-    hint = CertificateWatch.for_certificate(
-        _custom_objects_api(config), namespace, name, agent.request_sync
-    )
-    hint.start()
-    return hint
+    """The first certificate's hint (a single domain's); None without a ManagedCertificate."""
+    watches = start_watches(config, agent)
+    return watches[0] if watches else None
 
 
 def build_agent(
@@ -110,17 +126,27 @@ def build_agent(
     reporter: StatusReporter | None = None,
 ) -> Agent:
     """The agent as `certfleet agent` runs it; tests pass their own client or reporter."""
-    metrics = AgentMetrics(registry or CollectorRegistry(), config.location.domain)
-    return Agent(
-        config.settings,
-        S3Datastore(client or s3_client(config), config.master_keys),
-        config.location,
-        CertificateInstaller(config.cert_root, config.location.domain),
-        config.webserver,
-        config.probe,
-        reporter or kubernetes_reporter(config),
-        metrics,
-    )
+    metrics = AgentMetrics(registry or CollectorRegistry())
+    store = S3Datastore(client or s3_client(config), config.master_keys)
+    settings = config.settings.for_certificates()
+    certificates = [
+        CertificateSync(
+            certificate.location,
+            settings,
+            store,
+            CertificateInstaller(
+                config.cert_root,
+                certificate.location.domain,
+                modes=config.file_modes,
+                combined_pem=config.combined_pem,
+            ),
+            certificate.probe,
+            reporter or kubernetes_reporter(config, index),
+            metrics.for_domain(certificate.location.domain),
+        )
+        for index, certificate in enumerate(config.certificates)
+    ]
+    return Agent(config.settings, certificates, config.webserver, metrics)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -131,21 +157,21 @@ def run(args: argparse.Namespace) -> int:
     except CertfleetError as error:
         log.error("configuration: %s", error)
         return 2
-    log.info(
-        "agent for %s on node %s: following %s into %s every %.1f s",
-        config.location.domain,
-        config.settings.node,
-        config.location.s3_uri,
-        config.cert_root / directory_name(config.location.domain),
-        config.settings.poll_interval,
-    )
+    for certificate in config.certificates:
+        log.info(
+            "agent for %s on node %s: following %s into %s every %.1f s",
+            certificate.location.domain,
+            config.settings.node,
+            certificate.location.s3_uri,
+            config.cert_root / directory_name(certificate.location.domain),
+            config.settings.poll_interval,
+        )
     if config.once:
         result = agent.sync_once()
         return 0 if result.ok else 1
 
     stops: list[Callable[[], None]] = []
-    hint = start_watch(config, agent)
-    if hint is not None:
+    for hint in start_watches(config, agent):
         stops.append(hint.stop)
     if config.metrics is not None:
         server, _thread = start_http_server(config.metrics[1], config.metrics[0], registry)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
 
 from certfleet.agent.config import AgentConfigError, config_from_args
-from certfleet.agent.webserver import CommandWebserver
+from certfleet.agent.webserver import CommandWebserver, SignalledWebserver
 from certfleet.datastore import DatastoreLocation, MasterKey
 
 from .flags import MASTER, parse, required
@@ -189,3 +190,118 @@ def test_a_bad_number_in_the_environment_is_a_usage_error(
         parse()
     assert exited.value.code == 2
     assert "--poll-interval" in capsys.readouterr().err
+
+
+def test_several_domains_make_one_certificate_each(key_file: Path) -> None:
+    argv = [a for a in required(key_file) if not a.startswith("--domain")]
+    config = config_from_args(
+        parse(*argv, "--domain=www.example.com", "--domain=auth.example.com,proxy.example.com")
+    )
+    domains = [each.location.domain for each in config.certificates]
+    assert domains == ["www.example.com", "auth.example.com", "proxy.example.com"]
+    assert [each.probe.server_name for each in config.certificates if each.probe] == domains
+
+
+def test_the_domains_variable_lists_several(
+    key_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CERTFLEET_DOMAINS", "a.example.com, b.example.com")
+    argv = [a for a in required(key_file) if not a.startswith("--domain")]
+    config = config_from_args(parse(*argv))
+    assert [each.location.domain for each in config.certificates] == [
+        "a.example.com",
+        "b.example.com",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--domain=a.example.com", "--domain=A.example.com"], "listed twice"),
+        (
+            ["--domain=a.example.com", "--domain=b.example.com", "--probe-server-name=x"],
+            "--probe-server-name",
+        ),
+        (
+            [
+                "--domain=a.example.com",
+                "--domain=b.example.com",
+                "--certificate-namespace=shop",
+                "--certificate-name=only-one",
+            ],
+            "one per domain",
+        ),
+    ],
+)
+def test_several_domains_are_validated(key_file: Path, flags: list[str], message: str) -> None:
+    argv = [a for a in required(key_file) if not a.startswith("--domain")]
+    with pytest.raises(AgentConfigError, match=message):
+        config_from_args(parse(*argv, *flags))
+
+
+def test_each_domain_reports_to_its_own_managed_certificate(key_file: Path) -> None:
+    argv = [a for a in required(key_file) if not a.startswith("--domain")]
+    config = config_from_args(
+        parse(
+            *argv,
+            "--domain=a.example.com",
+            "--domain=b.example.com",
+            "--certificate-namespace=shop",
+            "--certificate-name=site,auth",
+        )
+    )
+    assert [each.report_to for each in config.certificates] == [("shop", "site"), ("shop", "auth")]
+
+
+def test_file_owner_group_and_modes(key_file: Path) -> None:
+    config = config_from_args(
+        parse(*required(key_file), "--file-group=0", "--file-mode=0640", "--dir-mode=0750")
+    )
+    assert (config.file_modes.group, config.file_modes.owner) == (0, None)
+    assert (config.file_modes.key_file, config.file_modes.directory) == (0o640, 0o750)
+    default = config_from_args(parse(*required(key_file))).file_modes
+    assert (default.key_file, default.directory, default.chown) == (0o600, 0o700, False)
+
+
+@pytest.mark.parametrize(
+    ("flag", "message"),
+    [
+        ("--file-mode=0644", "key file mode"),
+        ("--file-mode=rw", "octal"),
+        ("--dir-mode=0777", "folder mode"),
+        ("--file-group=no-such-group-certfleet", "no such user or group"),
+    ],
+)
+def test_unsafe_or_unknown_file_settings_are_refused(
+    key_file: Path, flag: str, message: str
+) -> None:
+    with pytest.raises(AgentConfigError, match=message):
+        config_from_args(parse(*required(key_file), flag))
+
+
+def test_haproxy_gets_a_combined_pem_and_its_commands(key_file: Path) -> None:
+    config = config_from_args(parse(*required(key_file), "--webserver=haproxy"))
+    assert config.combined_pem is True
+    assert isinstance(config.webserver, CommandWebserver)
+    assert config.webserver.test_command == (
+        "haproxy",
+        "-c",
+        "-q",
+        "-f",
+        "/etc/haproxy/haproxy.cfg",
+    )
+    assert config_from_args(parse(*required(key_file))).combined_pem is False
+
+
+def test_a_pid_file_reloads_by_the_kinds_signal(key_file: Path, tmp_path: Path) -> None:
+    config = config_from_args(
+        parse(*required(key_file), "--webserver=lighttpd", f"--webserver-pid-file={tmp_path}/p")
+    )
+    assert isinstance(config.webserver, SignalledWebserver)
+    assert config.webserver.signal is signal.SIGUSR1
+    assert config.webserver.test_command == (
+        "lighttpd",
+        "-tt",
+        "-f",
+        "/etc/lighttpd/lighttpd.conf",
+    )

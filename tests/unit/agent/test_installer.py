@@ -248,3 +248,42 @@ def test_the_lock_excludes_a_second_installer(tmp_path: Path) -> None:
         assert not entered.wait(0.2), "the second installer got in while the first held it"
     assert entered.wait(5), "the second installer never got the lock"
     thread.join()
+
+
+def test_the_default_files_are_the_agents_own_in_0700_folders(tmp_path: Path) -> None:
+    from certfleet.agent.installer import CertificateInstaller as Installer
+
+    installer = Installer(tmp_path / "live", "www.example.com")
+    installer.install(b"chain\n", b"key\n", label="01")
+    version = installer.link.resolve()
+    assert stat.S_IMODE(os.stat(version).st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(version / "privkey.pem").st_mode) == 0o600
+    assert not (version / "combined.pem").exists()
+
+
+def test_the_webservers_group_and_modes_and_a_combined_pem(tmp_path: Path) -> None:
+    from certfleet.agent.installer import CertificateInstaller as Installer
+    from certfleet.agent.installer import FileModes
+
+    group = os.getgid()
+    modes = FileModes(group=group, key_file=0o640, directory=0o750)
+    installer = Installer(tmp_path / "live", "www.example.com", modes=modes, combined_pem=True)
+    installer.install(b"chain", b"key\n", label="01")
+    version = installer.link.resolve()
+    for folder in (tmp_path / "live" / ".certfleet", installer.store, version):
+        assert stat.S_IMODE(os.stat(folder).st_mode) == 0o750
+        assert os.stat(folder).st_gid == group
+    for name in ("privkey.pem", "combined.pem"):
+        info = os.stat(version / name)
+        assert (stat.S_IMODE(info.st_mode), info.st_gid) == (0o640, group)
+    assert (version / "combined.pem").read_bytes() == b"chain\nkey\n"
+
+
+@pytest.mark.parametrize(
+    ("key_file", "directory"), [(0o644, 0o700), (0o600, 0o777), (0o700, 0o700)]
+)
+def test_modes_that_open_the_key_to_the_world_are_refused(key_file: int, directory: int) -> None:
+    from certfleet.agent.installer import FileModes
+
+    with pytest.raises(ValueError, match="mode"):
+        FileModes(key_file=key_file, directory=directory)

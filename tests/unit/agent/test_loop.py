@@ -19,6 +19,7 @@ import pytest
 from cryptography import x509
 from prometheus_client import CollectorRegistry, generate_latest
 
+from certfleet.agent.certificate import CertificateSync
 from certfleet.agent.decision import NodeReason, SyncReason
 from certfleet.agent.installer import CertificateInstaller
 from certfleet.agent.loop import Agent, AgentSettings
@@ -153,7 +154,7 @@ class Node:
         return result.reason
 
     def metric(self, name: str, **labels: str) -> float | None:
-        return self.registry.get_sample_value(name, labels)
+        return sample(self.registry, name, **labels)
 
     @property
     def installed_serial(self) -> str | None:
@@ -161,6 +162,18 @@ class Node:
         if files is None:
             return None
         return certificate_facts(x509.load_pem_x509_certificate(files.fullchain)).serial
+
+
+def sample(registry: CollectorRegistry, name: str, **labels: str) -> float | None:
+    """The sum of the samples `name` whose labels include `labels` (None: there is none), so
+    a test names only the labels it is about (the domain is implied with one certificate)."""
+    found = [
+        each.value
+        for family in registry.collect()
+        for each in family.samples
+        if each.name == name and labels.items() <= each.labels.items()
+    ]
+    return sum(found) if found else None
 
 
 @dataclass
@@ -234,25 +247,32 @@ class World:
         prober = FakeProber(webserver)
         reporter = RecordingReporter()
         registry = CollectorRegistry()
-        agent = Agent(
-            AgentSettings(
-                domain=DOMAIN,
-                node=name,
-                poll_interval=INTERVAL,
-                max_backoff=8 * INTERVAL,
-                reload=reload,
-                force=force,
-                report_interval=300,
-                recheck_interval=RECHECK,
-            ),
-            datastore or S3Datastore(client, [self.master_key]),
+        settings = AgentSettings(
+            node=name,
+            poll_interval=INTERVAL,
+            max_backoff=8 * INTERVAL,
+            reload=reload,
+            force=force,
+            report_interval=300,
+            recheck_interval=RECHECK,
+        )
+        metrics = AgentMetrics(registry)
+        certificate = CertificateSync(
             self.location,
+            settings.for_certificates(),
+            datastore or S3Datastore(client, [self.master_key]),
             installer,
-            webserver if reload else None,
             prober if reload else None,
             reporter,
-            AgentMetrics(registry, DOMAIN),
+            metrics.for_domain(DOMAIN),
             clock=lambda: clock.now,
+            monotonic=clock.monotonic,
+        )
+        agent = Agent(
+            settings,
+            [certificate],
+            webserver if reload else None,
+            metrics,
             monotonic=clock.monotonic,
         )
         return Node(agent, installer, webserver, prober, reporter, registry, calls, clock)

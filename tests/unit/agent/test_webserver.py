@@ -56,3 +56,22 @@ def test_a_missing_program_is_a_failure_not_a_crash() -> None:
 def test_the_command_kind_has_no_defaults() -> None:
     with pytest.raises(ValueError, match="needs a reload command"):
         CommandWebserver.for_kind(WebserverKind.COMMAND)
+
+
+def test_a_pid_file_reload_signals_that_process(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+
+    from certfleet.agent.webserver import webserver_for_kind
+
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        (tmp_path / "pid").write_text(f"{child.pid}\n")
+        server = webserver_for_kind(WebserverKind.HAPROXY, pid_file=tmp_path / "pid")
+        result = server.reload()
+        assert result.ok, result
+        assert child.wait(timeout=5) == -signal.SIGUSR2
+    finally:
+        child.kill()
+    (tmp_path / "pid").write_text("nonsense")
+    assert not server.reload().ok
