@@ -138,7 +138,7 @@ def build_agent(
                 config.cert_root,
                 certificate.location.domain,
                 modes=config.file_modes,
-                combined_pem=config.combined_pem,
+                combined_pem=certificate.combined_pem,
             ),
             certificate.probe,
             reporter or kubernetes_reporter(config, index),
@@ -146,7 +146,13 @@ def build_agent(
         )
         for index, certificate in enumerate(config.certificates)
     ]
-    return Agent(config.settings, certificates, config.webserver, metrics)
+    webservers = {
+        domain: each.webserver
+        for each in config.webservers
+        if each.webserver is not None
+        for domain in each.domains
+    }
+    return Agent(config.settings, certificates, None, metrics, webservers=webservers)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -159,12 +165,13 @@ def run(args: argparse.Namespace) -> int:
         return 2
     for certificate in config.certificates:
         log.info(
-            "agent for %s on node %s: following %s into %s every %.1f s",
+            "agent for %s on node %s: following %s into %s every %.1f s, served by %s",
             certificate.location.domain,
             config.settings.node,
             certificate.location.s3_uri,
             config.cert_root / directory_name(certificate.location.domain),
             config.settings.poll_interval,
+            certificate.webserver,
         )
     if config.once:
         result = agent.sync_once()
