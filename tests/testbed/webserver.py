@@ -441,7 +441,7 @@ class Apache:
     def reloads_logged(self) -> int:
         """Graceful restarts, as its error log tells them (at LogLevel notice)."""
         log = (self.prefix / "error.log").read_text(errors="replace")
-        return log.count("Graceful restart requested")
+        return log.count("Doing graceful restart")
 
 
 HAPROXY_CONFIG = """\
