@@ -37,6 +37,7 @@ class Vm:
     `certfleet agent` run as a process, as cron runs it."""
 
     def __init__(self, s3_bucket: S3Bucket, folder: Path, domains: Sequence[str]) -> None:
+        self.folder = folder
         self.ca = ManualCA()
         self.trust = folder / "trust.pem"
         self.trust.write_bytes(self.ca.certificate.public_bytes(serialization.Encoding.PEM))
@@ -49,6 +50,20 @@ class Vm:
         self.store = S3Datastore(endpoint.client(), [MasterKey(master)])
         self.locations = {
             d: DatastoreLocation(s3_bucket.name, "certfleet", "vm", "b1", d) for d in domains
+        }
+        # As /etc/certfleet/agent.env gives them (examples/vm/agent.env), and as flags.
+        self.environment = {
+            "CERTFLEET_S3_ENDPOINT": endpoint.url,
+            "CERTFLEET_S3_REGION": endpoint.region,
+            "CERTFLEET_S3_BUCKET": s3_bucket.name,
+            "CERTFLEET_S3_ACCESS_KEY_ID_FILE": str(folder / "id"),
+            "CERTFLEET_S3_SECRET_ACCESS_KEY_FILE": str(folder / "secret"),
+            "CERTFLEET_MASTER_KEY_FILE": str(folder / "master.key"),
+            "CERTFLEET_CLOUDHOST": "vm",
+            "CERTFLEET_BUILD_IDENTIFIER": "b1",
+            "CERTFLEET_DOMAINS": ",".join(domains),
+            "CERTFLEET_METRICS_PORT": "0",
+            "CERTFLEET_NODE_NAME": "vm-1",
         }
         self.flags = [
             f"--s3-endpoint={endpoint.url}",
@@ -89,6 +104,36 @@ class Vm:
         """`certfleet agent` once, as the cron line of deploy/vm runs it."""
         argv = [sys.executable, "-m", "certfleet.cli", "agent", *self.flags, "--once", *flags]
         return subprocess.run(argv, capture_output=True, text=True, cwd=REPO, timeout=120)
+
+    def cron(self, **settings: str) -> subprocess.CompletedProcess[str]:
+        """deploy/vm's cron line, run by /bin/sh as cron runs it, over an agent.env of the
+        VM's settings and these (CERTFLEET_ names without the prefix); its log's text is the
+        result's stdout."""
+        env_file, log = self.folder / "agent.env", self.folder / "certfleet-agent.log"
+        values = {**self.environment, **{f"CERTFLEET_{k}": v for k, v in settings.items()}}
+        env_file.write_text("".join(f'{name}="{value}"\n' for name, value in values.items()))
+        (line,) = [
+            each
+            for each in (REPO / "deploy" / "vm" / "certfleet-agent.cron").read_text().splitlines()
+            if each.strip() and not each.startswith("#")
+        ]
+        command = line.split(None, 6)[6]  # after the five time fields and the user
+        for installed, here in (
+            ("/etc/certfleet/agent.env", str(env_file)),
+            ("/usr/local/bin/certfleet", str(Path(sys.executable).parent / "certfleet")),
+            ("/var/log/certfleet-agent.log", str(log)),
+        ):
+            assert installed in command, f"the cron line no longer names {installed}"
+            command = command.replace(installed, here)
+        log.write_text("")
+        # cron's environment: next to nothing (but the code under test, where it is).
+        env = {"PATH": "/usr/bin:/bin", "HOME": str(self.folder), "LANG": "C.UTF-8"}
+        if "PYTHONPATH" in os.environ:
+            env["PYTHONPATH"] = os.environ["PYTHONPATH"]
+        ran = subprocess.run(
+            ["/bin/sh", "-c", command], capture_output=True, text=True, env=env, timeout=120
+        )
+        return subprocess.CompletedProcess(ran.args, ran.returncode, log.read_text(), ran.stderr)
 
     def served(self, server: Nginx | Apache | Lighttpd | Haproxy, domain: str) -> str:
         return served_serial_by_sni(server.address, server.https_port, domain, self.trust)
@@ -204,23 +249,27 @@ def test_one_agent_serves_an_nginx_an_apache_and_a_lighttpd_reloading_each_once_
         return shlex.quote(shlex.join(command))
 
     # Each webserver the way its admin reloads it: nginx by its command, Apache and lighttpd
-    # by their graceful signal to the pid file's master; each probed at its own listener.
-    webservers = [
-        f"--webserver=nginx domains={site} test={quoted(nginx.test_command)} "
-        f"reload={quoted(nginx.reload_command)} probe={nginx.address}:{nginx.https_port}",
-        f"--webserver=apache2 domains={auth} test={quoted(apache.test_command)} "
-        f"pid-file={apache.pid_file} probe={apache.address}:{apache.https_port}",
-        f"--webserver=lighttpd domains={static} test={quoted(lighttpd.test_command)} "
-        f"pid-file={lighttpd.pid_file} probe={lighttpd.address}:{lighttpd.https_port}",
-    ]
+    # by their graceful signal to the pid file's master; each probed at its own listener. In
+    # agent.env, separated by ';', for deploy/vm's cron line.
+    webservers = "; ".join(
+        [
+            f"nginx domains={site} test={quoted(nginx.test_command)} "
+            f"reload={quoted(nginx.reload_command)} probe={nginx.address}:{nginx.https_port}",
+            f"apache2 domains={auth} test={quoted(apache.test_command)} "
+            f"pid-file={apache.pid_file} probe={apache.address}:{apache.https_port}",
+            f"lighttpd domains={static} test={quoted(lighttpd.test_command)} "
+            f"pid-file={lighttpd.pid_file} probe={lighttpd.address}:{lighttpd.https_port}",
+        ]
+    )
+    settings = {"CERT_ROOT": str(root), "PROBE_CA_FILE": str(vm.trust), "WEBSERVER": webservers}
 
     def reloads() -> dict[str, int]:
         return {domain: server.reloads_logged() for domain, server in servers.items()}
 
     before = reloads()
     second = vm.publish()
-    once = vm.agent(f"--cert-root={root}", f"--probe-ca-file={vm.trust}", *webservers)
-    assert once.returncode == 0, once.stderr
+    once = vm.cron(**settings)
+    assert once.returncode == 0, once.stdout
     for domain, server in servers.items():
         vm.wait_served(server, {domain: second[domain]})
     after = reloads()
@@ -230,8 +279,8 @@ def test_one_agent_serves_an_nginx_an_apache_and_a_lighttpd_reloading_each_once_
 
     # Only the auth server's certificate changes: only Apache reloads.
     third = vm.publish([auth])
-    once = vm.agent(f"--cert-root={root}", f"--probe-ca-file={vm.trust}", *webservers)
-    assert once.returncode == 0, once.stderr
+    once = vm.cron(**settings)
+    assert once.returncode == 0, once.stdout
     vm.wait_served(apache, third)
     vm.wait_served(nginx, {site: second[site]})
     vm.wait_served(lighttpd, {static: second[static]})

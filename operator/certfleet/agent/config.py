@@ -145,15 +145,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         node,
         "--test-command",
         "CERTFLEET_TEST_COMMAND",
-        "replaces the kind's configuration test; '' skips the test",
+        "replaces the kind's configuration test; '' skips the test (with several "
+        "--webserver: each one's test=)",
     )
-    _option(node, "--reload-command", "CERTFLEET_RELOAD_COMMAND", "replaces the kind's reload")
+    _option(
+        node,
+        "--reload-command",
+        "CERTFLEET_RELOAD_COMMAND",
+        "replaces the kind's reload (with several --webserver: each one's reload=)",
+    )
     _option(
         node,
         "--webserver-pid-file",
         "CERTFLEET_WEBSERVER_PID_FILE",
         "reload by sending the kind's graceful-reload signal to the pid in this file (the "
-        "master process's), instead of its reload command (a VM without systemd)",
+        "master process's), instead of its reload command (a VM without systemd; with several "
+        "--webserver: each one's pid-file=)",
     )
     _option(
         node,

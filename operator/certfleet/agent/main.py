@@ -3,9 +3,10 @@
 Runs as a DaemonSet container on webserver nodes (the loop), or on a plain VM from cron or a
 systemd timer (`--once`), or as an init step before the webserver starts on a fresh node
 (`--once --no-reload`). One process serves every certificate it is given (`--domain` repeated,
-or CERTFLEET_DOMAINS=a,b). Exit status with `--once`: 0 when the node holds (and, with
-reloading, serves) the datastore's certificate of every domain, 1 when not, 2 for a
-configuration error.
+or CERTFLEET_DOMAINS=a,b), to one webserver or several (`--webserver` repeated, each with the
+domains it serves: certfleet.agent.webserver_config). Exit status with `--once`: 0 when the
+node holds (and, with reloading, serves) the datastore's certificate of every domain, 1 when
+not, 2 for a configuration error.
 
 A plain VM, nightly from cron (the files of the CloudHost's two Secrets copied to the VM):
 
