@@ -6,6 +6,8 @@ A server that cannot start fails the test with its log; nothing is skipped.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,7 @@ import pytest
 from testbed.acme_ca import AcmeCA
 from testbed.control_plane import ControlPlane
 from testbed.s3 import S3Bucket, S3Server
-from testbed.webserver import Lighttpd, Nginx
+from testbed.webserver import Apache, Haproxy, Lighttpd, Nginx
 
 _startup_seconds: dict[str, list[float]] = {}
 
@@ -100,8 +102,11 @@ def start_lighttpd(tmp_path: Path) -> Iterator[Callable[..., Lighttpd]]:
     """Starts lighttpd instances (arguments as Lighttpd's after the prefix); all stopped."""
     started: list[Lighttpd] = []
 
-    def start(root: Path, domains: list[str]) -> Lighttpd:
-        server = Lighttpd(tmp_path / f"lighttpd-{len(started)}", root, domains)
+    def start(
+        root: Path, domains: list[str], *, prefix: Path | None = None, **options: Any
+    ) -> Lighttpd:
+        prefix = prefix or tmp_path / f"lighttpd-{len(started)}"
+        server = Lighttpd(prefix, root, domains, **options)
         started.append(server)
         server.start()
         return server
@@ -109,3 +114,45 @@ def start_lighttpd(tmp_path: Path) -> Iterator[Callable[..., Lighttpd]]:
     yield start
     for server in started:
         server.stop()
+
+
+@pytest.fixture
+def start_apache(tmp_path: Path) -> Iterator[Callable[..., Apache]]:
+    """Starts apache2 instances (arguments as Apache's after the prefix); all stopped."""
+    started: list[Apache] = []
+
+    def start(root: Path, domains: list[str], **options: Any) -> Apache:
+        server = Apache(tmp_path / f"apache-{len(started)}", root, domains, **options)
+        started.append(server)
+        server.start()
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def start_haproxy(tmp_path: Path) -> Iterator[Callable[..., Haproxy]]:
+    """Starts haproxy instances (arguments as Haproxy's after the prefix); all stopped."""
+    started: list[Haproxy] = []
+
+    def start(root: Path, domains: list[str], **options: Any) -> Haproxy:
+        server = Haproxy(tmp_path / f"haproxy-{len(started)}", root, domains, **options)
+        started.append(server)
+        server.start()
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def shared_folder() -> Iterator[Path]:
+    """A folder every user may enter (pytest's are root's, 0700), for files a webserver's
+    unprivileged workers read; removed after the test."""
+    folder = Path(tempfile.mkdtemp(prefix="certfleet-shared-"))
+    folder.chmod(0o755)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)

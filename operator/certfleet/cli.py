@@ -200,6 +200,12 @@ def _add_reconcile_arguments(reconcile: argparse.ArgumentParser) -> None:
         "its certificate",
     )
     add("--identity", default=defaults.identity, help="this machine's name in order leases")
+    add(
+        "--retry-now",
+        action="store_true",
+        help="order now even where the last run's failed order is still backing off (the "
+        "status file says until when; a changed spec ends the wait too)",
+    )
     add("--verbose", action="store_true")
 
 
@@ -280,6 +286,7 @@ def _reconcile(args: argparse.Namespace) -> int:
             acme_ca_bundle=args.acme_ca_bundle,
             wait_for_other_order_seconds=args.wait_for_other_order_seconds,
             identity=args.identity,
+            retry_now=args.retry_now,
         )
     )
 

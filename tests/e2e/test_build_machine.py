@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import secrets
 import stat
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +16,13 @@ import pytest
 from cryptography import x509
 from prometheus_client.parser import text_string_to_metric_families
 
-from e2e.build_machine import BuildMachine, Datastore, Run, challenge_site
+from e2e.build_machine import (
+    RUN_TIMEOUT_SECONDS,
+    BuildMachine,
+    Datastore,
+    Run,
+    challenge_site,
+)
 from e2e.certificates import ManualCA
 from e2e.fleet import new_domain
 from testbed.acme_ca import AcmeCA
@@ -203,3 +210,46 @@ def test_a_bad_file_is_refused_in_one_line_and_nothing_is_published(
     assert datastore.keys() == []
     assert acme_ca.orders_created() == 0
     assert not machine.runtimedata.exists()
+
+
+def test_a_run_inside_the_back_off_of_a_failed_order_places_none(
+    machines: tuple[BuildMachine, BuildMachine],
+    acme_ca: AcmeCA,
+    datastore: Datastore,
+    tmp_path: Path,
+) -> None:
+    # A third build machine whose HTTP-01 responder the webserver does not proxy to: pebble's
+    # validation fails, the order with it.
+    machine = BuildMachine(tmp_path / "build-unreachable", acme_ca, datastore)
+    domain = new_domain()
+    file = machine.documents(www={"domain": domain})
+    failed = machine.run(file)
+    assert failed.returncode == 1, failed.stderr
+    assert f"FAILED default/www {domain}: IssuanceFailed" in failed.stderr
+    assert acme_ca.orders_created() == 1
+    status = json.loads((machine.workdir / "status.json").read_text())["certificates"]
+    assert "nextAttempt" in status["default/www"]["issuanceBackoff"]
+
+    # The next cron run, within the back-off (30 s after a first failure): no order, exit 1,
+    # one line that says until when.
+    held = machine.run(file)
+    assert held.returncode == 1
+    lines = held.stderr.strip().splitlines()
+    assert len(lines) == 1, held.stderr
+    assert f"FAILED default/www {domain}: IssuanceFailed: backing off after 1 failed " in lines[0]
+    assert "no order placed" in lines[0] and "next attempt at " in lines[0]
+    assert acme_ca.orders_created() == 1, "a run inside the back-off ordered"
+    assert datastore.stored(domain) is None
+
+    # A person who fixed the cause does not wait.
+    retried = subprocess.run(
+        machine.command(file, extra=("--retry-now",)),
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT_SECONDS,
+        check=False,
+    )
+    assert retried.returncode == 1 and "backing off" not in retried.stderr, retried.stderr
+    assert acme_ca.orders_created() == 2
+    status = json.loads((machine.workdir / "status.json").read_text())["certificates"]
+    assert status["default/www"]["status"]["failedIssuanceAttempts"] == 2

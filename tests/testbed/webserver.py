@@ -1,8 +1,11 @@
-"""Real nginx instances on loopback, each with its own prefix, config, TLS listener and reload.
+"""Real webservers on loopback, each with its own prefix, config, TLS listener and reload.
 
-Several can run at once (a fleet). Each serves TLS from `certificate_dir` (fullchain.pem and
-privkey.pem, as the agent installs them) and answers /.well-known/acme-challenge/ from a webroot
-or by proxying to certfleet.
+nginx instances (several can run at once: a fleet) serve TLS from `certificate_dir`
+(fullchain.pem and privkey.pem, as the agent installs them) and answer
+/.well-known/acme-challenge/ from a webroot or by proxying to certfleet. Apache, lighttpd and
+haproxy serve, by SNI, the pair (haproxy: combined.pem) of each domain under a root, as one
+agent installs several certificates; Apache and lighttpd can also serve plain HTTP with a
+site's own directives (certfleet's HTTP-01 snippet).
 """
 
 from __future__ import annotations
@@ -157,6 +160,11 @@ class Nginx(Servers):
         self.run(self.test_command)
         self.run(self.reload_command)
 
+    def reloads_logged(self) -> int:
+        """Reloads, as its error log (level info) tells them: the master's SIGHUP."""
+        log = (self.prefix / "error.log").read_text(errors="replace")
+        return log.count("(SIGHUP) received")
+
     def served_certificate(self, server_name: str, trust: Path | None = None) -> x509.Certificate:
         """The leaf this nginx presents in a TLS handshake; verified against `trust` if given."""
         if trust is None:
@@ -197,31 +205,53 @@ class Nginx(Servers):
 
 
 LIGHTTPD_CONFIG = """\
-server.document-root = "{prefix}"
+server.document-root = "{prefix}/htdocs"
 server.bind = "{address}"
 server.port = {https_port}
 server.pid-file = "{prefix}/lighttpd.pid"
-server.errorlog = "{prefix}/error.log"
+server.errorlog = "{prefix}/logs/error.log"
+{user}
 server.modules += ("mod_openssl")
-ssl.engine = "enable"
-ssl.pemfile = "{root}/{first}/fullchain.pem"
-ssl.privkey = "{root}/{first}/privkey.pem"
+$SERVER["socket"] == "{address}:{https_port}" {{
+    ssl.engine = "enable"
+    ssl.pemfile = "{root}/{first}/fullchain.pem"
+    ssl.privkey = "{root}/{first}/privkey.pem"
+}}
 {by_name}
+{http_site}
 """
 
 
 class Lighttpd:
     """Debian's lighttpd with its own prefix and one TLS listener serving, by SNI, the pair of
-    each domain under `root` (as the agent installs them); in the foreground."""
+    each domain under `root` (as the agent installs them); in the foreground.
 
-    def __init__(self, prefix: Path, root: Path, domains: list[str]) -> None:
+    `user`: lighttpd starts as root and drops to this user, as Debian's runs as www-data; it
+    then reads the certificates again as that user at each graceful restart (SIGUSR1), so
+    only files that user may read keep it up. `http_site`: directives of a plain-HTTP
+    listener and the site's global directives (e.g. an include of certfleet's snippet), files
+    served from htdocs/.
+    """
+
+    def __init__(
+        self,
+        prefix: Path,
+        root: Path,
+        domains: list[str],
+        user: str | None = None,
+        http_site: str | None = None,
+    ) -> None:
         self.prefix = prefix
         self.root = root
         self.domains = domains
+        self.user = user
+        self.http_site = http_site
         self.address = "127.0.0.1"
         self.https_port = free_port()
+        self.http_port = free_port()
         self.config_path = prefix / "lighttpd.conf"
         self.pid_file = prefix / "lighttpd.pid"
+        self.error_log = prefix / "logs" / "error.log"
         self.process: ServerProcess | None = None
 
     @property
@@ -229,21 +259,36 @@ class Lighttpd:
         return [str(binaries.system_program("lighttpd")), "-tt", "-f", str(self.config_path)]
 
     def start(self) -> None:
-        self.prefix.mkdir(parents=True, exist_ok=True)
+        (self.prefix / "htdocs").mkdir(parents=True, exist_ok=True)
+        (self.prefix / "logs").mkdir(exist_ok=True)
+        user = ""
+        if self.user is not None:
+            # Its log is reopened after the privileges are dropped.
+            shutil.chown(self.prefix / "logs", self.user)
+            user = f'server.username = "{self.user}"\nserver.groupname = "{self.user}"'
         by_name = "\n".join(
             f'$HTTP["host"] == "{domain}" {{\n'
             f'    ssl.pemfile = "{self.root}/{domain}/fullchain.pem"\n'
             f'    ssl.privkey = "{self.root}/{domain}/privkey.pem"\n}}'
             for domain in self.domains
         )
+        http_site = ""
+        if self.http_site is not None:
+            # A plain-HTTP listener beside the TLS one; the site's directives are global, as
+            # Debian's conf-enabled/*.conf are.
+            http_site = (
+                f'$SERVER["socket"] == "{self.address}:{self.http_port}" {{ }}\n{self.http_site}'
+            )
         self.config_path.write_text(
             LIGHTTPD_CONFIG.format(
                 prefix=self.prefix,
                 address=self.address,
                 https_port=self.https_port,
+                user=user,
                 root=self.root,
                 first=self.domains[0],
                 by_name=by_name,
+                http_site=http_site,
             )
         )
         self.process = ServerProcess(
@@ -252,7 +297,11 @@ class Lighttpd:
             self.prefix / "lighttpd.stdout.log",
         )
         self.process.wait_until(
-            lambda: tcp_open(self.address, self.https_port) and self.pid_file.exists()
+            lambda: (
+                tcp_open(self.address, self.https_port)
+                and (self.http_site is None or tcp_open(self.address, self.http_port))
+                and self.pid_file.exists()
+            )
         )
 
     def stop(self) -> None:
@@ -261,8 +310,10 @@ class Lighttpd:
 
     def starts_logged(self) -> int:
         """How often it (re)started: a graceful restart (SIGUSR1) logs "server started" again."""
-        log = (self.prefix / "error.log").read_text(errors="replace")
-        return log.count("server started")
+        return self.error_log.read_text(errors="replace").count("server started")
+
+    def reloads_logged(self) -> int:
+        return self.starts_logged() - 1
 
 
 def served_serial_by_sni(address: str, port: int, server_name: str, trust: Path) -> str:
@@ -278,3 +329,189 @@ def served_serial_by_sni(address: str, port: int, server_name: str, trust: Path)
         return f"<no verified handshake: {error}>"
     assert der is not None
     return certificate_facts(x509.load_der_x509_certificate(der)).serial
+
+
+APACHE_CONFIG = """\
+PidFile {prefix}/apache2.pid
+Mutex file:{prefix} default
+DefaultRuntimeDir {prefix}
+ErrorLog {prefix}/error.log
+LogLevel notice
+LoadModule mpm_event_module {modules}/mod_mpm_event.so
+LoadModule authz_core_module {modules}/mod_authz_core.so
+LoadModule alias_module {modules}/mod_alias.so
+LoadModule proxy_module {modules}/mod_proxy.so
+LoadModule proxy_http_module {modules}/mod_proxy_http.so
+LoadModule socache_shmcb_module {modules}/mod_socache_shmcb.so
+LoadModule ssl_module {modules}/mod_ssl.so
+{user}
+ServerName localhost
+DocumentRoot {prefix}/htdocs
+Listen {address}:{https_port}
+{tls_sites}
+{http_site}
+"""
+APACHE_TLS_SITE = """\
+<VirtualHost {address}:{https_port}>
+    ServerName {domain}
+    SSLEngine on
+    SSLCertificateFile {root}/{domain}/fullchain.pem
+    SSLCertificateKeyFile {root}/{domain}/privkey.pem
+</VirtualHost>"""
+
+
+class Apache:
+    """Debian's apache2 with its own config, in the foreground: a TLS virtual host per domain
+    (by SNI) serving the pair the agent installs under `root`, and with `http_site` a plain-HTTP
+    virtual host of those directives (e.g. one that includes certfleet's snippet)."""
+
+    def __init__(
+        self, prefix: Path, root: Path, domains: list[str], http_site: str | None = None
+    ) -> None:
+        self.prefix = prefix
+        self.root = root
+        self.domains = domains
+        self.http_site = http_site
+        self.address = "127.0.0.1"
+        self.https_port = free_port()
+        self.http_port = free_port()
+        self.config_path = prefix / "apache2.conf"
+        self.pid_file = prefix / "apache2.pid"
+        self.process: ServerProcess | None = None
+
+    @property
+    def _base(self) -> list[str]:
+        return [str(binaries.system_program("apache2")), "-f", str(self.config_path)]
+
+    @property
+    def test_command(self) -> list[str]:
+        return [*self._base, "-t"]
+
+    @property
+    def reload_command(self) -> list[str]:
+        return [*self._base, "-k", "graceful"]
+
+    def start(self) -> None:
+        (self.prefix / "htdocs").mkdir(parents=True, exist_ok=True)
+        # As root, apache's children must switch to an unprivileged user.
+        user = "User nobody\nGroup nogroup" if os.geteuid() == 0 else ""
+        tls_sites = "\n".join(
+            APACHE_TLS_SITE.format(
+                address=self.address, https_port=self.https_port, root=self.root, domain=domain
+            )
+            for domain in self.domains
+        )
+        http_site = ""
+        if self.http_site is not None:
+            http_site = (
+                f"Listen {self.address}:{self.http_port}\n"
+                f"<VirtualHost {self.address}:{self.http_port}>\n{self.http_site}\n</VirtualHost>"
+            )
+        self.config_path.write_text(
+            APACHE_CONFIG.format(
+                prefix=self.prefix,
+                modules="/usr/lib/apache2/modules",
+                user=user,
+                address=self.address,
+                https_port=self.https_port,
+                tls_sites=tls_sites,
+                http_site=http_site,
+            )
+        )
+        result = subprocess.run(self.test_command, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise RuntimeError(f"apache2's configuration test failed:\n{result.stderr}")
+        self.process = ServerProcess(
+            f"apache2:{self.https_port}",
+            [*self._base, "-DFOREGROUND"],
+            self.prefix / "apache2.stdout.log",
+        )
+        self.process.wait_until(
+            lambda: (
+                tcp_open(self.address, self.https_port)
+                and (self.http_site is None or tcp_open(self.address, self.http_port))
+                and self.pid_file.exists()
+            )
+        )
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+
+    def reloads_logged(self) -> int:
+        """Graceful restarts, as its error log tells them (at LogLevel notice)."""
+        log = (self.prefix / "error.log").read_text(errors="replace")
+        return log.count("Doing graceful restart")
+
+
+HAPROXY_CONFIG = """\
+global
+    master-worker
+    pidfile {prefix}/haproxy.pid
+    {user}
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 10s
+    timeout server 10s
+frontend tls
+    bind {address}:{https_port} ssl {certificates}
+    http-request return status 200 content-type text/plain string "served by haproxy"
+"""
+
+
+class Haproxy:
+    """Debian's haproxy in master-worker mode, in the foreground: one TLS listener serving, by
+    SNI, the combined.pem (chain then key, one file) of each domain under `root`. SIGUSR2 to
+    the master (the pid file's) reloads it gracefully: new workers, the old ones finish."""
+
+    def __init__(self, prefix: Path, root: Path, domains: list[str], user: str | None = None):
+        self.prefix = prefix
+        self.root = root
+        self.domains = domains
+        self.user = user
+        self.address = "127.0.0.1"
+        self.https_port = free_port()
+        self.config_path = prefix / "haproxy.cfg"
+        self.pid_file = prefix / "haproxy.pid"
+        self.log_path = prefix / "haproxy.log"
+        self.process: ServerProcess | None = None
+
+    @property
+    def test_command(self) -> list[str]:
+        return [str(binaries.system_program("haproxy")), "-c", "-q", "-f", str(self.config_path)]
+
+    def start(self) -> None:
+        self.prefix.mkdir(parents=True, exist_ok=True)
+        certificates = " ".join(f"crt {self.root}/{domain}/combined.pem" for domain in self.domains)
+        user = f"user {self.user}\n    group {self.user}" if self.user else ""
+        self.config_path.write_text(
+            HAPROXY_CONFIG.format(
+                prefix=self.prefix,
+                user=user,
+                address=self.address,
+                https_port=self.https_port,
+                certificates=certificates,
+            )
+        )
+        result = subprocess.run(self.test_command, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise RuntimeError(f"haproxy's configuration test failed:\n{result.stderr}")
+        self.process = ServerProcess(
+            f"haproxy:{self.https_port}",
+            [str(binaries.system_program("haproxy")), "-db", "-f", str(self.config_path)],
+            self.log_path,
+        )
+        self.process.wait_until(
+            lambda: tcp_open(self.address, self.https_port) and self.pid_file.exists()
+        )
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+
+    def reloads_logged(self) -> int:
+        return self.log_path.read_text(errors="replace").count("Reloading HAProxy")
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.alive()

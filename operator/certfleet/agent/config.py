@@ -19,11 +19,12 @@ from typing import Any
 from certfleet.agent.installer import DEFAULT_MODES, FileModes, directory_name
 from certfleet.agent.loop import AgentSettings
 from certfleet.agent.probe import TlsProber
-from certfleet.agent.webserver import (
-    DEFAULT_TIMEOUT_SECONDS,
-    Webserver,
-    WebserverKind,
-    webserver_for_kind,
+from certfleet.agent.webserver import DEFAULT_TIMEOUT_SECONDS, Webserver, WebserverKind
+from certfleet.agent.webserver_config import (
+    WebserverConfig,
+    WebserverConfigError,
+    split_specs,
+    webservers_from_args,
 )
 from certfleet.core.addresses import parse_host_port
 from certfleet.core.domains import validate_domain
@@ -129,27 +130,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "files go to CERT_ROOT/<domain>/fullchain.pem and privkey.pem",
         str(Path.home() / "ssl" / "live"),
     )
-    _option(
-        node,
+    kinds = ", ".join(kind.value for kind in WebserverKind)
+    node.add_argument(
         "--webserver",
-        "CERTFLEET_WEBSERVER",
-        "how to test and reload",
-        WebserverKind.NGINX.value,
-        choices=[kind.value for kind in WebserverKind],
+        action="append",
+        metavar="KIND [KEY=VALUE...]",
+        help=f"the webserver to test and reload: {kinds} (default nginx); repeat it for each "
+        "webserver of the node, with the domains= it serves and its own test=, reload=, "
+        "pid-file=, probe= (CERTFLEET_WEBSERVER, several separated by ';')",
     )
+    env_webservers = _env("CERTFLEET_WEBSERVER")
+    parser.set_defaults(env_webservers=split_specs(env_webservers) if env_webservers else [])
     _option(
         node,
         "--test-command",
         "CERTFLEET_TEST_COMMAND",
-        "replaces the kind's configuration test; '' skips the test",
+        "replaces the kind's configuration test; '' skips the test (with several "
+        "--webserver: each one's test=)",
     )
-    _option(node, "--reload-command", "CERTFLEET_RELOAD_COMMAND", "replaces the kind's reload")
+    _option(
+        node,
+        "--reload-command",
+        "CERTFLEET_RELOAD_COMMAND",
+        "replaces the kind's reload (with several --webserver: each one's reload=)",
+    )
     _option(
         node,
         "--webserver-pid-file",
         "CERTFLEET_WEBSERVER_PID_FILE",
         "reload by sending the kind's graceful-reload signal to the pid in this file (the "
-        "master process's), instead of its reload command (a VM without systemd)",
+        "master process's), instead of its reload command (a VM without systemd; with several "
+        "--webserver: each one's pid-file=)",
     )
     _option(
         node,
@@ -329,6 +340,8 @@ class CertificateConfig:
     location: DatastoreLocation
     probe: TlsProber | None
     report_to: tuple[str, str] | None  # (namespace, name) of its ManagedCertificate
+    webserver: str  # the name of the WebserverConfig that serves it
+    combined_pem: bool = False  # also write combined.pem (haproxy)
 
 
 @dataclass(frozen=True)
@@ -345,8 +358,7 @@ class AgentConfig:
     master_keys: tuple[MasterKey, ...]
     cert_root: Path
     file_modes: FileModes
-    combined_pem: bool
-    webserver: Webserver | None
+    webservers: tuple[WebserverConfig, ...]
     settings: AgentSettings
     once: bool
     kubeconfig: str | None
@@ -365,6 +377,15 @@ class AgentConfig:
     @property
     def certificate(self) -> tuple[str, str] | None:
         return self.certificates[0].report_to
+
+    @property
+    def combined_pem(self) -> bool:
+        return self.certificates[0].combined_pem
+
+    @property
+    def webserver(self) -> Webserver | None:
+        """The first webserver (the only one, in the common case)."""
+        return self.webservers[0].webserver
 
 
 def _required(value: str | None, flag: str) -> str:
@@ -451,30 +472,13 @@ def _file_modes(args: argparse.Namespace) -> FileModes:
         raise AgentConfigError(str(error)) from None
 
 
-def _webserver(args: argparse.Namespace) -> Webserver | None:
-    if not args.reload:
-        return None
-    kind = WebserverKind(args.webserver)
-    try:
-        commands = webserver_for_kind(
-            kind,
-            args.test_command,
-            args.reload_command,
-            args.command_timeout,
-            pid_file=Path(args.webserver_pid_file) if args.webserver_pid_file else None,
-        )
-    except ValueError as error:
-        raise AgentConfigError(str(error)) from None
-    return commands
-
-
-def _probe(args: argparse.Namespace, domain: str, single: bool) -> TlsProber | None:
-    if not args.reload or args.probe_address.lower() in ("", "none"):
+def _probe(args: argparse.Namespace, domain: str, single: bool, address: str) -> TlsProber | None:
+    if not args.reload or address.lower() in ("", "none"):
         return None
     try:
-        host, port = parse_host_port(args.probe_address)
+        host, port = parse_host_port(address)
     except ValueError as error:
-        raise AgentConfigError(f"--probe-address: {error}") from None
+        raise AgentConfigError(f"--probe-address {address!r}: {error}") from None
     if port == 0:
         raise AgentConfigError("--probe-address: the webserver's port cannot be 0")
     if args.probe_server_name and not single:
@@ -546,10 +550,25 @@ def config_from_args(args: argparse.Namespace) -> AgentConfig:
         if not value > 0:
             raise AgentConfigError(f"{flag} must be positive")
 
-    webserver = _webserver(args)
+    try:
+        webservers = webservers_from_args(args, tuple(domains))
+    except WebserverConfigError as error:
+        raise AgentConfigError(str(error)) from None
+    server_of = {domain: each for each in webservers for domain in each.domains}
     targets = _report_targets(args, len(domains))
     certificates = tuple(
-        CertificateConfig(location, _probe(args, location.domain, len(domains) == 1), target)
+        CertificateConfig(
+            location,
+            _probe(
+                args,
+                location.domain,
+                len(domains) == 1,
+                server_of[location.domain].probe_address,
+            ),
+            target,
+            webserver=server_of[location.domain].name,
+            combined_pem=args.combined_pem or server_of[location.domain].combined_pem,
+        )
         for location, target in zip(locations, targets, strict=True)
     )
     reporting = targets[0] is not None
@@ -564,8 +583,7 @@ def config_from_args(args: argparse.Namespace) -> AgentConfig:
         master_keys=tuple(master_keys),
         cert_root=Path(args.cert_root),
         file_modes=_file_modes(args),
-        combined_pem=args.combined_pem or args.webserver == WebserverKind.HAPROXY.value,
-        webserver=webserver,
+        webservers=webservers,
         settings=AgentSettings(
             node=node,
             poll_interval=args.poll_interval,

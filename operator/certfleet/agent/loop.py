@@ -10,10 +10,12 @@ One sync, for every certificate the agent serves:
    files already have the pointer's digests nothing is downloaded, else the revision is fetched
    and every digest checked (S3Datastore.read_revision); then the pure decision
    (certfleet.agent.decision): install, keep, or refuse and why.
-3. Act, as one batch: every certificate to install is switched in atomically, then the
-   webserver's config test runs once and it reloads gracefully once, then a TLS handshake per
-   name (SNI) confirms each new leaf is served. A failed test or reload restores the previous
-   files of the whole batch (and reloads again after a failed reload).
+3. Act, as one batch: every certificate to install is switched in atomically, then each
+   webserver serving one of them (a node may run several: an nginx for the site, an Apache for
+   the auth server) has its config test run once and reloads gracefully once, then a TLS
+   handshake per name (SNI) confirms each new leaf is served. A failed test or reload restores
+   the previous files of that webserver's part of the batch (and reloads it again after a
+   failed reload); the other webservers go on.
 4. Report: metrics, the log, and each certificate's node entry in its ManagedCertificate.
 
 What the node serves is never touched by a failure: refusals, an unreachable S3 and a broken
@@ -26,7 +28,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from certfleet.agent.certificate import (
@@ -95,18 +97,26 @@ class Agent:
         webserver: Webserver | None,
         metrics: AgentMetrics,
         *,
+        webservers: Mapping[str, Webserver] | None = None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        if settings.reload and webserver is None:
-            raise ValueError("a webserver is needed unless reloading is off")
+        """`webserver` serves every certificate; or `webservers` names each domain's own."""
         if not certificates:
             raise ValueError("an agent serves at least one certificate")
         domains = [certificate.domain for certificate in certificates]
         if len(set(domains)) != len(domains):
             raise ValueError(f"a domain is listed twice: {domains}")
+        if webserver is not None and webservers:
+            raise ValueError("give one webserver for all certificates or one per domain")
+        served_by = dict(webservers or {})
+        if webserver is not None:
+            served_by = dict.fromkeys(domains, webserver)
+        if settings.reload and set(served_by) != set(domains):
+            missing = sorted(set(domains) - set(served_by))
+            raise ValueError(f"a webserver is needed unless reloading is off: {missing}")
         self.settings = settings
         self.certificates = tuple(certificates)
-        self._webserver = webserver
+        self._webservers = served_by
         self._metrics = metrics
         self._monotonic = monotonic
         self._wake = threading.Event()
@@ -183,31 +193,42 @@ class Agent:
                     pending.append((certificate, prepared))
                 else:
                     outcomes[certificate.domain] = prepared
-            if pending:
-                outcomes.update(self._reload_and_confirm(pending))
+            for webserver, group in self._by_webserver(pending):
+                outcomes.update(self._reload_and_confirm(webserver, group))
         return {
             certificate.domain: certificate.conclude(outcomes[certificate.domain])
             for certificate, _ in due
         }
 
+    def _by_webserver(
+        self, pending: Sequence[tuple[CertificateSync, Pending]]
+    ) -> list[tuple[Webserver, list[tuple[CertificateSync, Pending]]]]:
+        """The batch split by the webserver serving each certificate, in the batch's order."""
+        groups: dict[int, tuple[Webserver, list[tuple[CertificateSync, Pending]]]] = {}
+        for certificate, step in pending:
+            webserver = self._webservers[certificate.domain]
+            groups.setdefault(id(webserver), (webserver, []))[1].append((certificate, step))
+        return list(groups.values())
+
     def _reload_and_confirm(
-        self, batch: Sequence[tuple[CertificateSync, Pending]]
+        self, webserver: Webserver, batch: Sequence[tuple[CertificateSync, Pending]]
     ) -> dict[str, SyncResult]:
-        assert self._webserver is not None
-        test = self._webserver.test()
+        test = webserver.test()
         if not test.ok:
             self._metrics.reloaded(RELOAD_TEST_FAILED)
             return self._rolled_back(
+                webserver,
                 batch,
                 SyncReason.ConfigTestFailed,
                 "the webserver's configuration test failed",
                 test.detail,
                 reload_again=False,
             )
-        reload = self._webserver.reload()
+        reload = webserver.reload()
         if not reload.ok:
             self._metrics.reloaded(RELOAD_FAILED)
             return self._rolled_back(
+                webserver,
                 batch,
                 SyncReason.ReloadFailed,
                 "the webserver's reload failed",
@@ -216,11 +237,16 @@ class Agent:
             )
         self._metrics.reloaded(RELOAD_SUCCESS)
         if len(batch) > 1:
-            log.info("reloaded once for %d certificates", len(batch))
+            log.info(
+                "reloaded once for %d certificates: %s",
+                len(batch),
+                ", ".join(certificate.domain for certificate, _ in batch),
+            )
         return {certificate.domain: certificate.confirm(step) for certificate, step in batch}
 
     def _rolled_back(
         self,
+        webserver: Webserver,
         batch: Sequence[tuple[CertificateSync, Pending]],
         reason: SyncReason,
         what: str,
@@ -228,13 +254,13 @@ class Agent:
         *,
         reload_again: bool,
     ) -> dict[str, SyncResult]:
-        """Restore the whole batch's previous files (and reload them again)."""
+        """Restore the previous files of the webserver's batch (and reload them again)."""
         restored = {
             certificate.domain: certificate.restore(step.switch) for certificate, step in batch
         }
         again = ""
-        if reload_again and self._webserver is not None:
-            result = self._webserver.reload()
+        if reload_again:
+            result = webserver.reload()
             again = (
                 " and reloaded"
                 if result.ok

@@ -3,9 +3,10 @@
 Runs as a DaemonSet container on webserver nodes (the loop), or on a plain VM from cron or a
 systemd timer (`--once`), or as an init step before the webserver starts on a fresh node
 (`--once --no-reload`). One process serves every certificate it is given (`--domain` repeated,
-or CERTFLEET_DOMAINS=a,b). Exit status with `--once`: 0 when the node holds (and, with
-reloading, serves) the datastore's certificate of every domain, 1 when not, 2 for a
-configuration error.
+or CERTFLEET_DOMAINS=a,b), to one webserver or several (`--webserver` repeated, each with the
+domains it serves: certfleet.agent.webserver_config). Exit status with `--once`: 0 when the
+node holds (and, with reloading, serves) the datastore's certificate of every domain, 1 when
+not, 2 for a configuration error.
 
 A plain VM, nightly from cron (the files of the CloudHost's two Secrets copied to the VM):
 
@@ -138,7 +139,7 @@ def build_agent(
                 config.cert_root,
                 certificate.location.domain,
                 modes=config.file_modes,
-                combined_pem=config.combined_pem,
+                combined_pem=certificate.combined_pem,
             ),
             certificate.probe,
             reporter or kubernetes_reporter(config, index),
@@ -146,7 +147,13 @@ def build_agent(
         )
         for index, certificate in enumerate(config.certificates)
     ]
-    return Agent(config.settings, certificates, config.webserver, metrics)
+    webservers = {
+        domain: each.webserver
+        for each in config.webservers
+        if each.webserver is not None
+        for domain in each.domains
+    }
+    return Agent(config.settings, certificates, None, metrics, webservers=webservers)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -159,12 +166,13 @@ def run(args: argparse.Namespace) -> int:
         return 2
     for certificate in config.certificates:
         log.info(
-            "agent for %s on node %s: following %s into %s every %.1f s",
+            "agent for %s on node %s: following %s into %s every %.1f s, served by %s",
             certificate.location.domain,
             config.settings.node,
             certificate.location.s3_uri,
             config.cert_root / directory_name(certificate.location.domain),
             config.settings.poll_interval,
+            certificate.webserver,
         )
     if config.once:
         result = agent.sync_once()

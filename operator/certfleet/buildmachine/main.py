@@ -20,7 +20,13 @@ from certfleet.acme_issuer.http01 import ChallengeStore, Http01Server
 from certfleet.api.reasons import CertificateReason
 from certfleet.buildmachine.documents import CertificateDocument, load_documents
 from certfleet.buildmachine.files import FileAccountStore, FileCache, FolderSuppliedCertificates
-from certfleet.buildmachine.report import RunReport, is_good, one_line, read_statuses
+from certfleet.buildmachine.report import (
+    GOOD_REASONS,
+    RunReport,
+    is_good,
+    one_line,
+    read_entries,
+)
 from certfleet.buildmachine.secrets_dir import FileDatastores, SecretsDir
 from certfleet.controller.acme_issuers import AcmeIssuers
 from certfleet.controller.decide import DecisionSettings
@@ -48,6 +54,9 @@ class BuildMachineSettings:
     http01_listen: tuple[str, int] = ("0.0.0.0", 8089)  # noqa: S104 - the webservers proxy here
     acme_ca_bundle: str | None = None
     wait_for_other_order_seconds: float = 300.0
+    # Order now even while the last failed order's back-off holds (a person fixed the cause).
+    retry_now: bool = False
+    decisions: DecisionSettings = field(default_factory=DecisionSettings)
     # This machine's name, the same at every run: a run killed mid-order leaves a lease that
     # the next run of the same machine may take at once (others wait for it to expire).
     identity: str = field(default_factory=lambda: f"build machine {socket.gethostname()[:200]}")
@@ -105,9 +114,9 @@ def run(
         return EXIT_UNUSABLE
     datastores = FileDatastores(documents.cloudhosts, SecretsDir(settings.secrets_dir))
     ports, challenges = _ports(settings, datastores)
-    reconciler = Reconciler(ports, clock, DecisionSettings(), OrderLease(settings.identity))
+    reconciler = Reconciler(ports, clock, settings.decisions, OrderLease(settings.identity))
     status_file = settings.status_file or settings.runtimedata / "certfleet-status.json"
-    report = RunReport(clock, read_statuses(status_file))
+    report = RunReport(clock, read_entries(status_file))
     needs_http01 = any(c.spec.acme is not None for c in documents.certificates)
     responder = Http01Server(challenges, *settings.http01_listen) if needs_http01 else None
     try:
@@ -120,8 +129,13 @@ def run(
     failures = 0
     try:
         for certificate in documents.certificates:
-            outcome = _reconcile(reconciler, certificate, report, settings, sleep, out)
-            report.record(certificate, outcome)
+            held = _held_back(certificate, report, settings)
+            if held is not None:
+                report.keep(certificate, held)
+                outcome = held
+            else:
+                outcome = _reconcile(reconciler, certificate, report, settings, sleep, out)
+                report.record(certificate, outcome)
             line = (
                 f"{certificate.key} {certificate.spec.domain}: {outcome.reason}: "
                 f"{one_line(outcome.message)}"
@@ -140,6 +154,28 @@ def run(
         print(f"certfleet reconcile: {one_line(str(error))}", file=err)
         return EXIT_FAILED
     return EXIT_OK if failures == 0 else EXIT_FAILED
+
+
+def _held_back(
+    certificate: CertificateDocument, report: RunReport, settings: BuildMachineSettings
+) -> Outcome | None:
+    """The outcome of a certificate whose last order failed and whose back-off still holds:
+    not reconciled, so no order (nor order lease) until its time."""
+    if settings.retry_now:
+        return None
+    held = report.held_back(certificate, settings.decisions.issuance_backoff_cap_seconds)
+    if held is None:
+        return None
+    previous = report.previous(certificate)
+    ready = previous.ready
+    # The failure's reason (a certificate that keeps serving meanwhile is still Ready).
+    failed = ready is not None and ready.reason and ready.reason not in GOOD_REASONS
+    return Outcome(
+        ready=bool(ready and ready.status),
+        reason=ready.reason if ready and failed else CertificateReason.IssuanceFailed,
+        message=held.message(previous.failed_issuance_attempts),
+        retry_after=held.remaining_seconds,
+    )
 
 
 def _reconcile(

@@ -1,8 +1,9 @@
 """What a build machine's run tells: a line per certificate, the statuses as a JSON file (the
 same status a cluster's `kubectl get mcert -o json` shows), and a Prometheus textfile.
 
-The status file is read back at the next run: the count of failed issuances in a row (the
-back-off) carries over from one cron run to the next, as it does in a resource's status.
+The status file is read back at the next run: the count of failed issuances in a row and
+when the next attempt is due (the back-off, buildmachine.backoff) carry over from one cron run
+to the next, as they do in a cluster.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
 
 from certfleet.api.reasons import CertificateReason
 from certfleet.api.status import CertificateStatus
+from certfleet.buildmachine.backoff import ENTRY_KEY, HeldBack, backoff_entry, held_back
 from certfleet.buildmachine.documents import CertificateDocument
 from certfleet.buildmachine.files import FilesError, read_bounded, write_atomically
 from certfleet.controller.metrics import CertificateCollector, certificate_series
@@ -44,9 +46,9 @@ def one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def read_statuses(path: Path) -> dict[str, dict[str, Any]]:
-    """The statuses of the last run by "namespace/name"; empty when there was none (a
-    damaged file is started afresh rather than stopping every renewal)."""
+def read_entries(path: Path) -> dict[str, dict[str, Any]]:
+    """The last run's entries by "namespace/name" (each with its "status"); empty when there
+    was none (a damaged file is started afresh rather than stopping every renewal)."""
     try:
         data = read_bounded(path, MAX_STATUS_BYTES)
         loaded = json.loads(data) if data else {}
@@ -56,7 +58,7 @@ def read_statuses(path: Path) -> dict[str, dict[str, Any]]:
     if not isinstance(certificates, dict):
         return {}
     return {
-        key: value["status"]
+        key: value
         for key, value in certificates.items()
         if isinstance(value, dict) and isinstance(value.get("status"), dict)
     }
@@ -83,16 +85,39 @@ class RunReport:
             registry=self.registry,
         )
 
+    def _previous_status(self, certificate: CertificateDocument) -> dict[str, Any]:
+        status: dict[str, Any] = self._previous.get(certificate.key, {}).get("status", {})
+        return status
+
     def previous(self, certificate: CertificateDocument) -> CertificateStatus:
-        return CertificateStatus.from_dict(self._previous.get(certificate.key))
+        return CertificateStatus.from_dict(self._previous_status(certificate))
+
+    def held_back(self, certificate: CertificateDocument, cap_seconds: float) -> HeldBack | None:
+        """The last run's back-off, if it still holds for this certificate's spec."""
+        entry = self._previous.get(certificate.key, {}).get(ENTRY_KEY)
+        return held_back(entry, certificate.raw_spec, self._clock(), cap_seconds)
 
     def record(self, certificate: CertificateDocument, outcome: Outcome) -> None:
-        previous = self.previous(certificate)
-        status = status_from_outcome(outcome, previous, None, self._clock())
-        merged = {**self._previous.get(certificate.key, {}), **status}
-        self._entries[certificate.key] = {"domain": certificate.spec.domain, "status": merged}
+        now = self._clock()
+        status = status_from_outcome(outcome, self.previous(certificate), None, now)
+        merged = {**self._previous_status(certificate), **status}
+        entry: dict[str, Any] = {"domain": certificate.spec.domain, "status": merged}
+        if outcome.issuance_failed and outcome.retry_after is not None:
+            entry[ENTRY_KEY] = backoff_entry(outcome.retry_after, now, certificate.raw_spec)
+        self._entries[certificate.key] = entry
+        self._observe(certificate, outcome, merged)
+
+    def keep(self, certificate: CertificateDocument, outcome: Outcome) -> None:
+        """A certificate this run left alone (its back-off holds): its entry stays as it was."""
+        previous = self._previous.get(certificate.key, {})
+        self._entries[certificate.key] = {**previous, "domain": certificate.spec.domain}
+        self._observe(certificate, outcome, self._previous_status(certificate))
+
+    def _observe(
+        self, certificate: CertificateDocument, outcome: Outcome, status: dict[str, Any]
+    ) -> None:
         series = certificate_series(
-            certificate.spec.domain, outcome, CertificateStatus.from_dict(merged)
+            certificate.spec.domain, outcome, CertificateStatus.from_dict(status)
         )
         self._certificates.observe(certificate.namespace, certificate.name, series)
 

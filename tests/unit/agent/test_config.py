@@ -305,3 +305,117 @@ def test_a_pid_file_reloads_by_the_kinds_signal(key_file: Path, tmp_path: Path) 
         "-f",
         "/etc/lighttpd/lighttpd.conf",
     )
+
+
+def _three_domains(key_file: Path) -> list[str]:
+    argv = [a for a in required(key_file) if not a.startswith("--domain")]
+    return [*argv, "--domain=www.example.com,auth.example.com,static.example.com"]
+
+
+def test_several_webservers_each_serve_their_domains(key_file: Path, tmp_path: Path) -> None:
+    config = config_from_args(
+        parse(
+            *_three_domains(key_file),
+            "--probe-address=127.0.0.1:443",
+            "--webserver=nginx domains=www.example.com",
+            "--webserver=apache2 domains=Auth.Example.com probe=127.0.0.1:8443",
+            f"--webserver=lighttpd domains=static.example.com pid-file={tmp_path}/l.pid "
+            "test='lighttpd -tt -f /srv/l.conf'",
+        )
+    )
+    assert [(each.name, each.domains) for each in config.webservers] == [
+        ("nginx", ("www.example.com",)),
+        ("apache2", ("auth.example.com",)),
+        ("lighttpd", ("static.example.com",)),
+    ]
+    assert [each.webserver for each in config.certificates] == ["nginx", "apache2", "lighttpd"]
+    ports = [each.probe.port for each in config.certificates if each.probe]
+    assert ports == [443, 8443, 443]
+    nginx, apache, lighttpd = (each.webserver for each in config.webservers)
+    assert isinstance(nginx, CommandWebserver) and nginx.reload_command == ("nginx", "-s", "reload")
+    assert isinstance(apache, CommandWebserver) and apache.test_command == (
+        "apachectl",
+        "configtest",
+    )
+    assert isinstance(lighttpd, SignalledWebserver)
+    assert lighttpd.test_command == ("lighttpd", "-tt", "-f", "/srv/l.conf")
+    assert lighttpd.pid_file == tmp_path / "l.pid"
+
+
+def test_the_webservers_variable_separates_them_by_semicolons(
+    key_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(
+        "CERTFLEET_WEBSERVER",
+        "haproxy domains=www.example.com,auth.example.com reload='systemctl reload haproxy;x';"
+        " nginx domains=static.example.com",
+    )
+    config = config_from_args(parse(*_three_domains(key_file)))
+    haproxy, nginx = config.webservers
+    assert haproxy.domains == ("www.example.com", "auth.example.com")
+    assert isinstance(haproxy.webserver, CommandWebserver)
+    assert haproxy.webserver.reload_command == ("systemctl", "reload", "haproxy;x")
+    assert nginx.domains == ("static.example.com",)
+    # haproxy's certificates get combined.pem; nginx's not.
+    assert [each.combined_pem for each in config.certificates] == [True, True, False]
+
+
+def test_the_init_step_keeps_the_webservers_domains_for_combined_pem(key_file: Path) -> None:
+    config = config_from_args(
+        parse(
+            *_three_domains(key_file),
+            "--once",
+            "--no-reload",
+            "--webserver=haproxy domains=www.example.com",
+            "--webserver=nginx domains=auth.example.com,static.example.com",
+        )
+    )
+    assert [each.webserver for each in config.webservers] == [None, None]
+    assert [each.combined_pem for each in config.certificates] == [True, False, False]
+    assert [each.probe for each in config.certificates] == [None, None, None]
+
+
+@pytest.mark.parametrize(
+    ("webservers", "message"),
+    [
+        (["nginx domains=www.example.com", "apache2"], "each names its domains="),
+        (
+            ["nginx domains=www.example.com,auth.example.com", "nginx domains=auth.example.com"],
+            "served by nginx and by nginx-2",
+        ),
+        (["nginx domains=www.example.com", "apache2 domains=auth.example.com"], "no webserver"),
+        (["nginx domains=other.example.com"], "not one of the certificates"),
+        (["caddy"], "unknown kind 'caddy'"),
+        (["nginx colour=blue"], "unknown key 'colour'"),
+        (["nginx probe=a probe=b"], "given twice"),
+        (["nginx stray"], "not KEY=VALUE"),
+        (["nginx test='unclosed"], "No closing quotation"),
+        (["nginx domains=../etc"], "domains="),
+    ],
+)
+def test_bad_webservers_are_refused(key_file: Path, webservers: list[str], message: str) -> None:
+    flags = [f"--webserver={each}" for each in webservers]
+    with pytest.raises(AgentConfigError, match=message):
+        config_from_args(parse(*_three_domains(key_file), *flags))
+
+
+def test_the_command_flags_are_ambiguous_with_several_webservers(key_file: Path) -> None:
+    with pytest.raises(AgentConfigError, match="give each its own reload= instead"):
+        config_from_args(
+            parse(
+                *_three_domains(key_file),
+                "--reload-command=true",
+                "--webserver=nginx domains=www.example.com",
+                "--webserver=apache2 domains=auth.example.com,static.example.com",
+            )
+        )
+
+
+def test_one_webserver_with_keys_serves_every_domain(key_file: Path) -> None:
+    config = config_from_args(
+        parse(*_three_domains(key_file), "--webserver=kind=apache2 probe=none", "--test-command=")
+    )
+    (apache,) = config.webservers
+    assert apache.domains == ("www.example.com", "auth.example.com", "static.example.com")
+    assert isinstance(apache.webserver, CommandWebserver) and apache.webserver.test_command is None
+    assert config.probe is None

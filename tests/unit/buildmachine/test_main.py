@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import yaml
 
+from certfleet.buildmachine.backoff import backoff_entry
 from certfleet.buildmachine.main import (
     EXIT_FAILED,
     EXIT_OK,
@@ -22,6 +23,7 @@ from certfleet.buildmachine.main import (
 )
 from certfleet.core.clock import utc_now
 from certfleet.datastore.encryption import MasterKey
+from certfleet.datastore.lease import lease_key
 from certfleet.datastore.location import DatastoreLocation
 from certfleet.datastore.s3_store import S3Datastore
 from e2e.certificates import ManualCA
@@ -68,6 +70,7 @@ AUTOMATIC = document(
 class Machine:
     def __init__(self, tmp_path: Path, s3: S3Client) -> None:
         s3.create_bucket(Bucket=BUCKET)
+        self.s3 = s3
         self.tmp_path = tmp_path
         self.master_key = secrets.token_bytes(32)
         key = tmp_path / "secrets" / "ops" / "key"
@@ -180,3 +183,63 @@ def test_the_failures_in_a_row_carry_over_to_the_next_run(machine: Machine) -> N
     machine.run(CLOUDHOST, MANUAL)
     status = json.loads(status_file.read_text())["certificates"]["default/shop"]["status"]
     assert status["failedIssuanceAttempts"] == 3
+
+
+def _backing_off(machine: Machine, spec: dict[str, Any], seconds: float) -> Path:
+    """The status file a run leaves after a failed order: its back-off for this spec."""
+    status_file = machine.tmp_path / "runtimedata" / "certfleet-status.json"
+    status_file.parent.mkdir(parents=True, exist_ok=True)
+    failed = {
+        "conditions": [
+            {"type": "Ready", "status": "False", "reason": "IssuanceFailed", "message": "m"}
+        ],
+        "failedIssuanceAttempts": 2,
+    }
+    entry = {"status": failed, "issuanceBackoff": backoff_entry(seconds, utc_now(), spec)}
+    status_file.write_text(json.dumps({"certificates": {"default/www": entry}}))
+    return status_file
+
+
+def test_a_run_inside_the_back_off_places_no_order_and_says_why(machine: Machine) -> None:
+    status_file = _backing_off(machine, AUTOMATIC["spec"], 600)
+    assert machine.run(CLOUDHOST, AUTOMATIC) == EXIT_FAILED
+    lines = machine.err.getvalue().splitlines()
+    assert len(lines) == 1, lines
+    line = lines[0]
+    assert line.startswith(f"certfleet reconcile: FAILED default/www {DOMAIN}: IssuanceFailed: ")
+    assert "backing off after 2 failed issuances in a row" in line and "no order placed" in line
+    # Not reconciled at all: no order lease was even taken.
+    listed = machine.s3.list_objects_v2(Bucket=BUCKET).get("Contents", [])
+    assert lease_key(LOCATION) not in [item["Key"] for item in listed]
+    kept = json.loads(status_file.read_text())["certificates"]["default/www"]
+    assert kept["status"]["failedIssuanceAttempts"] == 2 and "issuanceBackoff" in kept
+
+
+@pytest.mark.parametrize(
+    ("spec", "options"),
+    [
+        ({**AUTOMATIC["spec"], "acme": {"server": "https://other.invalid/dir"}}, {}),
+        (AUTOMATIC["spec"], {"retry_now": True}),
+    ],
+    ids=["a changed spec", "--retry-now"],
+)
+def test_a_changed_spec_or_retry_now_ends_the_wait(
+    machine: Machine, spec: dict[str, Any], options: dict[str, Any]
+) -> None:
+    _backing_off(machine, AUTOMATIC["spec"], 600)
+    # Reconciled this time: it gets as far as the order lease (held elsewhere here, so no CA
+    # is reached).
+    machine.store.take_lease(LOCATION, "build-b", utc_now(), timedelta(minutes=10))
+    www = {**AUTOMATIC, "spec": spec}
+    code = machine.run(CLOUDHOST, www, wait_for_other_order_seconds=0, **options)
+    assert code == EXIT_FAILED
+    assert (
+        "OrderedElsewhere" in machine.err.getvalue() and "backing off" not in machine.err.getvalue()
+    )
+
+
+def test_a_passed_back_off_is_reconciled_again(machine: Machine) -> None:
+    _backing_off(machine, AUTOMATIC["spec"], -1)
+    machine.store.take_lease(LOCATION, "build-b", utc_now(), timedelta(minutes=10))
+    assert machine.run(CLOUDHOST, AUTOMATIC, wait_for_other_order_seconds=0) == EXIT_FAILED
+    assert "OrderedElsewhere" in machine.err.getvalue()
