@@ -15,11 +15,9 @@ import contextlib
 import hashlib
 import json
 import logging
-import os
 import secrets
 import shlex
 import socket
-import ssl
 import sys
 import threading
 import time
@@ -47,14 +45,13 @@ from certfleet.datastore.location import DatastoreLocation
 from certfleet.datastore.pointer import Pointer
 from certfleet.datastore.s3_store import S3Datastore
 from e2e.certificates import ManualCA, Pair
-from testbed import binaries
 from testbed.acme_ca import AcmeCA
 from testbed.certfleet_install import REPO, CertfleetInstall, load_example
 from testbed.control_plane import ControlPlane
-from testbed.processes import ServerProcess, free_port, http_ok, tcp_open
+from testbed.processes import ServerProcess, free_port, http_ok
 from testbed.s3 import S3Bucket, S3Endpoint, S3Server
 from testbed.waiting import wait_for
-from testbed.webserver import Nginx
+from testbed.webserver import Apache, Nginx, served_serial_by_sni
 
 pytestmark = pytest.mark.testbed
 
@@ -230,7 +227,7 @@ class Node:
 
 
 class LocalServer(Protocol):
-    """What the agent's flags need from a test bed webserver (Nginx, ApacheServer)."""
+    """What the agent's flags need from a test bed webserver (Nginx, Apache)."""
 
     @property
     def address(self) -> str: ...
@@ -938,91 +935,13 @@ def test_the_operator_publishes_and_the_status_says_every_node_serves_it(
 
 # -- apache2 -----------------------------------------------------------------------------
 
-APACHE_CONFIG = """\
-PidFile {prefix}/apache2.pid
-Mutex file:{prefix} default
-DefaultRuntimeDir {prefix}
-ErrorLog {prefix}/error.log
-LogLevel warn
-LoadModule mpm_event_module {modules}/mod_mpm_event.so
-LoadModule authz_core_module {modules}/mod_authz_core.so
-LoadModule socache_shmcb_module {modules}/mod_socache_shmcb.so
-LoadModule ssl_module {modules}/mod_ssl.so
-{user}
-ServerName localhost
-DocumentRoot {prefix}
-Listen {address}:{port}
-<VirtualHost {address}:{port}>
-    SSLEngine on
-    SSLCertificateFile {certificate_dir}/fullchain.pem
-    SSLCertificateKeyFile {certificate_dir}/privkey.pem
-</VirtualHost>
-"""
-
-
-class ApacheServer:
-    """Debian's apache2 with its own config and TLS listener, in the foreground."""
-
-    def __init__(self, prefix: Path, certificate_dir: Path) -> None:
-        self.prefix = prefix
-        self.certificate_dir = certificate_dir
-        self.address = "127.0.0.1"
-        self.https_port = free_port()
-        self.config_path = prefix / "apache2.conf"
-        self.process: ServerProcess | None = None
-
-    @property
-    def _base(self) -> list[str]:
-        return [str(binaries.system_program("apache2")), "-f", str(self.config_path)]
-
-    @property
-    def test_command(self) -> list[str]:
-        return [*self._base, "-t"]
-
-    @property
-    def reload_command(self) -> list[str]:
-        return [*self._base, "-k", "graceful"]
-
-    def __enter__(self) -> ApacheServer:
-        self.prefix.mkdir(parents=True, exist_ok=True)
-        # As root, apache's children must switch to an unprivileged user.
-        user = "User nobody\nGroup nogroup" if os.geteuid() == 0 else ""
-        self.config_path.write_text(
-            APACHE_CONFIG.format(
-                prefix=self.prefix,
-                modules="/usr/lib/apache2/modules",
-                user=user,
-                address=self.address,
-                port=self.https_port,
-                certificate_dir=self.certificate_dir,
-            )
-        )
-        self.process = ServerProcess(
-            "apache2", [*self._base, "-DFOREGROUND"], self.prefix / "apache2.stdout.log"
-        )
-        self.process.wait_until(lambda: tcp_open(self.address, self.https_port))
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        if self.process is not None:
-            self.process.stop()
-
-    def served_serial(self, server_name: str, trust: Path) -> str:
-        context = ssl.create_default_context(cafile=str(trust))
-        try:
-            with (
-                socket.create_connection((self.address, self.https_port), timeout=5) as raw,
-                context.wrap_socket(raw, server_hostname=server_name) as tls,
-            ):
-                der = tls.getpeercert(binary_form=True)
-        except OSError as error:
-            return f"<no verified handshake: {error}>"
-        assert der is not None
-        return certificate_facts(x509.load_der_x509_certificate(der)).serial
-
 
 def test_apache2_serves_the_new_certificate_after_a_graceful_reload(
-    s3_bucket: S3Bucket, tmp_path: Path, ca: ManualCA, trust: Path
+    s3_bucket: S3Bucket,
+    tmp_path: Path,
+    ca: ManualCA,
+    trust: Path,
+    start_apache: Callable[..., Apache],
 ) -> None:
     datastore = _datastore(s3_bucket, tmp_path)
     domain = datastore.location.domain
@@ -1043,32 +962,31 @@ def test_apache2_serves_the_new_certificate_after_a_graceful_reload(
     init, _, _ = build(flags(None))
     assert init.sync_once().ok, "the init step did not install the certificate"
 
-    with ApacheServer(tmp_path / "apache", root / domain) as apache:
-        agent, registry, _ = build(flags(apache))
-        thread = threading.Thread(target=agent.run, daemon=True)
-        thread.start()
-        try:
-            wait_for(
-                lambda: f"apache serves {apache.served_serial(domain, trust)}",
-                lambda: apache.served_serial(domain, trust) == first,
-            )
-            second = datastore.publish(ca.leaf(domain, valid_from_days=-1))
-            wait_for(
-                lambda: (
-                    f"apache serves {apache.served_serial(domain, trust)}; "
-                    f"the agent says {agent.last_result}"
-                ),
-                lambda: apache.served_serial(domain, trust) == second,
-            )
-            wait_for(
-                "the agent did not count its graceful reload",
-                lambda: (
-                    registry.get_sample_value(
-                        "certfleet_agent_reloads_total", {"result": "success"}
-                    )
-                    == 1
-                ),
-            )
-        finally:
-            agent.stop()
-            thread.join(timeout=20)
+    apache = start_apache(root, [domain])
+
+    def served() -> str:
+        return served_serial_by_sni(apache.address, apache.https_port, domain, trust)
+
+    agent, registry, _ = build(flags(apache))
+    thread = threading.Thread(target=agent.run, daemon=True)
+    thread.start()
+    try:
+        wait_for(
+            lambda: f"apache serves {served()}",
+            lambda: served() == first,
+        )
+        second = datastore.publish(ca.leaf(domain, valid_from_days=-1))
+        wait_for(
+            lambda: f"apache serves {served()}; the agent says {agent.last_result}",
+            lambda: served() == second,
+        )
+        wait_for(
+            "the agent did not count its graceful reload",
+            lambda: (
+                registry.get_sample_value("certfleet_agent_reloads_total", {"result": "success"})
+                == 1
+            ),
+        )
+    finally:
+        agent.stop()
+        thread.join(timeout=20)
