@@ -206,6 +206,9 @@ class CertificateInstaller:
             self._point_to(self._target(version))
         except OSError as error:
             shutil.rmtree(self.store / version, ignore_errors=True)
+            if previous is None and moved_aside is not None:
+                with contextlib.suppress(OSError):  # an empty folder from before: put it back
+                    os.rename(self.store / moved_aside, self.link)
             raise InstallError(f"cannot switch {self.link} to the new version: {error}") from None
         return Switch(current=version, previous_target=previous, moved_aside=moved_aside)
 
@@ -213,9 +216,15 @@ class CertificateInstaller:
         """Point the symlink back where it pointed before `switch`; drop the refused version."""
         try:
             if switch.previous_target is None and switch.moved_aside is not None:
-                # An empty pre-certfleet folder had nothing to copy: put the folder itself back.
+                # An empty pre-certfleet folder had nothing to copy: put the folder itself back
+                # (a directory cannot be renamed over the symlink, so the link goes first).
+                current = os.readlink(self.link)
                 self._point_to(None)
-                os.rename(self.store / switch.moved_aside, self.link)
+                try:
+                    os.rename(self.store / switch.moved_aside, self.link)
+                except OSError:
+                    self._point_to(current)  # never leave the path missing
+                    raise
             else:
                 self._point_to(switch.previous_target)
         except OSError as error:
@@ -266,9 +275,10 @@ class CertificateInstaller:
 
         A foreign symlink or a plain directory (from before certfleet) is copied into a version
         of its own first, so a rollback restores exactly its files. A plain directory is then
-        moved aside (kept, never deleted) and replaced by a symlink to that copy: between the
-        two renames the path is briefly absent, which a webserver only notices if it reloads
-        in that instant; the agent reloads afterwards.
+        moved aside (kept, never deleted) and replaced by a symlink to that copy, made before
+        the directory moves: a failure at any step (a full disk refusing the symlink) leaves
+        the directory where it was. Between the two renames the path is briefly absent, which
+        a webserver only notices if it reloads in that instant; the agent reloads afterwards.
         """
         try:
             info = os.lstat(self.link)
@@ -287,12 +297,22 @@ class CertificateInstaller:
         files = _read_folder(self.link)
         migrated = self._write_version(files, "migrated") if files else None
         moved = f"{MIGRATED_PREFIX}{self._stamp()}"
+        temporary = None
         try:
-            os.rename(self.link, self.store / moved)
             if migrated is not None:
-                self._point_to(self._target(migrated))
+                temporary = self._new_link(self._target(migrated))
+            os.rename(self.link, self.store / moved)
         except OSError as error:
+            self._discard(temporary)
             raise InstallError(f"cannot move {self.link} aside: {error}") from None
+        if temporary is not None:
+            try:
+                self._swap_in(temporary)
+            except OSError as error:
+                self._discard(temporary)
+                with contextlib.suppress(OSError):
+                    os.rename(self.store / moved, self.link)  # put the directory back
+                raise InstallError(f"cannot replace {self.link} by a symlink: {error}") from None
         return (self._target(migrated) if migrated else None), moved
 
     def _stamp(self) -> str:
@@ -317,20 +337,35 @@ class CertificateInstaller:
         return folder.name
 
     def _point_to(self, target: str | None) -> None:
-        """Switch the symlink in one rename(2) (or remove it, for target None)."""
+        """Switch the symlink in one rename(2) (or remove it, for target None). The new link
+        is made beside it first: a failure at any step leaves the old one in place."""
         if target is None:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.link)
-        else:
-            temporary = self.root / f".{self.name}.{secrets.token_hex(6)}.tmp"
-            os.symlink(target, temporary)
-            try:
-                os.replace(temporary, self.link)
-            except OSError:
-                with contextlib.suppress(OSError):
-                    os.unlink(temporary)
-                raise
+            _fsync_directory(self.root)
+            return
+        temporary = self._new_link(target)
+        try:
+            self._swap_in(temporary)
+        except OSError:
+            self._discard(temporary)
+            raise
+
+    def _new_link(self, target: str) -> Path:
+        """A symlink to `target` under a temporary name beside `<root>/<domain>`."""
+        temporary = self.root / f".{self.name}.{secrets.token_hex(6)}.tmp"
+        os.symlink(target, temporary)
+        return temporary
+
+    def _swap_in(self, temporary: Path) -> None:
+        os.replace(temporary, self.link)
         _fsync_directory(self.root)
+
+    @staticmethod
+    def _discard(temporary: Path | None) -> None:
+        if temporary is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
 
 
 def _read_optional(path: Path) -> bytes:
