@@ -155,6 +155,17 @@ class Datastore:
         )
         return facts.serial
 
+    def pointer_body(self) -> bytes:
+        client = self.bucket.endpoint.client()
+        found = client.get_object(Bucket=self.bucket.name, Key=self.location.pointer_key)
+        body: bytes = found["Body"].read()
+        return body
+
+    def put_pointer(self, body: bytes) -> None:
+        """Write an earlier current.json back: a rollback by whoever can write the bucket."""
+        client = self.bucket.endpoint.client()
+        client.put_object(Bucket=self.bucket.name, Key=self.location.pointer_key, Body=body)
+
     def publish_with_flipped_bytes(self, pair: Pair) -> None:
         """A revision whose fullchain lost a bit at rest after it was verified: the pointer
         carries the digests of the intact files (as the operator wrote them)."""
@@ -615,7 +626,7 @@ def fleet_nodes(install: CertfleetInstall, namespace: str, name: str) -> dict[st
 
 
 @pytest.mark.parametrize(
-    "case", ["flipped bytes", "key of another certificate", "expired", "older"]
+    "case", ["flipped bytes", "key of another certificate", "expired", "rolled back"]
 )
 def test_every_agent_refuses_a_bad_revision_and_keeps_serving(
     fleet: Fleet,
@@ -630,6 +641,10 @@ def test_every_agent_refuses_a_bad_revision_and_keeps_serving(
         "--certificate-name=web",
         f"--kubeconfig={kubeconfig}",
     )
+    earlier = None
+    if case == "rolled back":
+        fleet.datastore.publish(fleet.ca.leaf(fleet.domain, valid_from_days=-3))
+        earlier = fleet.datastore.pointer_body()
     good = fleet.ca.leaf(fleet.domain, valid_from_days=-2)
     good_serial = fleet.datastore.publish(good)
     for name in ("node-a", "node-b", "node-c"):
@@ -641,7 +656,7 @@ def test_every_agent_refuses_a_bad_revision_and_keeps_serving(
         "flipped bytes": "DatastoreIntegrity",
         "key of another certificate": "KeyMismatch",
         "expired": "Expired",
-        "older": "Downgrade",
+        "rolled back": "Downgrade",
     }[case]
     if case == "flipped bytes":
         fleet.datastore.publish_with_flipped_bytes(fleet.ca.leaf(fleet.domain))
@@ -654,7 +669,8 @@ def test_every_agent_refuses_a_bad_revision_and_keeps_serving(
             fleet.ca.leaf(fleet.domain, valid_from_days=-100, valid_for_days=90)
         )
     else:
-        fleet.datastore.publish(fleet.ca.leaf(fleet.domain, valid_from_days=-20))
+        assert earlier is not None
+        fleet.datastore.put_pointer(earlier)
 
     def all_refused() -> bool:
         nodes = fleet_nodes(install, namespace, "web")

@@ -9,6 +9,7 @@ Layout (the root is `${HOME}/ssl/live` by default):
             fullchain.pem        0644
             privkey.pem          0600 (FileModes.key_file)
             combined.pem         0600: chain then key in one file, for haproxy (when asked)
+            .certfleet-origin    0644: the datastore folder and revision it came from
         pre-certfleet-<time>/    a plain directory found at <root>/<domain>, moved aside as is
 
 By default everything is the agent's own, and only it can enter the folders. A webserver whose
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import re
 import secrets
@@ -52,6 +54,8 @@ COMBINED_NAME = "combined.pem"
 MIGRATED_PREFIX = "pre-certfleet-"
 WILDCARD_PREFIX = WILDCARD_FOLDER_PREFIX
 LOCK_NAME = ".lock"
+ORIGIN_NAME = ".certfleet-origin"  # hidden: never taken for a certificate file
+_MAX_ORIGIN_BYTES = 4096
 DEFAULT_KEEP_VERSIONS = 3
 # A pre-certfleet folder may hold more than the pair (certbot's cert.pem, chain.pem, README);
 # copied into the rollback version, so a config that names them keeps working after a rollback.
@@ -114,12 +118,37 @@ def directory_name(domain: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class Origin:
+    """Where an installed version came from: the datastore folder (its s3:// URI) and the
+    revision. Revisions, not the certificates' dates, order what a node installs."""
+
+    location: str
+    revision: int
+
+    def to_json(self) -> bytes:
+        return json.dumps({"location": self.location, "revision": self.revision}).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> Origin | None:
+        """None for anything unreadable: a version without a known origin orders nothing."""
+        try:
+            document = json.loads(data)
+            location, revision = document["location"], document["revision"]
+        except (ValueError, TypeError, KeyError):
+            return None
+        if not isinstance(location, str) or type(revision) is not int or revision < 1:
+            return None
+        return cls(location, revision)
+
+
+@dataclass(frozen=True, slots=True)
 class InstalledFiles:
     """What `<root>/<domain>/` holds now (empty bytes for a missing file)."""
 
     fullchain: bytes
     privkey: bytes = field(repr=False)
     version: str | None  # the certfleet version it resolves to; None: not managed (yet)
+    origin: Origin | None = None  # None: installed before origins were recorded, or by hand
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,7 +190,15 @@ class CertificateInstaller:
         privkey = _read_optional(self.link / PRIVKEY_NAME)
         if not fullchain and not privkey:
             return None
-        return InstalledFiles(fullchain, privkey, self.current_version())
+        version = self.current_version()
+        origin = None
+        if version is not None:
+            try:
+                recorded = _read_optional(self.store / version / ORIGIN_NAME, _MAX_ORIGIN_BYTES)
+            except InstallError:
+                recorded = b""
+            origin = Origin.from_json(recorded) if recorded else None
+        return InstalledFiles(fullchain, privkey, version, origin)
 
     def current_version(self) -> str | None:
         try:
@@ -191,8 +228,11 @@ class CertificateInstaller:
         finally:
             os.close(fd)  # releases the lock
 
-    def install(self, fullchain: bytes, privkey: bytes, label: str) -> Switch:
-        """Write a new version and switch the symlink to it. `label` (the serial) names it."""
+    def install(
+        self, fullchain: bytes, privkey: bytes, label: str, origin: Origin | None = None
+    ) -> Switch:
+        """Write a new version and switch the symlink to it. `label` (the serial) names it;
+        `origin` is recorded beside the files."""
         if not fullchain or not privkey:
             raise ValueError("both files must be non-empty")
         self._prepare()
@@ -201,6 +241,8 @@ class CertificateInstaller:
         if self._combined:
             # haproxy's `crt`: the certificate, its chain and the key in one file.
             files[COMBINED_NAME] = fullchain.rstrip(b"\n") + b"\n" + privkey
+        if origin is not None:
+            files[ORIGIN_NAME] = origin.to_json()
         version = self._write_version(files, label)
         try:
             self._point_to(self._target(version))
@@ -327,7 +369,7 @@ class CertificateInstaller:
         try:
             self.modes.apply(folder, self.modes.directory)
             for name, data in files.items():
-                mode = 0o644 if name == FULLCHAIN_NAME else self.modes.key_file
+                mode = 0o644 if name in (FULLCHAIN_NAME, ORIGIN_NAME) else self.modes.key_file
                 _write_file(folder / name, data, mode, self.modes)
             _fsync_directory(folder)
             _fsync_directory(self.store)
@@ -368,16 +410,16 @@ class CertificateInstaller:
                 os.unlink(temporary)
 
 
-def _read_optional(path: Path) -> bytes:
+def _read_optional(path: Path, limit: int = MAX_PEM_BYTES) -> bytes:
     try:
         with open(path, "rb") as file:
-            data = file.read(MAX_PEM_BYTES + 1)
+            data = file.read(limit + 1)
     except FileNotFoundError:
         return b""
     except OSError as error:
         raise InstallError(f"cannot read {path}: {error}") from None
-    if len(data) > MAX_PEM_BYTES:
-        raise InstallError(f"{path} is larger than {MAX_PEM_BYTES} bytes")
+    if len(data) > limit:
+        raise InstallError(f"{path} is larger than {limit} bytes")
     return data
 
 
