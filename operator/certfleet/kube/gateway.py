@@ -147,7 +147,7 @@ class KubernetesGateway:
                 namespace,
                 body,
                 _request_timeout=REQUEST_TIMEOUT,
-                # Named: the client would otherwise send an object as a JSON patch.
+                # Said, not left to the client's guess: ownerReferences merge by uid.
                 _content_type="application/strategic-merge-patch+json",
             )
         except ApiException as error:
