@@ -59,7 +59,7 @@ class Fleet:
         if self.closed:
             return
         self.closed = True
-        # Delete while an operator runs, so it releases its finalizers; then stop them all.
+        # Delete while an operator runs (it forgets their timers and series); then stop them.
         if self.install.operator is None or not self.install.operator.alive():
             self.install.start_operator(self.ca)
         self.install.control_plane.kubectl(

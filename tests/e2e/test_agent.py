@@ -36,6 +36,7 @@ from prometheus_client import CollectorRegistry
 
 from certfleet.agent import config as agent_config
 from certfleet.agent import main as agent_main
+from certfleet.agent.certificate import MAX_RELOADS_FOR_UNSERVED
 from certfleet.agent.installer import CertificateInstaller
 from certfleet.agent.loop import Agent
 from certfleet.agent.watch import CertificateWatch
@@ -151,6 +152,17 @@ class Datastore:
             self._etag(),
         )
         return facts.serial
+
+    def pointer_body(self) -> bytes:
+        client = self.bucket.endpoint.client()
+        found = client.get_object(Bucket=self.bucket.name, Key=self.location.pointer_key)
+        body: bytes = found["Body"].read()
+        return body
+
+    def put_pointer(self, body: bytes) -> None:
+        """Write an earlier current.json back: a rollback by whoever can write the bucket."""
+        client = self.bucket.endpoint.client()
+        client.put_object(Bucket=self.bucket.name, Key=self.location.pointer_key, Body=body)
 
     def publish_with_flipped_bytes(self, pair: Pair) -> None:
         """A revision whose fullchain lost a bit at rest after it was verified: the pointer
@@ -622,7 +634,7 @@ def fleet_nodes(install: CertfleetInstall, namespace: str, name: str) -> dict[st
 
 
 @pytest.mark.parametrize(
-    "case", ["flipped bytes", "key of another certificate", "expired", "older"]
+    "case", ["flipped bytes", "key of another certificate", "expired", "rolled back"]
 )
 def test_every_agent_refuses_a_bad_revision_and_keeps_serving(
     fleet: Fleet,
@@ -637,6 +649,10 @@ def test_every_agent_refuses_a_bad_revision_and_keeps_serving(
         "--certificate-name=web",
         f"--kubeconfig={kubeconfig}",
     )
+    earlier = None
+    if case == "rolled back":
+        fleet.datastore.publish(fleet.ca.leaf(fleet.domain, valid_from_days=-3))
+        earlier = fleet.datastore.pointer_body()
     good = fleet.ca.leaf(fleet.domain, valid_from_days=-2)
     good_serial = fleet.datastore.publish(good)
     for name in ("node-a", "node-b", "node-c"):
@@ -648,7 +664,7 @@ def test_every_agent_refuses_a_bad_revision_and_keeps_serving(
         "flipped bytes": "DatastoreIntegrity",
         "key of another certificate": "KeyMismatch",
         "expired": "Expired",
-        "older": "Downgrade",
+        "rolled back": "Downgrade",
     }[case]
     if case == "flipped bytes":
         fleet.datastore.publish_with_flipped_bytes(fleet.ca.leaf(fleet.domain))
@@ -661,7 +677,8 @@ def test_every_agent_refuses_a_bad_revision_and_keeps_serving(
             fleet.ca.leaf(fleet.domain, valid_from_days=-100, valid_for_days=90)
         )
     else:
-        fleet.datastore.publish(fleet.ca.leaf(fleet.domain, valid_from_days=-20))
+        assert earlier is not None
+        fleet.datastore.put_pointer(earlier)
 
     def all_refused() -> bool:
         nodes = fleet_nodes(install, namespace, "web")
@@ -990,3 +1007,56 @@ def test_apache2_serves_the_new_certificate_after_a_graceful_reload(
     finally:
         agent.stop()
         thread.join(timeout=20)
+
+
+def test_a_webserver_that_serves_other_files_is_reloaded_a_few_times_then_reported(
+    fleet: Fleet,
+) -> None:
+    """nginx's configuration names other files for the name (a stale copy): no reload makes
+    the installed leaf served. A few reloads, then NotServed and no more reloads; a new
+    revision is tried again."""
+    stale_pair = fleet.ca.leaf(fleet.domain, valid_from_days=-3)
+    stale = fleet.tmp_path / "stale-copy"
+    stale.mkdir()
+    (stale / "fullchain.pem").write_bytes(stale_pair.fullchain)
+    (stale / "privkey.pem").write_bytes(stale_pair.key)
+    stale_serial = certificate_facts(stale_pair.certificate).serial
+    fleet.datastore.publish(fleet.ca.leaf(fleet.domain, valid_from_days=-1))
+
+    root = fleet.tmp_path / "node-x" / "ssl" / "live"
+    nginx = fleet.start_nginx(certificate_dir=stale)
+    flags = agent_flags(
+        name="node-x",
+        server=nginx,
+        root=root,
+        endpoint=fleet.endpoint,
+        datastore=fleet.datastore,
+        trust=fleet.trust,
+        extra=("--probe-timeout=1",),
+    )
+    agent, registry, _ = build(flags)
+    node = Node("node-x", nginx, agent, registry, root)
+    node.thread = threading.Thread(target=agent.run, name="agent-node-x", daemon=True)
+    node.thread.start()
+    fleet.nodes.append(node)
+
+    def not_served_errors() -> float:
+        return node.metric("certfleet_agent_sync_errors_total", reason="NotServed")
+
+    wait_for(lambda: f"agent says {agent.last_result}", lambda: not_served_errors() >= 1, 60)
+    reloads = node.metric("certfleet_agent_reloads_total", result="success")
+    assert reloads == 1 + MAX_RELOADS_FOR_UNSERVED  # the install's own, then the bounded ones
+    reason, message = agent.last_result
+    assert reason == "NotServed" and message is not None and stale_serial in message
+    assert served_serial(nginx, fleet.domain, fleet.trust) == stale_serial
+    # More syncs come and go (each after the back-off), none reloads.
+    wait_for(lambda: f"agent says {agent.last_result}", lambda: not_served_errors() >= 3, 30)
+    assert node.metric("certfleet_agent_reloads_total", result="success") == reloads
+
+    # Something changes: a new revision is installed and reloaded again.
+    fleet.datastore.publish(fleet.ca.leaf(fleet.domain))
+    wait_for(
+        lambda: f"agent says {agent.last_result}",
+        lambda: node.metric("certfleet_agent_reloads_total", result="success") > reloads,
+        30,
+    )

@@ -164,7 +164,7 @@ def test_pod_security_restricted_admits_the_operator(control_plane: ControlPlane
 OPERATOR_CAN = [
     ("get", "managedcertificates", "--all-namespaces"),
     ("watch", "managedcertificates", "--all-namespaces"),
-    ("patch", "managedcertificates", "-n", "{ns}"),  # kopf's finalizer and annotations
+    ("patch", "managedcertificates", "-n", "{ns}"),  # kopf's annotations
     ("patch", "managedcertificates", "--subresource=status", "-n", "{ns}"),
     ("update", "managedcertificates", "--subresource=status", "-n", "{ns}"),
     ("list", "cloudhosts"),

@@ -44,6 +44,11 @@ class AcmeDeadlineExceededError(AcmeError):
     """The issuance did not finish within its deadline."""
 
 
+class AcmeResponseTooLargeError(AcmeError):
+    """The CA's response body was larger than any honest one (a certificate chain, a JSON
+    document): the server named in the spec is not behaving like an ACME CA."""
+
+
 class InvalidAcmeServerError(AcmeError, ValueError):
     """`spec.acme.server` is neither a known CA name nor an https:// directory URL."""
 

@@ -4,6 +4,12 @@ The library builds on a requests Session; a transport adapter mounted on it is r
 public extension point. Through it every request of the issuance gets a timeout no longer
 than what is left of the deadline, the optional `on_request` hook gets its duration, and the
 status and Retry-After of the last response stay readable (the library's errors drop both).
+
+The server is whatever URL a spec names, so its bodies are untrusted: each is read here, in
+chunks, up to `max_body_bytes` and within the deadline (an endless or trickling body ends the
+request with AcmeResponseTooLargeError or AcmeDeadlineExceededError), before the library or
+the caller sees it: the directory, every JSON reply, problem documents, the certificate chain
+and the renewal information alike.
 """
 
 from __future__ import annotations
@@ -14,12 +20,21 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import requests
 from requests import PreparedRequest, Response
 from requests.adapters import HTTPAdapter
+from urllib3 import exceptions as urllib3_errors
 
-from certfleet.acme_issuer.errors import AcmeDeadlineExceededError
+from certfleet.acme_issuer.errors import AcmeDeadlineExceededError, AcmeResponseTooLargeError
+from certfleet.core.pem import MAX_PEM_BYTES
 
 log = logging.getLogger(__name__)
+
+# No honest ACME reply comes near this: a chain of several certificates is a few KiB, a
+# directory or an order well under one. The PEM parser's own bound, so a chain the parser
+# would accept is never cut.
+MAX_BODY_BYTES = MAX_PEM_BYTES
+_CHUNK_BYTES = 16 * 1024
 
 # on_request(duration_seconds, operation): e.g. a Prometheus histogram's observe.
 RequestHook = Callable[[float, str], None]
@@ -71,9 +86,10 @@ class Exchange:
 
 
 class DeadlineAdapter(HTTPAdapter):
-    def __init__(self, exchange: Exchange) -> None:
+    def __init__(self, exchange: Exchange, max_body_bytes: int = MAX_BODY_BYTES) -> None:
         super().__init__()
         self.exchange = exchange
+        self.max_body_bytes = max_body_bytes
 
     def send(
         self,
@@ -89,14 +105,52 @@ class DeadlineAdapter(HTTPAdapter):
         bounded = max(0.001, min(exchange.request_timeout, exchange.remaining()))
         started = time.monotonic()
         try:
+            # Always streamed from the socket: the body is read below, bounded.
             response = super().send(
-                request, stream=stream, timeout=bounded, verify=verify, cert=cert, proxies=proxies
+                request, stream=True, timeout=bounded, verify=verify, cert=cert, proxies=proxies
             )
+            exchange.last_status = response.status_code
+            exchange.last_retry_after = response.headers.get("Retry-After")
+            if not stream:
+                self._read_body(response)
         finally:
             self._report(time.monotonic() - started)
-        exchange.last_status = response.status_code
-        exchange.last_retry_after = response.headers.get("Retry-After")
         return response
+
+    def _read_body(self, response: Response) -> None:
+        """Reads the body into the response (as requests would), at most `max_body_bytes`
+        (decoded) and never past the deadline; closes the connection otherwise."""
+        limit, exchange = self.max_body_bytes, self.exchange
+        where = f"ACME CA's response to {exchange.operation} for {exchange.what}"
+        declared = response.headers.get("Content-Length", "")
+        try:
+            if declared.isdigit() and int(declared) > limit:
+                raise AcmeResponseTooLargeError(
+                    f"the {where} declares {declared} bytes; at most {limit} are read"
+                )
+            chunks, size = [], 0
+            while True:
+                # read1: whatever has arrived, so a body trickling a byte at a time still
+                # meets the deadline check (a full-size read would wait for the whole chunk).
+                chunk = response.raw.read1(_CHUNK_BYTES, decode_content=True)
+                if not chunk:
+                    break
+                size += len(chunk)
+                if size > limit:
+                    raise AcmeResponseTooLargeError(
+                        f"the {where} is longer than {limit} bytes; not read further"
+                    )
+                exchange.check_deadline()
+                chunks.append(chunk)
+        except urllib3_errors.HTTPError as error:
+            response.close()
+            raise _as_requests_error(error) from error
+        except BaseException:
+            response.close()
+            raise
+        # What requests' own Response.content does, with the bound.
+        response._content = b"".join(chunks)
+        response._content_consumed = True
 
     def _report(self, seconds: float) -> None:
         hook = self.exchange.on_request
@@ -107,3 +161,13 @@ class DeadlineAdapter(HTTPAdapter):
         except Exception:
             # A broken metrics hook must not fail an issuance.
             log.exception("the on_request hook failed")
+
+
+def _as_requests_error(error: urllib3_errors.HTTPError) -> requests.RequestException:
+    """What requests' own body reading raises for urllib3's errors (problems.translate knows
+    requests' errors)."""
+    if isinstance(error, urllib3_errors.ReadTimeoutError):
+        return requests.ReadTimeout(error)
+    if isinstance(error, urllib3_errors.DecodeError):
+        return requests.exceptions.ContentDecodingError(error)
+    return requests.ConnectionError(error)

@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Protocol
 
 from certfleet.agent.decision import Action, NodeReason, SyncReason, decide, judge
-from certfleet.agent.installer import CertificateInstaller, InstallError, Switch
+from certfleet.agent.installer import CertificateInstaller, InstallError, Origin, Switch
 from certfleet.agent.metrics import DomainMetrics
 from certfleet.agent.probe import ProbeError, ServedCertificate
 from certfleet.agent.reporter import NodeReport, ReportError, StatusReporter
@@ -35,6 +35,10 @@ from certfleet.datastore.pointer import Pointer
 from certfleet.datastore.protocol import PointerPoll, PollStatus, StoredCertificate
 
 log = logging.getLogger(__name__)
+
+# Reloads for an installed leaf the webserver keeps not serving (it serves another certificate
+# for the name: a misconfiguration no reload repairs) before the agent stops reloading for it.
+MAX_RELOADS_FOR_UNSERVED = 3
 
 
 class Datastore(Protocol):
@@ -95,11 +99,12 @@ class Skipped:
 @dataclass(frozen=True, slots=True)
 class Pending:
     """Installed (`switch`) or already installed but not served (`switch` None): the webserver
-    must reload before `facts` is served."""
+    must reload before `facts` is served (`unserved`: the leaf served instead, then)."""
 
     facts: CertificateFacts
     switch: Switch | None
     message: str
+    unserved: tuple[str, str] | None = None
 
 
 def datastore_reason(error: DatastoreError) -> SyncReason:
@@ -128,6 +133,10 @@ class _State:
     error: str | None = None
     reported: NodeReport | None = None
     reported_at: float = field(default=float("-inf"))
+    # (installed leaf, served leaf) digests of reloads that did not make the first served,
+    # and how many there were in a row: bounded by MAX_RELOADS_FOR_UNSERVED.
+    unserved: tuple[str, str] | None = None
+    unserved_reloads: int = 0
 
 
 class CertificateSync:
@@ -231,8 +240,18 @@ class CertificateSync:
                 )
             candidate = judge(stored.fullchain, stored.privkey, domain=self.domain, now=now)
 
+        origin = files.origin if files is not None else None
         decision = decide(
-            candidate, installed, pointer_serial=pointer.serial, force=self.settings.force
+            candidate,
+            installed,
+            pointer_serial=pointer.serial,
+            pointer_revision=pointer.revision,
+            installed_revision=(
+                origin.revision
+                if origin is not None and origin.location == self.location.s3_uri
+                else None
+            ),
+            force=self.settings.force,
         )
         if decision.action is Action.REFUSE:
             return SyncResult(
@@ -243,7 +262,12 @@ class CertificateSync:
         if decision.action is Action.KEEP:
             return self._ensure_served(facts)
         assert stored is not None
-        switch = self.installer.install(stored.fullchain, stored.privkey, label=facts.serial)
+        switch = self.installer.install(
+            stored.fullchain,
+            stored.privkey,
+            label=facts.serial,
+            origin=Origin(self.location.s3_uri, pointer.revision),
+        )
         self.state.installed_serial = facts.serial
         log.info(
             "installed serial %s (revision %d) into %s",
@@ -276,11 +300,26 @@ class CertificateSync:
                 self._prober.verify()
         except ProbeError as error:
             return SyncResult(False, SyncReason.ProbeFailed, str(error))
-        self.state.served = served
+        state = self.state
+        state.served = served
         if served.sha256 == facts.sha256:
+            state.unserved, state.unserved_reloads = None, 0
             return SyncResult(True, SyncReason.UpToDate, f"serial {facts.serial} is served")
+        unserved = (facts.sha256, served.sha256)
+        if state.unserved != unserved:
+            state.unserved, state.unserved_reloads = unserved, 0  # something changed: try again
+        if state.unserved_reloads >= MAX_RELOADS_FOR_UNSERVED:
+            return SyncResult(
+                False,
+                SyncReason.NotServed,
+                f"serial {facts.serial} is installed in {self.installer.link}, but after "
+                f"{state.unserved_reloads} reloads the webserver still serves serial "
+                f"{served.serial} for {self.domain}: its configuration likely names other "
+                "files for this name; not reloading again until the datastore, the installed "
+                "files or the served certificate change",
+            )
         log.info("serial %s is installed but %s is served; reloading", facts.serial, served.serial)
-        return Pending(facts, None, f"serve the installed serial {facts.serial}")
+        return Pending(facts, None, f"serve the installed serial {facts.serial}", unserved)
 
     # -- after the webserver's reload ---------------------------------------------------
 
@@ -294,8 +333,10 @@ class CertificateSync:
                 self.state.served = self._prober.wait_for(facts.sha256, self.settings.probe_timeout)
             except ProbeError as error:
                 # The files passed the webserver's own test and reload: keep them (a rollback
-                # would not make the new ones served); retry the reload later.
+                # would not make the new ones served); retry the reload later, a few times.
                 self.refresh_served()
+                if pending.unserved is not None and pending.unserved == self.state.unserved:
+                    self.state.unserved_reloads += 1
                 return SyncResult(False, SyncReason.ProbeFailed, f"reloaded, but {error}")
         self.prune()
         return SyncResult(

@@ -9,9 +9,12 @@ The order of the rules is part of the API, since it decides which reason is repo
 2. The candidate's serial must be the one the pointer names (the pointer and the files were
    written together; a difference means someone changed one of them).
 3. Byte-identical files are already installed: keep them.
-4. No downgrade: a candidate issued earlier (notBefore) than an installed certificate that is
-   itself still acceptable for the domain is refused, unless forced. An installed certificate
-   that is expired, for another name or unparsable (a placeholder) protects nothing.
+4. No rollback: a pointer naming a revision below the one the installed files came from (the
+   same datastore folder) is refused, unless forced. Revisions order publishes, not the
+   certificates' notBefore: a person's MANUAL replacement issued before the certificate it
+   replaces comes in a newer revision and is installed at once. An installed certificate that
+   is expired, for another name or unparsable (a placeholder), or whose revision is not
+   known (installed by hand, or by an older agent), protects nothing.
 5. Otherwise install.
 """
 
@@ -23,7 +26,6 @@ from datetime import datetime
 from enum import StrEnum
 
 from certfleet.core.checks import Reason
-from certfleet.core.clock import rfc3339
 from certfleet.core.facts import CertificateFacts
 from certfleet.core.policy import Failure, Verdict, evaluate, fit_to_serve
 
@@ -48,6 +50,9 @@ class SyncReason(StrEnum):
     ConfigTestFailed = "ConfigTestFailed"
     ReloadFailed = "ReloadFailed"
     ProbeFailed = "ProbeFailed"
+    # Reloads did not make the webserver serve the installed leaf; it is no longer reloaded
+    # for it until something changes (a new revision, other files, another served leaf).
+    NotServed = "NotServed"
 
 
 # Why a node is in the state it is: status `reason`, metric label, log. Values are the API.
@@ -98,9 +103,16 @@ def judge(fullchain: bytes, privkey: bytes, *, domain: str, now: datetime) -> Ju
 
 
 def decide(
-    candidate: Judged, installed: Judged | None, *, pointer_serial: str, force: bool = False
+    candidate: Judged,
+    installed: Judged | None,
+    *,
+    pointer_serial: str,
+    pointer_revision: int | None = None,
+    installed_revision: int | None = None,
+    force: bool = False,
 ) -> Decision:
-    """The rules of the module docstring, in order."""
+    """The rules of the module docstring, in order. `installed_revision` is the revision the
+    installed files came from, from the pointer's own datastore folder (None: not known)."""
     facts = candidate.facts
     if not candidate.acceptable or facts is None:
         assert isinstance(candidate.verdict, Failure)
@@ -123,10 +135,15 @@ def decide(
     ):
         return Decision(Action.KEEP, SyncReason.UpToDate, f"serial {facts.serial} is installed")
     old = installed.facts if installed is not None and installed.acceptable else None
-    if old is not None and facts.not_before < old.not_before:
+    if (
+        old is not None
+        and pointer_revision is not None
+        and installed_revision is not None
+        and pointer_revision < installed_revision
+    ):
         message = (
-            f"serial {facts.serial} (issued {rfc3339(facts.not_before)}) is older than the "
-            f"installed serial {old.serial} (issued {rfc3339(old.not_before)})"
+            f"the pointer names revision {pointer_revision} (serial {facts.serial}), older "
+            f"than the installed revision {installed_revision} (serial {old.serial})"
         )
         if not force:
             return Decision(

@@ -9,6 +9,7 @@ Layout (the root is `${HOME}/ssl/live` by default):
             fullchain.pem        0644
             privkey.pem          0600 (FileModes.key_file)
             combined.pem         0600: chain then key in one file, for haproxy (when asked)
+            .certfleet-origin    0644: the datastore folder and revision it came from
         pre-certfleet-<time>/    a plain directory found at <root>/<domain>, moved aside as is
 
 By default everything is the agent's own, and only it can enter the folders. A webserver whose
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import re
 import secrets
@@ -52,6 +54,8 @@ COMBINED_NAME = "combined.pem"
 MIGRATED_PREFIX = "pre-certfleet-"
 WILDCARD_PREFIX = WILDCARD_FOLDER_PREFIX
 LOCK_NAME = ".lock"
+ORIGIN_NAME = ".certfleet-origin"  # hidden: never taken for a certificate file
+_MAX_ORIGIN_BYTES = 4096
 DEFAULT_KEEP_VERSIONS = 3
 # A pre-certfleet folder may hold more than the pair (certbot's cert.pem, chain.pem, README);
 # copied into the rollback version, so a config that names them keeps working after a rollback.
@@ -114,12 +118,37 @@ def directory_name(domain: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class Origin:
+    """Where an installed version came from: the datastore folder (its s3:// URI) and the
+    revision. Revisions, not the certificates' dates, order what a node installs."""
+
+    location: str
+    revision: int
+
+    def to_json(self) -> bytes:
+        return json.dumps({"location": self.location, "revision": self.revision}).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> Origin | None:
+        """None for anything unreadable: a version without a known origin orders nothing."""
+        try:
+            document = json.loads(data)
+            location, revision = document["location"], document["revision"]
+        except (ValueError, TypeError, KeyError):
+            return None
+        if not isinstance(location, str) or type(revision) is not int or revision < 1:
+            return None
+        return cls(location, revision)
+
+
+@dataclass(frozen=True, slots=True)
 class InstalledFiles:
     """What `<root>/<domain>/` holds now (empty bytes for a missing file)."""
 
     fullchain: bytes
     privkey: bytes = field(repr=False)
     version: str | None  # the certfleet version it resolves to; None: not managed (yet)
+    origin: Origin | None = None  # None: installed before origins were recorded, or by hand
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,7 +190,15 @@ class CertificateInstaller:
         privkey = _read_optional(self.link / PRIVKEY_NAME)
         if not fullchain and not privkey:
             return None
-        return InstalledFiles(fullchain, privkey, self.current_version())
+        version = self.current_version()
+        origin = None
+        if version is not None:
+            try:
+                recorded = _read_optional(self.store / version / ORIGIN_NAME, _MAX_ORIGIN_BYTES)
+            except InstallError:
+                recorded = b""
+            origin = Origin.from_json(recorded) if recorded else None
+        return InstalledFiles(fullchain, privkey, version, origin)
 
     def current_version(self) -> str | None:
         try:
@@ -191,8 +228,11 @@ class CertificateInstaller:
         finally:
             os.close(fd)  # releases the lock
 
-    def install(self, fullchain: bytes, privkey: bytes, label: str) -> Switch:
-        """Write a new version and switch the symlink to it. `label` (the serial) names it."""
+    def install(
+        self, fullchain: bytes, privkey: bytes, label: str, origin: Origin | None = None
+    ) -> Switch:
+        """Write a new version and switch the symlink to it. `label` (the serial) names it;
+        `origin` is recorded beside the files."""
         if not fullchain or not privkey:
             raise ValueError("both files must be non-empty")
         self._prepare()
@@ -201,11 +241,16 @@ class CertificateInstaller:
         if self._combined:
             # haproxy's `crt`: the certificate, its chain and the key in one file.
             files[COMBINED_NAME] = fullchain.rstrip(b"\n") + b"\n" + privkey
+        if origin is not None:
+            files[ORIGIN_NAME] = origin.to_json()
         version = self._write_version(files, label)
         try:
             self._point_to(self._target(version))
         except OSError as error:
             shutil.rmtree(self.store / version, ignore_errors=True)
+            if previous is None and moved_aside is not None:
+                with contextlib.suppress(OSError):  # an empty folder from before: put it back
+                    os.rename(self.store / moved_aside, self.link)
             raise InstallError(f"cannot switch {self.link} to the new version: {error}") from None
         return Switch(current=version, previous_target=previous, moved_aside=moved_aside)
 
@@ -213,9 +258,15 @@ class CertificateInstaller:
         """Point the symlink back where it pointed before `switch`; drop the refused version."""
         try:
             if switch.previous_target is None and switch.moved_aside is not None:
-                # An empty pre-certfleet folder had nothing to copy: put the folder itself back.
+                # An empty pre-certfleet folder had nothing to copy: put the folder itself back
+                # (a directory cannot be renamed over the symlink, so the link goes first).
+                current = os.readlink(self.link)
                 self._point_to(None)
-                os.rename(self.store / switch.moved_aside, self.link)
+                try:
+                    os.rename(self.store / switch.moved_aside, self.link)
+                except OSError:
+                    self._point_to(current)  # never leave the path missing
+                    raise
             else:
                 self._point_to(switch.previous_target)
         except OSError as error:
@@ -266,9 +317,10 @@ class CertificateInstaller:
 
         A foreign symlink or a plain directory (from before certfleet) is copied into a version
         of its own first, so a rollback restores exactly its files. A plain directory is then
-        moved aside (kept, never deleted) and replaced by a symlink to that copy: between the
-        two renames the path is briefly absent, which a webserver only notices if it reloads
-        in that instant; the agent reloads afterwards.
+        moved aside (kept, never deleted) and replaced by a symlink to that copy, made before
+        the directory moves: a failure at any step (a full disk refusing the symlink) leaves
+        the directory where it was. Between the two renames the path is briefly absent, which
+        a webserver only notices if it reloads in that instant; the agent reloads afterwards.
         """
         try:
             info = os.lstat(self.link)
@@ -287,12 +339,22 @@ class CertificateInstaller:
         files = _read_folder(self.link)
         migrated = self._write_version(files, "migrated") if files else None
         moved = f"{MIGRATED_PREFIX}{self._stamp()}"
+        temporary = None
         try:
-            os.rename(self.link, self.store / moved)
             if migrated is not None:
-                self._point_to(self._target(migrated))
+                temporary = self._new_link(self._target(migrated))
+            os.rename(self.link, self.store / moved)
         except OSError as error:
+            self._discard(temporary)
             raise InstallError(f"cannot move {self.link} aside: {error}") from None
+        if temporary is not None:
+            try:
+                self._swap_in(temporary)
+            except OSError as error:
+                self._discard(temporary)
+                with contextlib.suppress(OSError):
+                    os.rename(self.store / moved, self.link)  # put the directory back
+                raise InstallError(f"cannot replace {self.link} by a symlink: {error}") from None
         return (self._target(migrated) if migrated else None), moved
 
     def _stamp(self) -> str:
@@ -307,7 +369,7 @@ class CertificateInstaller:
         try:
             self.modes.apply(folder, self.modes.directory)
             for name, data in files.items():
-                mode = 0o644 if name == FULLCHAIN_NAME else self.modes.key_file
+                mode = 0o644 if name in (FULLCHAIN_NAME, ORIGIN_NAME) else self.modes.key_file
                 _write_file(folder / name, data, mode, self.modes)
             _fsync_directory(folder)
             _fsync_directory(self.store)
@@ -317,32 +379,47 @@ class CertificateInstaller:
         return folder.name
 
     def _point_to(self, target: str | None) -> None:
-        """Switch the symlink in one rename(2) (or remove it, for target None)."""
+        """Switch the symlink in one rename(2) (or remove it, for target None). The new link
+        is made beside it first: a failure at any step leaves the old one in place."""
         if target is None:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.link)
-        else:
-            temporary = self.root / f".{self.name}.{secrets.token_hex(6)}.tmp"
-            os.symlink(target, temporary)
-            try:
-                os.replace(temporary, self.link)
-            except OSError:
-                with contextlib.suppress(OSError):
-                    os.unlink(temporary)
-                raise
+            _fsync_directory(self.root)
+            return
+        temporary = self._new_link(target)
+        try:
+            self._swap_in(temporary)
+        except OSError:
+            self._discard(temporary)
+            raise
+
+    def _new_link(self, target: str) -> Path:
+        """A symlink to `target` under a temporary name beside `<root>/<domain>`."""
+        temporary = self.root / f".{self.name}.{secrets.token_hex(6)}.tmp"
+        os.symlink(target, temporary)
+        return temporary
+
+    def _swap_in(self, temporary: Path) -> None:
+        os.replace(temporary, self.link)
         _fsync_directory(self.root)
 
+    @staticmethod
+    def _discard(temporary: Path | None) -> None:
+        if temporary is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
 
-def _read_optional(path: Path) -> bytes:
+
+def _read_optional(path: Path, limit: int = MAX_PEM_BYTES) -> bytes:
     try:
         with open(path, "rb") as file:
-            data = file.read(MAX_PEM_BYTES + 1)
+            data = file.read(limit + 1)
     except FileNotFoundError:
         return b""
     except OSError as error:
         raise InstallError(f"cannot read {path}: {error}") from None
-    if len(data) > MAX_PEM_BYTES:
-        raise InstallError(f"{path} is larger than {MAX_PEM_BYTES} bytes")
+    if len(data) > limit:
+        raise InstallError(f"{path} is larger than {limit} bytes")
     return data
 
 

@@ -39,6 +39,7 @@ from certfleet.agent.loop import Agent
 from certfleet.agent.metrics import AgentMetrics
 from certfleet.agent.reporter import KubernetesStatusReporter, NullReporter, StatusReporter
 from certfleet.agent.watch import CertificateWatch
+from certfleet.core.addresses import is_plain_http_to_remote
 from certfleet.core.errors import CertfleetError
 from certfleet.datastore.client import s3_client as new_s3_client
 from certfleet.datastore.s3_store import S3Datastore
@@ -51,6 +52,13 @@ log = logging.getLogger(__name__)
 
 def s3_client(config: AgentConfig) -> S3Client:
     """Short timeouts and few retries: a poll that fails is simply tried next interval."""
+    if config.s3_endpoint and is_plain_http_to_remote(config.s3_endpoint):
+        # The agent only reads (pointers are checked, keys encrypted): said, not refused.
+        log.warning(
+            "the S3 endpoint %s is plain http:// to another host: what the agent reads can "
+            "be seen and delayed on the way; use https://",
+            config.s3_endpoint,
+        )
     try:
         return new_s3_client(
             endpoint=config.s3_endpoint,

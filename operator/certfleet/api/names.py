@@ -5,6 +5,7 @@ from __future__ import annotations
 GROUP = "certfleet.io"
 VERSION = "v1alpha1"
 MANAGED_CERTIFICATES = "managedcertificates"
+MANAGED_CERTIFICATE_KIND = "ManagedCertificate"
 CLOUDHOSTS = "cloudhosts"
 
 # Set by a person (any value) to get a new certificate now; certfleet removes it when done.

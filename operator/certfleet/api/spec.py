@@ -15,6 +15,7 @@ from datetime import timedelta
 from enum import StrEnum
 from typing import Any
 
+from certfleet.core.addresses import is_plain_http_to_remote
 from certfleet.core.domains import validate_domain
 from certfleet.core.errors import CertfleetError, InvalidDomainError
 from certfleet.core.renewal import DEFAULT_RENEW_BEFORE
@@ -230,9 +231,7 @@ def parse_cloudhost(name: str, spec: Mapping[str, Any]) -> CloudHostConfig:
     bucket = spec.get("bucket")
     if not isinstance(bucket, str) or not bucket:
         raise InvalidSpecError(f"CloudHost {name}: spec.bucket is required")
-    endpoint = spec.get("endpoint") or None
-    if endpoint is not None and not re.fullmatch(r"https?://[^\s/]+(/[^\s]*)?", str(endpoint)):
-        raise InvalidSpecError(f"CloudHost {name}: spec.endpoint {endpoint!r} is not a URL")
+    endpoint = _endpoint(name, spec)
     return CloudHostConfig(
         name=name,
         endpoint=endpoint,
@@ -247,6 +246,25 @@ def parse_cloudhost(name: str, spec: Mapping[str, Any]) -> CloudHostConfig:
         if spec.get("dns01")
         else None,
     )
+
+
+def _endpoint(name: str, spec: Mapping[str, Any]) -> str | None:
+    """The S3 endpoint; plain HTTP only to loopback unless the CloudHost says so explicitly."""
+    endpoint = spec.get("endpoint") or None
+    if endpoint is None:
+        return None
+    if not isinstance(endpoint, str) or not re.fullmatch(r"https?://[^\s/]+(/[^\s]*)?", endpoint):
+        raise InvalidSpecError(f"CloudHost {name}: spec.endpoint {endpoint!r} is not a URL")
+    allowed = spec.get("allowInsecureHTTP", False)
+    if not isinstance(allowed, bool):
+        raise InvalidSpecError(f"CloudHost {name}: spec.allowInsecureHTTP must be true or false")
+    if is_plain_http_to_remote(endpoint) and not allowed:
+        raise InvalidSpecError(
+            f"CloudHost {name}: spec.endpoint {endpoint!r} is plain http:// to a host other "
+            "than this machine: use https://, or set spec.allowInsecureHTTP: true to accept "
+            "that the datastore's traffic can be read and changed on the way"
+        )
+    return endpoint
 
 
 def _history_limit(name: str, value: object) -> int:

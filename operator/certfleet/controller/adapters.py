@@ -8,8 +8,9 @@ of their own (``renewal_windows``), the status reporter too (``reporter``), and 
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from certfleet.acme_issuer.accounts import StoredAccount
@@ -22,10 +23,13 @@ from certfleet.api.names import (
     CACHE_LABEL,
     CLOUDHOST_ANNOTATION,
     DOMAIN_ANNOTATION,
+    GROUP,
+    MANAGED_CERTIFICATE_KIND,
     MASTER_KEY,
     S3_ACCESS_KEY_ID,
     S3_SECRET_ACCESS_KEY,
     TLS_SECRET_TYPE,
+    VERSION,
 )
 from certfleet.api.spec import (
     CertificateSpec,
@@ -33,16 +37,20 @@ from certfleet.api.spec import (
     InvalidSpecError,
     ObjectRef,
     cache_secret_name,
+    parse_certificate_spec,
     parse_cloudhost,
 )
 from certfleet.controller.acme_issuers import SecretValue
 from certfleet.controller.gather import DatastoreNotConfiguredError
 from certfleet.controller.ports import PemPair
+from certfleet.core.errors import CertfleetError
 from certfleet.datastore.client import s3_client
 from certfleet.datastore.encryption import MASTER_KEY_BYTES, MasterKey
 from certfleet.datastore.protocol import Datastore
 from certfleet.datastore.s3_store import S3Datastore
-from certfleet.kube.gateway import KubernetesGateway, SecretData
+from certfleet.kube.gateway import KubernetesGateway, OwnerReference, SecretData
+
+log = logging.getLogger(__name__)
 
 
 class TlsStore(Protocol):
@@ -58,15 +66,25 @@ class TlsStore(Protocol):
         key: bytes,
         labels: Mapping[str, str],
         annotations: Mapping[str, str],
+        owners: Sequence[OwnerReference] = (),
     ) -> None: ...
+
+
+class CertificateLister(Protocol):
+    def list_certificates(self, namespace: str) -> list[Mapping[str, Any]]: ...
 
 
 class SecretCache:
     """The cache (DESIGN step 2) in a cluster: a kubernetes.io/tls Secret in the resource's
-    namespace, named after (domain, cloudhost, build), so an Ingress can use it too."""
+    namespace, named after (domain, cloudhost, build), so an Ingress can use it too.
 
-    def __init__(self, secrets: TlsStore) -> None:
+    Its owners are the namespace's ManagedCertificates of that (domain, cloudhost, build): when
+    the last is deleted, the garbage collector deletes the Secret and the key in it.
+    """
+
+    def __init__(self, secrets: TlsStore, certificates: CertificateLister | None = None) -> None:
         self._secrets = secrets
+        self._certificates = certificates
 
     def name(self, namespace: str, spec: CertificateSpec) -> str:
         return cache_secret_name(spec)
@@ -87,7 +105,35 @@ class SecretCache:
                 CLOUDHOST_ANNOTATION: spec.cloudhost,
                 BUILD_IDENTIFIER_ANNOTATION: spec.build_identifier,
             },
+            owners=self._owners(namespace, spec),
         )
+
+    def _owners(self, namespace: str, spec: CertificateSpec) -> list[OwnerReference]:
+        """Best effort: a cache without owners still saves an order, so a failed list only
+        costs the garbage collection (the next write tries again)."""
+        if self._certificates is None:
+            return []
+        try:
+            listed = self._certificates.list_certificates(namespace)
+        except CertfleetError as error:
+            log.warning("cache Secret in %s written without owners: %s", namespace, error)
+            return []
+        wanted = cache_secret_name(spec)
+        owners = []
+        for item in listed:
+            metadata, raw = item.get("metadata"), item.get("spec")
+            if not isinstance(metadata, dict) or not isinstance(raw, dict):
+                continue
+            name, uid = metadata.get("name"), metadata.get("uid")
+            try:
+                same = cache_secret_name(parse_certificate_spec(raw)) == wanted
+            except (CertfleetError, ValueError):  # another resource's bad spec
+                continue
+            if same and isinstance(name, str) and isinstance(uid, str):
+                owners.append(
+                    OwnerReference(f"{GROUP}/{VERSION}", MANAGED_CERTIFICATE_KIND, name, uid)
+                )
+        return owners
 
 
 class SecretSuppliedCertificates:

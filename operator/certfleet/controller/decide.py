@@ -11,6 +11,12 @@ Two questions, as cert-manager asks them, each answered by the core's policy cha
 Fit and not due: reuse it (or publish it, when it is not the published one). Otherwise
 AUTOMATIC issues, MANUAL waits for a person; a published certificate that is only due keeps
 serving meanwhile (``Serving``).
+
+MANUAL replacement: a person who puts a different certificate where the spec says means to
+replace the published one, as a webserver admin swaps the files. It is published as soon as
+it is fit and not itself due for renewal, whenever it was issued: the datastore's revisions,
+not the certificates' notBefore, order what agents install. A replacement the policy refuses
+leaves the published one serving, with a warning that says why.
 """
 
 from __future__ import annotations
@@ -59,6 +65,9 @@ def decide(observed: Observed | Unobservable, now: datetime, settings: DecisionS
     forced = observed.request.force_renewal
     if isinstance(stored_verdict, Valid) and stored is not None:
         if not forced:
+            replacement = _manual_replacement(observed, stored, stored_verdict, now, settings)
+            if replacement is not None:
+                return replacement
             return Reuse(stored, stored_verdict, cache_it=observed.cached != stored_pair)
         # What is published stays in use while the requested replacement is obtained.
         stored_verdict = Failure(
@@ -153,6 +162,43 @@ def judge_issued(
 def _newer(candidate: Valid, published: Verdict) -> bool:
     facts = published.facts
     return facts is not None and candidate.facts.not_before > facts.not_before
+
+
+def _manual_replacement(
+    observed: Observed,
+    stored: StoredCertificate,
+    published: Valid,
+    now: datetime,
+    settings: DecisionSettings,
+) -> Publish | Wait | None:
+    """MANUAL, a valid certificate published, and a different one supplied: replace it
+    (the module's docstring); None when nothing different is supplied."""
+    supplied = observed.supplied
+    if (
+        observed.spec.method is not GenerationMethod.MANUAL
+        or supplied is None
+        or supplied == PemPair(stored.fullchain, stored.privkey)
+    ):
+        return None
+    described = observed.supplied_name or "the supplied certificate"
+    old = published.facts.serial
+    verdict = judge(supplied, observed.spec, now, None)
+    if isinstance(verdict, Valid):
+        return Publish(
+            supplied,
+            verdict,
+            CertificateReason.ManualCertificateAccepted,
+            f"accepted the certificate of {described}, replacing serial {old}",
+            cache_it=True,
+        )
+    return Wait(
+        str(verdict.reason),
+        f"{described} holds a different certificate, refused as a replacement: "
+        f"{verdict.message}; serial {old} stays published",
+        settings.manual_poll_seconds,
+        Serving(published.facts, published.renew_at, stored.pointer.revision),
+        event_type="Warning",
+    )
 
 
 def _still_serving(stored: StoredCertificate | None, verdict: Verdict) -> Serving | None:

@@ -3,24 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 import kopf
 
 from certfleet.api.fleet import fleet_summary_patch
 from certfleet.api.names import GROUP, MANAGED_CERTIFICATES, RENEW_NOW_ANNOTATION, VERSION
-from certfleet.api.status import CertificateStatus
 from certfleet.controller.metrics import OperatorMetrics
 from certfleet.controller.plan import Outcome, Request
 from certfleet.controller.reconcile import Reconciler
+from certfleet.controller.renewal_timers import RenewalTimers
 from certfleet.controller.reporter import KubeReporter
 from certfleet.core.clock import Clock
 from certfleet.core.errors import CertfleetError
-from certfleet.core.schedule import seconds_after_reconciliation, seconds_until_due
 from certfleet.kube.gateway import KubernetesGateway
+
+log = logging.getLogger(__name__)
 
 RESOURCE = (GROUP, VERSION, MANAGED_CERTIFICATES)
 # Reconcile a certificate that is not due at least this often: clocks jump, and a CA's renewal
@@ -39,6 +42,20 @@ class Runtime:
     recheck_seconds: float = MAX_RENEWAL_SLEEP_SECONDS
     _locks: dict[tuple[str, str], threading.Lock] = field(default_factory=dict)
     _guard: threading.Lock = field(default_factory=threading.Lock)
+    timers: RenewalTimers = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.timers = RenewalTimers(
+            self.gateway.read_certificate,
+            self._reconcile_read,
+            self.clock,
+            timedelta(seconds=self.recheck_seconds),
+        )
+
+    def _reconcile_read(self, raw: Mapping[str, Any]) -> Outcome:
+        """The renewal timer's reconciliation, of the resource as just read."""
+        body = kopf.Body(cast(kopf.RawBody, dict(raw)))
+        return reconcile_resource(self, body, log)
 
     def lock(self, namespace: str, name: str) -> threading.Lock:
         """One reconciliation at a time per resource (handlers and the renewal daemon)."""
@@ -63,12 +80,22 @@ def reconcile_resource(
     return outcome
 
 
+def reconcile_and_time(
+    runtime: Runtime, body: kopf.Body, logger: Any, force_renewal: bool = False
+) -> Outcome:
+    """A handler's reconciliation; then the resource's renewal timer starts or looks again."""
+    try:
+        return reconcile_resource(runtime, body, logger, force_renewal)
+    finally:
+        runtime.timers.track(body.metadata.namespace or "", body.metadata.name or "")
+
+
 def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
     @kopf.on.resume(*RESOURCE, registry=registry)
     @kopf.on.create(*RESOURCE, registry=registry)
     @kopf.on.update(*RESOURCE, field="spec", registry=registry)
     def reconcile(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
-        outcome = reconcile_resource(runtime, body, logger)
+        outcome = reconcile_and_time(runtime, body, logger)
         if outcome.retry_after is not None and not outcome.ready:
             raise kopf.TemporaryError(outcome.message, delay=outcome.retry_after)
 
@@ -76,30 +103,28 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
     @kopf.on.resume(*RESOURCE, annotations={RENEW_NOW_ANNOTATION: kopf.PRESENT}, registry=registry)
     @kopf.on.update(*RESOURCE, annotations={RENEW_NOW_ANNOTATION: kopf.PRESENT}, registry=registry)
     def renew_now(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, **_: Any) -> None:
-        outcome = reconcile_resource(runtime, body, logger, force_renewal=True)
+        outcome = reconcile_and_time(runtime, body, logger, force_renewal=True)
         if outcome.issuance_failed or not outcome.ready:
             raise kopf.TemporaryError(outcome.message, delay=outcome.retry_after or 30)
         patch.metadata.annotations[RENEW_NOW_ANNOTATION] = None  # done: a request, not a state
 
-    # Async, so a sleeping daemon holds no thread: a sync daemon per resource would take one of
-    # kopf's few worker threads each, and a handful of certificates would starve the handlers.
-    @kopf.daemon(*RESOURCE, registry=registry, cancellation_timeout=10.0)
-    async def renew_when_due(
-        stopped: kopf.DaemonStopped, body: kopf.Body, logger: kopf.Logger, **_: Any
-    ) -> None:
-        # `body` is a live view, so a handler's newer status is seen at the next wake-up.
-        recheck = timedelta(seconds=runtime.recheck_seconds)
-        checked = runtime.clock()
-        while not stopped:
-            due = CertificateStatus.from_dict(body.status).renewal_time
-            pause = seconds_until_due(runtime.clock(), due, checked, recheck)
-            if pause is None:
-                outcome = await asyncio.to_thread(reconcile_resource, runtime, body, logger)
-                checked = runtime.clock()
-                pause = seconds_after_reconciliation(
-                    checked, outcome.retry_after, outcome.renew_at, recheck
-                )
-            await stopped.wait(pause)
+    # The renewal timers are certfleet's own tasks on kopf's loop, not kopf daemons: a daemon
+    # would put kopf's finalizer on every resource, and deleting one (or its namespace) would
+    # hang while no operator runs (controller/renewal_timers.py).
+    @kopf.on.startup(registry=registry)
+    async def start_timers(**_: Any) -> None:
+        runtime.timers.bind(asyncio.get_running_loop())
+
+    @kopf.on.cleanup(registry=registry)
+    async def stop_timers(**_: Any) -> None:
+        await runtime.timers.stop_all()
+
+    # Without a finalizer a deletion is seen only as the watch's DELETED event (kopf's on.delete
+    # handlers need one); an operator that misses it has neither timer nor series left anyway.
+    @kopf.on.event(*RESOURCE, registry=registry, when=lambda type, **_: type == "DELETED")
+    async def forget_resource(namespace: str | None, name: str | None, **_: Any) -> None:
+        runtime.timers.forget(namespace or "", name or "")
+        runtime.metrics.forget(namespace or "", name or "")
 
     # Every watch event, not a field handler (kopf's diff-base would miss changes made while
     # another handler retries); filtered to stale summaries, as kopf logs every call.
@@ -115,8 +140,3 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
         if patch is not None:
             namespace, name = body.metadata.namespace or "", body.metadata.name or ""
             runtime.gateway.patch_certificate_status(namespace, name, patch)
-
-    # Optional: no finalizer of its own; an operator that misses the deletion has no series.
-    @kopf.on.delete(*RESOURCE, registry=registry, optional=True)
-    def forget_metrics(namespace: str | None, name: str | None, **_: Any) -> None:
-        runtime.metrics.forget(namespace or "", name or "")

@@ -106,7 +106,7 @@ def _ports(
     )
     return Ports(
         datastores=CloudHostDatastores(gateway, on_s3_client=metrics.instrument_s3_client),
-        cache=SecretCache(secrets),
+        cache=SecretCache(secrets, gateway),
         supplied=SecretSuppliedCertificates(secrets),
         issuer=issuers,
         windows=AriWindows(

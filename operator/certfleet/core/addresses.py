@@ -1,8 +1,11 @@
-"""``HOST:PORT`` as given on a command line or in an environment variable (pure)."""
+"""``HOST:PORT`` as given on a command line or in an environment variable, and whether a URL
+would travel in clear over a network (pure)."""
 
 from __future__ import annotations
 
+import ipaddress
 import re
+from urllib.parse import urlsplit
 
 _HOST = re.compile(r"\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+")
 
@@ -20,3 +23,24 @@ def parse_host_port(value: str) -> tuple[str, int]:
     if number > 65535:
         raise ValueError(f"the port of {value!r} is above 65535")
     return host.removeprefix("[").removesuffix("]"), number
+
+
+def is_plain_http_to_remote(url: str) -> bool:
+    """True for an ``http://`` URL whose host is not this machine (``localhost``, 127.0.0.0/8,
+    ``::1``): what it carries (signed S3 requests, pointers, encrypted keys) could be read
+    and changed on the way. A URL that does not parse counts as remote."""
+    try:
+        parts = urlsplit(url.strip())
+        host = parts.hostname
+    except ValueError:
+        return True
+    if parts.scheme.lower() != "http":
+        return False
+    if host is None:
+        return True
+    if host.rstrip(".").lower() == "localhost":
+        return False
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return True

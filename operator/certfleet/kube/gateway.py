@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -69,6 +69,21 @@ def _decode_secret(secret: Any) -> SecretData:
     )
 
 
+@dataclass(frozen=True)
+class OwnerReference:
+    """An object in the same namespace whose deletion lets the garbage collector delete the
+    one it owns (blockOwnerDeletion stays off: it needs rights on the owner's finalizers)."""
+
+    api_version: str
+    kind: str
+    name: str
+    uid: str
+
+
+# A namespace's ManagedCertificates are listed in pages of this size, at most this many.
+MAX_LISTED_CERTIFICATES = 500
+
+
 class KubernetesGateway:
     def __init__(self, api_client: client.ApiClient | None = None) -> None:
         self._core = client.CoreV1Api(api_client)
@@ -94,14 +109,26 @@ class KubernetesGateway:
         data: Mapping[str, bytes],
         labels: Mapping[str, str],
         annotations: Mapping[str, str],
+        owners: Sequence[OwnerReference] = (),
     ) -> None:
-        """Creates the Secret, or replaces its data if it exists (idempotent)."""
+        """Creates the Secret, or replaces its data if it exists (idempotent). `owners` are
+        added to its ownerReferences (a strategic merge keyed by uid keeps the others)."""
         body = client.V1Secret(
             metadata=client.V1ObjectMeta(
                 name=name,
                 namespace=namespace,
                 labels={**MANAGED_BY_LABEL, **labels},
                 annotations=dict(annotations),
+                owner_references=[
+                    client.V1OwnerReference(
+                        api_version=owner.api_version,
+                        kind=owner.kind,
+                        name=owner.name,
+                        uid=owner.uid,
+                    )
+                    for owner in owners
+                ]
+                or None,
             ),
             type=secret_type,
             data={key: base64.b64encode(value).decode() for key, value in data.items()},
@@ -116,12 +143,54 @@ class KubernetesGateway:
                 ) from None
         try:
             self._core.patch_namespaced_secret(
-                name, namespace, body, _request_timeout=REQUEST_TIMEOUT
+                name,
+                namespace,
+                body,
+                _request_timeout=REQUEST_TIMEOUT,
+                # Said, not left to the client's guess: ownerReferences merge by uid.
+                _content_type="application/strategic-merge-patch+json",
             )
         except ApiException as error:
             raise KubernetesUnavailableError(
                 f"updating Secret {namespace}/{name}: {error.status} {error.reason}"
             ) from None
+
+    def list_certificates(self, namespace: str) -> list[Mapping[str, Any]]:
+        """The ManagedCertificates of a namespace (at most MAX_LISTED_CERTIFICATES)."""
+        try:
+            found = self._custom.list_namespaced_custom_object(
+                GROUP,
+                VERSION,
+                namespace,
+                MANAGED_CERTIFICATES,
+                limit=MAX_LISTED_CERTIFICATES,
+                _request_timeout=REQUEST_TIMEOUT,
+            )
+        except ApiException as error:
+            raise KubernetesUnavailableError(
+                f"listing ManagedCertificates in {namespace}: {error.status} {error.reason}"
+            ) from None
+        items = found.get("items") if isinstance(found, dict) else None
+        return [item for item in items if isinstance(item, dict)] if isinstance(items, list) else []
+
+    def read_certificate(self, namespace: str, name: str) -> Mapping[str, Any] | None:
+        """A ManagedCertificate as the API server has it now; None when it is gone."""
+        try:
+            found: Mapping[str, Any] = self._custom.get_namespaced_custom_object(
+                GROUP,
+                VERSION,
+                namespace,
+                MANAGED_CERTIFICATES,
+                name,
+                _request_timeout=REQUEST_TIMEOUT,
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise KubernetesUnavailableError(
+                f"reading ManagedCertificate {namespace}/{name}: {error.status} {error.reason}"
+            ) from None
+        return found
 
     def get_cloudhost(self, name: str) -> Mapping[str, Any] | None:
         try:

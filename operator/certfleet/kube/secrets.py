@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from certfleet.api.names import (
     TLS_CERT_KEY,
     TLS_PRIVATE_KEY,
     TLS_SECRET_TYPE,
 )
-from certfleet.kube.gateway import KubernetesGateway
+from certfleet.kube.gateway import KubernetesGateway, OwnerReference
 
 
 class TlsSecrets:
@@ -31,6 +31,7 @@ class TlsSecrets:
         key: bytes,
         labels: Mapping[str, str],
         annotations: Mapping[str, str],
+        owners: Sequence[OwnerReference] = (),
     ) -> None:
         self._gateway.write_secret(
             namespace,
@@ -39,4 +40,5 @@ class TlsSecrets:
             {TLS_CERT_KEY: fullchain, TLS_PRIVATE_KEY: key},
             labels,
             annotations,
+            owners,
         )

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from certfleet.acme_issuer import AcmeDeadlineExceededError, ChallengeStore, Http01Server
-from certfleet.acme_issuer.transport import DeadlineAdapter, Exchange
+from certfleet.acme_issuer.ari import fetch_renewal_info
+from certfleet.acme_issuer.errors import AcmeResponseTooLargeError
+from certfleet.acme_issuer.transport import MAX_BODY_BYTES, DeadlineAdapter, Exchange
 
 
 @pytest.fixture(scope="module")
@@ -18,9 +27,9 @@ def url() -> Iterator[str]:
         yield f"http://127.0.0.1:{server.port}/"
 
 
-def _session(exchange: Exchange) -> requests.Session:
+def _session(exchange: Exchange, max_body_bytes: int = MAX_BODY_BYTES) -> requests.Session:
     session = requests.Session()
-    session.mount("http://", DeadlineAdapter(exchange))
+    session.mount("http://", DeadlineAdapter(exchange, max_body_bytes))
     return session
 
 
@@ -62,3 +71,108 @@ def test_sleep_never_outlasts_the_deadline() -> None:
     with pytest.raises(AcmeDeadlineExceededError):
         exchange.sleep(10)
     assert time.monotonic() - started < 1
+
+
+# -- a server that never stops talking ----------------------------------------------------
+
+
+class _Endless(BaseHTTPRequestHandler):
+    """/endless: a close-delimited body that never ends; /declared: a 10 GiB Content-Length;
+    /trickle: a byte now and then, forever; /small: 100 bytes."""
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        if self.path == "/small":
+            self.send_header("Content-Length", "100")
+            self.end_headers()
+            self.wfile.write(b"x" * 100)
+            return
+        if self.path == "/declared":
+            self.send_header("Content-Length", str(10 * 2**30))
+        self.end_headers()
+        chunk = b"{" * 65536 if self.path != "/trickle" else b" "
+        try:
+            while True:
+                self.wfile.write(chunk)
+                self.wfile.flush()
+                if self.path == "/trickle":
+                    time.sleep(0.05)
+        except OSError:
+            pass  # the client hung up: what it should do
+
+    def log_message(self, *_args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def endless() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Endless)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_body_within_the_bound_is_read_whole(endless: str) -> None:
+    with _session(Exchange("x.example", 10, 5), max_body_bytes=100) as session:
+        assert session.get(f"{endless}/small").content == b"x" * 100
+
+
+def test_an_endless_body_is_cut_at_the_bound_with_a_clear_error(endless: str) -> None:
+    exchange = Exchange("x.example", 30, 5)
+    exchange.operation = "download-certificate"
+    with _session(exchange) as session, pytest.raises(AcmeResponseTooLargeError) as refused:
+        session.get(f"{endless}/endless")
+    message = str(refused.value)
+    assert f"longer than {MAX_BODY_BYTES} bytes" in message
+    assert "download-certificate for x.example" in message
+
+
+def test_a_declared_length_over_the_bound_is_refused_before_reading(endless: str) -> None:
+    with (
+        _session(Exchange("x.example", 30, 5)) as session,
+        pytest.raises(AcmeResponseTooLargeError, match=r"declares 10737418240 bytes"),
+    ):
+        session.get(f"{endless}/declared")
+
+
+def test_a_trickling_body_ends_at_the_deadline(endless: str) -> None:
+    with (
+        _session(Exchange("x.example", 0.5, 5)) as session,
+        pytest.raises(AcmeDeadlineExceededError),
+    ):
+        session.get(f"{endless}/trickle")
+
+
+def test_a_streaming_caller_reads_for_itself(endless: str) -> None:
+    with _session(Exchange("x.example", 30, 5), max_body_bytes=10) as session:
+        response = session.get(f"{endless}/small", stream=True)
+        assert len(response.raw.read(100)) == 100
+        response.close()
+
+
+def test_an_endless_directory_means_no_renewal_information(
+    endless: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "www.example.com")])
+    now = datetime.now(UTC)
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(0x1234)
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=89))
+        .add_extension(x509.AuthorityKeyIdentifier(b"k" * 20, None, None), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    chain = leaf.public_bytes(serialization.Encoding.PEM)
+    assert fetch_renewal_info(f"{endless}/endless", chain, deadline=30) is None
+    assert "longer than" in caplog.text

@@ -101,19 +101,49 @@ def test_a_pointer_naming_another_serial_is_refused() -> None:
     assert "0abc" in decision.message and pair.serial in decision.message
 
 
-def test_an_older_certificate_is_a_downgrade_unless_forced() -> None:
-    installed = leaf(not_before=NOW - DAY)
-    older = leaf(not_before=NOW - 20 * DAY)
-    candidate = judge(older.fullchain, older.key, domain=DOMAIN, now=NOW)
+def test_a_pointer_below_the_installed_revision_is_a_rollback_unless_forced() -> None:
+    installed = leaf(not_before=NOW - 20 * DAY)
+    newer = leaf(not_before=NOW - DAY)  # a newer certificate, in an older revision
+    candidate = judge(newer.fullchain, newer.key, domain=DOMAIN, now=NOW)
     current = judge(installed.fullchain, installed.key, domain=DOMAIN, now=NOW)
 
-    refused = decide(candidate, current, pointer_serial=older.serial)
+    refused = decide(
+        candidate, current, pointer_serial=newer.serial, pointer_revision=4, installed_revision=5
+    )
     assert (refused.action, refused.reason) == (Action.REFUSE, SyncReason.Downgrade)
-    assert older.serial in refused.message and installed.serial in refused.message
+    assert "revision 4" in refused.message and "revision 5" in refused.message
+    assert newer.serial in refused.message and installed.serial in refused.message
 
-    forced = decide(candidate, current, pointer_serial=older.serial, force=True)
+    forced = decide(
+        candidate,
+        current,
+        pointer_serial=newer.serial,
+        pointer_revision=4,
+        installed_revision=5,
+        force=True,
+    )
     assert (forced.action, forced.reason) == (Action.INSTALL, SyncReason.Installed)
     assert "forced a downgrade" in forced.message
+
+
+@pytest.mark.parametrize(
+    ("pointer_revision", "installed_revision"), [(6, 5), (5, 5), (6, None), (None, 5)]
+)
+def test_a_certificate_issued_earlier_in_a_newer_revision_is_installed(
+    pointer_revision: int | None, installed_revision: int | None
+) -> None:
+    # A person's MANUAL replacement, issued before the certificate it replaces: the revision
+    # says it is newer (or, at the same revision, the files were edited by hand: repaired).
+    installed = leaf(not_before=NOW - DAY)
+    replacement = leaf(not_before=NOW - 20 * DAY)
+    decision = decide(
+        judge(replacement.fullchain, replacement.key, domain=DOMAIN, now=NOW),
+        judge(installed.fullchain, installed.key, domain=DOMAIN, now=NOW),
+        pointer_serial=replacement.serial,
+        pointer_revision=pointer_revision,
+        installed_revision=installed_revision,
+    )
+    assert (decision.action, decision.reason) == (Action.INSTALL, SyncReason.Installed)
 
 
 @pytest.mark.parametrize("installed_case", ["placeholder for another name", "expired", "garbage"])

@@ -3,9 +3,12 @@ rollback, pruning and the migration of a directory from before certfleet."""
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
+import subprocess
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -287,3 +290,106 @@ def test_modes_that_open_the_key_to_the_world_are_refused(key_file: int, directo
 
     with pytest.raises(ValueError, match="mode"):
         FileModes(key_file=key_file, directory=directory)
+
+
+# -- a full disk: the symlink cannot be made, and <root>/<domain> stays as it was ----------
+
+
+def _no_space(*_: object, **__: object) -> None:
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def _leftovers(installer: CertificateInstaller) -> list[str]:
+    return [name for name in os.listdir(installer.root) if name.endswith(".tmp")]
+
+
+@pytest.mark.parametrize("failing", ["symlink", "replace"])
+def test_a_failed_switch_leaves_the_installed_version_in_place(
+    installer: CertificateInstaller, monkeypatch: pytest.MonkeyPatch, failing: str
+) -> None:
+    first = installer.install(b"chain-1", b"key-1", label="01")
+    monkeypatch.setattr(os, failing, _no_space)
+    with pytest.raises(InstallError, match="No space left"):
+        installer.install(b"chain-2", b"key-2", label="02")
+    monkeypatch.undo()
+    assert installer.current_version() == first.current
+    assert (installer.link / "fullchain.pem").read_bytes() == b"chain-1"
+    assert installer.versions() == [first.current], "the unused version is removed"
+    assert _leftovers(installer) == []
+
+
+@pytest.mark.parametrize("failing", ["symlink", "replace"])
+def test_a_failed_switch_leaves_a_directory_from_before_certfleet_in_place(
+    installer: CertificateInstaller, monkeypatch: pytest.MonkeyPatch, failing: str
+) -> None:
+    installer.link.mkdir(parents=True)
+    (installer.link / "fullchain.pem").write_bytes(b"old-chain")
+    (installer.link / "privkey.pem").write_bytes(b"old-key")
+    monkeypatch.setattr(os, failing, _no_space)
+    with pytest.raises(InstallError, match="No space left"):
+        installer.install(b"chain", b"key", label="01")
+    monkeypatch.undo()
+    assert installer.link.is_dir() and not installer.link.is_symlink()
+    assert (installer.link / "fullchain.pem").read_bytes() == b"old-chain"
+    assert (installer.link / "privkey.pem").read_bytes() == b"old-key"
+    assert _leftovers(installer) == []
+
+
+def test_a_failed_switch_puts_an_empty_directory_from_before_back(
+    installer: CertificateInstaller, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    installer.link.mkdir(parents=True)
+    monkeypatch.setattr(os, "symlink", _no_space)
+    with pytest.raises(InstallError, match="No space left"):
+        installer.install(b"chain", b"key", label="01")
+    monkeypatch.undo()
+    assert installer.link.is_dir() and not installer.link.is_symlink()
+
+
+def test_a_failed_rollback_symlink_leaves_the_new_version_in_place(
+    installer: CertificateInstaller, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    installer.install(b"chain-1", b"key-1", label="01")
+    second = installer.install(b"chain-2", b"key-2", label="02")
+    monkeypatch.setattr(os, "symlink", _no_space)
+    with pytest.raises(InstallError, match="cannot restore"):
+        installer.rollback(second)
+    monkeypatch.undo()
+    assert (installer.link / "fullchain.pem").read_bytes() == b"chain-2"
+
+
+@pytest.fixture
+def tiny_tmpfs(tmp_path: Path) -> Iterator[Path]:
+    """A real file system with room for only a few more inodes (root only: mount(8))."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root; the injected failures above cover the logic")
+    mountpoint = tmp_path / "tiny"
+    mountpoint.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m,nr_inodes=12", "tmpfs", str(mountpoint)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.fail(f"cannot mount a tmpfs as root: {mounted.stderr.strip()}")
+    try:
+        yield mountpoint
+    finally:
+        subprocess.run(["umount", str(mountpoint)], check=True)
+
+
+def test_a_full_file_system_never_leaves_the_domain_path_missing(tiny_tmpfs: Path) -> None:
+    installer = CertificateInstaller(tiny_tmpfs / "live", DOMAIN)
+    with installer.locked():
+        first = installer.install(b"chain-1", b"key-1", label="01")
+    # 12 inodes: the new version's folder and files fit, its symlink does not.
+    with (
+        installer.locked(),
+        pytest.raises(InstallError, match=r"cannot switch .* No space left"),
+    ):
+        installer.install(b"chain-2", b"key-2", label="02")
+    assert installer.current_version() == first.current
+    assert (installer.link / "fullchain.pem").read_bytes() == b"chain-1"
+    assert installer.versions() == [first.current]
+    assert _leftovers(installer) == []

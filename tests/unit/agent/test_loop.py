@@ -19,7 +19,7 @@ import pytest
 from cryptography import x509
 from prometheus_client import CollectorRegistry, generate_latest
 
-from certfleet.agent.certificate import CertificateSync
+from certfleet.agent.certificate import MAX_RELOADS_FOR_UNSERVED, CertificateSync
 from certfleet.agent.decision import NodeReason, SyncReason
 from certfleet.agent.installer import CertificateInstaller
 from certfleet.agent.loop import Agent, AgentSettings
@@ -226,6 +226,11 @@ class World:
         self.client.put_object(Bucket=BUCKET, Key=self.location.pointer_key, Body=pointer.to_json())
         self.etag = self._pointer_etag()
 
+    def put_pointer(self, pointer: Pointer) -> None:
+        """Write `pointer` back as current.json (a rollback by whoever can write the bucket)."""
+        self.client.put_object(Bucket=BUCKET, Key=self.location.pointer_key, Body=pointer.to_json())
+        self.etag = self._pointer_etag()
+
     def _pointer_etag(self) -> str:
         return self.client.head_object(Bucket=BUCKET, Key=self.location.pointer_key)["ETag"]
 
@@ -392,12 +397,13 @@ def test_a_new_revision_is_installed_at_the_next_sync(world: World) -> None:
         ("flipped bytes", SyncReason.DatastoreIntegrity),
         ("key of another certificate", Reason.KeyMismatch),
         ("expired", Reason.Expired),
-        ("older than installed", SyncReason.Downgrade),
+        ("a pointer rolled back below the installed revision", SyncReason.Downgrade),
     ],
 )
 def test_a_bad_revision_is_refused_and_the_previous_certificate_stays(
     world: World, case: str, reason: NodeReason
 ) -> None:
+    earlier = world.publish(leaf(not_before=NOW - 3 * DAY))
     good = leaf(not_before=NOW - 2 * DAY)
     world.publish(good)
     node = world.node()
@@ -409,7 +415,7 @@ def test_a_bad_revision_is_refused_and_the_previous_certificate_stays(
     elif case == "expired":
         world.publish(leaf(not_before=NOW - 100 * DAY, not_after=NOW - DAY))
     else:
-        world.publish(leaf(not_before=NOW - 10 * DAY))
+        world.put_pointer(earlier)
 
     assert node.sync() is reason
     assert node.installed_serial == good.serial
@@ -449,14 +455,31 @@ def test_a_refused_revision_is_not_downloaded_again_until_its_retry_time(world: 
     assert len(revision_reads(node.calls.take())) == 2
 
 
-def test_a_downgrade_is_installed_with_force(world: World) -> None:
+def test_a_rolled_back_pointer_is_installed_with_force(world: World) -> None:
+    older = leaf(not_before=NOW - 10 * DAY)
+    earlier = world.publish(older)
     world.publish(leaf(not_before=NOW - DAY))
     node = world.node(force=True)
     node.sync()
-    older = leaf(not_before=NOW - 10 * DAY)
-    world.publish(older)
+    world.put_pointer(earlier)
     assert node.sync() is SyncReason.Installed
     assert node.installed_serial == older.serial
+
+
+def test_a_replacement_issued_earlier_is_installed_when_it_is_the_newer_revision(
+    world: World,
+) -> None:
+    # A person's MANUAL replacement, issued before the certificate it replaces.
+    world.publish(leaf(not_before=NOW - DAY))
+    node = world.node()
+    node.sync()
+    replacement = leaf(not_before=NOW - 20 * DAY)
+    world.publish(replacement)
+    assert node.sync() is SyncReason.Installed
+    assert node.installed_serial == replacement.serial
+    files = node.installer.read_installed()
+    assert files is not None and files.origin is not None
+    assert (files.origin.location, files.origin.revision) == (world.location.s3_uri, 2)
 
 
 def test_a_failed_config_test_restores_the_previous_files(world: World) -> None:
@@ -654,3 +677,63 @@ def test_a_failed_verified_probe_is_never_reported_as_served(world: World) -> No
     node.prober.untrusted = False
     node.clock.advance(4 * INTERVAL)  # past the back-off of two failed syncs
     assert node.sync() is SyncReason.UpToDate
+
+
+def _reloads(node: Node) -> int:
+    return node.webserver.calls.count("reload")
+
+
+def test_reloads_for_a_leaf_the_webserver_never_serves_stop_and_resume_on_a_change(
+    world: World,
+) -> None:
+    """The webserver serves another certificate for the name (its configuration names other
+    files): a few reloads, then NotServed without reloading, until something changes."""
+    good, new = leaf(not_before=NOW - 2 * DAY), leaf(not_before=NOW - DAY)
+    world.publish(good)
+    node = world.node()
+    node.sync()
+    world.publish(new)
+    node.prober.freeze()  # keeps serving `good`, whatever is installed
+    assert node.sync() is SyncReason.ProbeFailed  # the install's own reload
+    after_install = _reloads(node)
+
+    seen: list[NodeReason] = []
+    for _ in range(12):  # an hour of syncs, past every back-off
+        node.clock.advance(RECHECK)
+        seen.append(node.sync())
+    assert _reloads(node) - after_install == MAX_RELOADS_FOR_UNSERVED, seen
+    assert seen[-1] is SyncReason.NotServed
+    report = node.reporter.reports[-1]
+    assert report.reason == "NotServed"
+    assert report.last_error is not None
+    assert f"after {MAX_RELOADS_FOR_UNSERVED} reloads" in report.last_error
+    assert good.serial in report.last_error and new.serial in report.last_error
+    assert node.metric("certfleet_agent_sync_errors_total", reason="NotServed") is not None
+
+    # Something changes: a new revision is installed and reloaded again.
+    newest = leaf()
+    world.publish(newest)
+    node.clock.advance(RECHECK)
+    node.prober.ignore_reloads = False
+    assert node.sync() is SyncReason.Installed
+    assert node.agent.served is not None and node.agent.served.serial == newest.serial
+
+
+def test_a_different_served_leaf_counts_as_a_change(world: World) -> None:
+    good, new, other = leaf(not_before=NOW - 2 * DAY), leaf(not_before=NOW - DAY), leaf()
+    world.publish(good)
+    node = world.node()
+    node.sync()
+    world.publish(new)
+    node.prober.freeze()
+    node.sync()
+    for _ in range(12):
+        node.clock.advance(RECHECK)
+        node.sync()
+    assert node.agent.last_result[0] is SyncReason.NotServed
+    before = _reloads(node)
+    # A person reloads the webserver with yet another certificate: worth trying again.
+    node.prober._stale = other.fullchain
+    node.clock.advance(RECHECK)
+    node.sync()
+    assert _reloads(node) == before + 1

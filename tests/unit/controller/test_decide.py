@@ -62,6 +62,8 @@ def pair(days_left: float = 89, lifetime: float = 90, key: int = 9) -> PemPair:
 
 
 VALID, DUE, EXPIRED, OTHER = pair(), pair(days_left=3), pair(days_left=-1), pair(key=4)
+# Valid for 60 more days, but issued ten days ago: before VALID (issued a day ago).
+EARLIER = pair(days_left=60, lifetime=70, key=5)
 BROKEN = PemPair(b"garbage", VALID.key)
 
 
@@ -184,6 +186,59 @@ ROWS = [
         Wait,
         Reason.Expired,
         check=lambda plan: plan.event_type == "Warning" and "shop/supplied" in plan.message,
+    ),
+    Row(
+        "MANUAL with the published certificate supplied reuses it",
+        lambda: observed(MANUAL_SPEC, published=VALID, cached=VALID, supplied=VALID),
+        Reuse,
+        check=lambda plan: not plan.cache_it,
+    ),
+    Row(
+        "MANUAL: a person's replacement issued before the published one replaces it at once",
+        lambda: observed(MANUAL_SPEC, published=VALID, cached=VALID, supplied=EARLIER),
+        Publish,
+        CertificateReason.ManualCertificateAccepted,
+        check=lambda plan: (
+            plan.pair == EARLIER and plan.cache_it and "replacing serial" in plan.message
+        ),
+    ),
+    Row(
+        "MANUAL: a replacement with a new key and a later expiry replaces it too",
+        lambda: observed(MANUAL_SPEC, published=EARLIER, cached=EARLIER, supplied=OTHER),
+        Publish,
+        CertificateReason.ManualCertificateAccepted,
+        check=lambda plan: plan.pair == OTHER,
+    ),
+    Row(
+        "MANUAL: a replacement already due for renewal is refused; the published one serves",
+        lambda: observed(MANUAL_SPEC, published=VALID, cached=VALID, supplied=DUE),
+        Wait,
+        Reason.RenewalDue,
+        check=lambda plan: (
+            plan.serving is not None
+            and plan.serving.revision == 1
+            and plan.event_type == "Warning"
+            and "stays published" in plan.message
+        ),
+    ),
+    Row(
+        "MANUAL: an expired replacement is refused with the policy's reason, still serving",
+        lambda: observed(MANUAL_SPEC, published=VALID, cached=VALID, supplied=EXPIRED),
+        Wait,
+        Reason.Expired,
+        check=lambda plan: plan.serving is not None and "shop/supplied" in plan.message,
+    ),
+    Row(
+        "MANUAL: an unparsable replacement is refused, still serving",
+        lambda: observed(MANUAL_SPEC, published=VALID, supplied=BROKEN),
+        Wait,
+        Reason.InvalidPEM,
+        check=lambda plan: plan.serving is not None,
+    ),
+    Row(
+        "AUTOMATIC ignores a supplied pair: the published certificate is reused",
+        lambda: observed(published=VALID, cached=VALID, supplied=EARLIER),
+        Reuse,
     ),
     Row(
         "MANUAL due for renewal keeps serving and asks a person (certfleet never renews it)",

@@ -30,7 +30,7 @@ from certfleet.datastore.errors import DatastoreNotSupportedError, DatastoreUnav
 from certfleet.datastore.location import DatastoreLocation
 from certfleet.datastore.memory import InMemoryDatastore
 from certfleet.datastore.protocol import Datastore, LeaseTaken
-from certfleet.kube.gateway import KubernetesUnavailableError
+from certfleet.kube.gateway import KubernetesUnavailableError, OwnerReference
 from unit.controller.resources import BUCKET, CLOUDHOST, DOMAIN, MANUAL_SPEC, NAMESPACE, SPEC
 from unit.core.certificates import DAY, NOW, ec_key, key_pem, pem, pki
 
@@ -62,6 +62,7 @@ class DictSecrets:
         key: bytes,
         labels: Mapping[str, str],
         annotations: Mapping[str, str],
+        owners: Sequence[OwnerReference] = (),
     ) -> None:
         if self.fail_writes:
             raise KubernetesUnavailableError("the API server did not answer")

@@ -1,0 +1,145 @@
+"""The renewal timers: one asyncio task per ManagedCertificate that reconciles it when its
+renewal time comes (or its recheck interval passes).
+
+Not a kopf daemon or timer: kopf puts its finalizer on every resource that has one (to stop it
+before the resource goes), so deleting a resource, or its namespace, hangs for as long as no
+operator runs. These tasks need no finalizer. The handlers start (or wake) a resource's task
+after each of their reconciliations; the task reads the resource afresh from the API server
+before it acts, so it never reconciles an old spec; it ends when the resource is gone (a 404,
+or its DELETED event) and all of them end at the operator's cleanup.
+
+The arithmetic is the pure ``core.schedule``: the same as the daemon's was.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from certfleet.api.status import CertificateStatus
+from certfleet.controller.plan import Outcome
+from certfleet.core.clock import Clock
+from certfleet.core.schedule import seconds_after_reconciliation, seconds_until_due
+
+log = logging.getLogger(__name__)
+
+# After a failed read or reconciliation of the timer's own, look again this soon.
+RETRY_SECONDS = 30.0
+
+Key = tuple[str, str]  # (namespace, name)
+# Reads a ManagedCertificate (None: it is gone); reconciles one (its body as read).
+ReadResource = Callable[[str, str], Mapping[str, Any] | None]
+ReconcileResource = Callable[[Mapping[str, Any]], Outcome]
+
+
+class RenewalTimers:
+    def __init__(
+        self,
+        read: ReadResource,
+        reconcile: ReconcileResource,
+        clock: Clock,
+        recheck: timedelta,
+    ) -> None:
+        self._read = read
+        self._reconcile = reconcile
+        self._clock = clock
+        self._recheck = recheck
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._tasks: dict[Key, asyncio.Task[None]] = {}
+        self._wakes: dict[Key, asyncio.Event] = {}
+
+    # -- from kopf's handlers -----------------------------------------------------------
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The event loop the tasks run on (kopf's), from a startup handler."""
+        self._loop = loop
+
+    def track(self, namespace: str, name: str) -> None:
+        """After a handler's reconciliation (any thread): start the resource's task, or wake
+        it so that it reads the new renewal time."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        loop.call_soon_threadsafe(self._track, (namespace, name))
+
+    def forget(self, namespace: str, name: str) -> None:
+        """The resource was deleted (in the event loop)."""
+        task = self._tasks.pop((namespace, name), None)
+        self._wakes.pop((namespace, name), None)
+        if task is not None:
+            task.cancel()
+
+    async def stop_all(self) -> None:
+        tasks = list(self._tasks.values())
+        self._tasks.clear()
+        self._wakes.clear()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    @property
+    def tracked(self) -> set[Key]:
+        return {key for key, task in self._tasks.items() if not task.done()}
+
+    # -- the tasks ----------------------------------------------------------------------
+
+    def _track(self, key: Key) -> None:
+        task = self._tasks.get(key)
+        if task is not None and not task.done():
+            self._wakes[key].set()
+            return
+        self._wakes[key] = asyncio.Event()
+        self._tasks[key] = asyncio.get_running_loop().create_task(
+            self._run(key), name=f"renewal timer {key[0]}/{key[1]}"
+        )
+
+    async def _run(self, key: Key) -> None:
+        wake = self._wakes[key]
+        checked = self._clock()
+        try:
+            while True:
+                wake.clear()
+                try:
+                    pause, checked = await self._step(key, checked)
+                except Exception as error:  # the API server away, or a bug: never end silently
+                    log.warning(
+                        "renewal timer of %s/%s: %s; trying again in %.0f s",
+                        *key,
+                        error,
+                        RETRY_SECONDS,
+                    )
+                    pause = RETRY_SECONDS
+                if pause is None:
+                    return  # deleted
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), timeout=pause)
+        finally:
+            if self._tasks.get(key) is asyncio.current_task():
+                self._tasks.pop(key, None)
+                self._wakes.pop(key, None)
+
+    async def _step(self, key: Key, checked: datetime) -> tuple[float | None, datetime]:
+        """Reconcile if due; how long to sleep then (None: the resource is gone)."""
+        body = await asyncio.to_thread(self._read, *key)
+        if body is None:
+            return None, checked
+        due = CertificateStatus.from_dict(body.get("status") or {}).renewal_time
+        if due is None:
+            # Not reconciled well yet: the handlers (and their retries) own it; they wake
+            # this task once a renewal time is written.
+            return self._recheck.total_seconds(), checked
+        pause = seconds_until_due(self._clock(), due, checked, self._recheck)
+        if pause is not None:
+            return pause, checked
+        outcome = await asyncio.to_thread(self._reconcile, body)
+        checked = self._clock()
+        return (
+            seconds_after_reconciliation(
+                checked, outcome.retry_after, outcome.renew_at, self._recheck
+            ),
+            checked,
+        )
