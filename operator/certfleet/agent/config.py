@@ -277,7 +277,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     loop.add_argument(
         "--force",
         action="store_true",
-        help="install the datastore's certificate even if its revision is below the installed one's",
+        help=(
+            "install the datastore's certificate even if its revision is below the installed one's"
+        ),
     )
 
     report = parser.add_argument_group("reporting")
