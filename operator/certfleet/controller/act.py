@@ -169,7 +169,11 @@ def _order(
         issued = ports.issuer.issue(ordered, observed.request.namespace, plan.replacing)
     except CertfleetError as error:
         reason = error.reason or CertificateReason.IssuanceFailed
-        return _backed_off(plan, observed, settings, "issuing through ACME failed", error, reason)
+        where = ""  # with several servers, which one failed
+        if spec.acme is not None and ordered.acme is not None and spec.acme.fallback_servers:
+            where = f" at {ordered.acme.server}"
+        what = f"issuing through ACME{where} failed"
+        return _backed_off(plan, observed, settings, what, error, reason)
     verdict = judge_issued(issued, spec, clock(), ports.windows.window(spec, issued.fullchain))
     if not isinstance(verdict, Valid):
         message = f"the CA issued a certificate that fails the policy: {verdict.message}"

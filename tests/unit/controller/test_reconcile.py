@@ -626,6 +626,7 @@ def test_a_failing_fallback_still_says_it_fell_back_and_names_no_issuer(
     outcome = reconcile(world, FALLBACK_SPEC, previous_failures=2)
     assert (outcome.ready, outcome.issuance_failed, outcome.issued_by) == (False, True, None)
     assert [event.reason for event in outcome.events] == ["AcmeServerFallback", "IssuanceFailed"]
+    assert "issuing through ACME at https://second.example/dir failed" in outcome.message
     assert "issuedBy" not in status_from_outcome(outcome, typed({}), 1, NOW)
     # The next failure stays at the fallback, without another fallback event.
     world.ca.fail = False
