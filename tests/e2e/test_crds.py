@@ -155,11 +155,13 @@ def test_examples_are_accepted_as_written(crds: ControlPlane) -> None:
         "dns01-route53.yaml",
         "dns01-vultr.yaml",
         "manual.yaml",
+        "zerossl-eab.yaml",
     ]
     args = [arg for path in files for arg in ("-f", str(path))]
     result = crds.kubectl("apply", "--dry-run=server", *args)
     assert "managedcertificate.certfleet.io/www-example" in result.stdout
     assert "managedcertificate.certfleet.io/shop-example" in result.stdout
+    assert "managedcertificate.certfleet.io/zerossl-example" in result.stdout
     assert "cloudhost.certfleet.io/sandbox" in result.stdout
 
 
@@ -282,6 +284,25 @@ BAD_SPECS: dict[str, tuple[dict[str, Any], str]] = {
     "EAB without secret": (
         {"acme": {"externalAccountBinding": {"keyID": "kid"}}},
         "spec.acme.externalAccountBinding.hmacKeySecretRef",
+    ),
+    "EAB key id with a space": (
+        {
+            "acme": {
+                "externalAccountBinding": {
+                    "keyID": "kid 1",
+                    "hmacKeySecretRef": {"name": "eab", "key": "hmac"},
+                }
+            }
+        },
+        "spec.acme.externalAccountBinding.keyID",
+    ),
+    "plain http fallback server": (
+        {"acme": {"fallbackServers": ["http://insecure"]}},
+        "spec.acme.fallbackServers[0]",
+    ),
+    "five fallback servers": (
+        {"acme": {"fallbackServers": ["letsencrypt"] * 5}},
+        "spec.acme.fallbackServers",
     ),
     "misspelt field": ({"renewBefore": 3600}, "spec.renewBefore"),
 }

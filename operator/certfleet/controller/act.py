@@ -174,7 +174,9 @@ def _order(
             where = f" at {ordered.acme.server}"
         what = f"issuing through ACME{where} failed"
         return _backed_off(plan, observed, settings, what, error, reason)
-    verdict = judge_issued(issued, spec, clock(), ports.windows.window(spec, issued.fullchain))
+    # The renewal window from the CA that issued it (a fallback, maybe).
+    window = ports.windows.window(ordered, issued.fullchain)
+    verdict = judge_issued(issued, spec, clock(), window)
     if not isinstance(verdict, Valid):
         message = f"the CA issued a certificate that fails the policy: {verdict.message}"
         retry = _backoff_seconds(observed, settings, None)

@@ -119,6 +119,7 @@ class FakeWorld:
     cloudhosts: dict[str, Mapping[str, Any]] = field(default_factory=lambda: {"aws": CLOUDHOST})
     ari_window: tuple[datetime, datetime] | None = None  # what the CA's ARI suggests
     ari_asked: list[bytes] = field(default_factory=list)
+    ari_servers: list[str] = field(default_factory=list)  # whose window was asked
     announced: list[str] = field(default_factory=list)
 
     def datastore(self, cloudhost: str) -> tuple[CloudHostConfig, Datastore]:
@@ -130,6 +131,7 @@ class FakeWorld:
         self, spec: CertificateSpec, certificate_pem: bytes
     ) -> tuple[datetime, datetime] | None:
         self.ari_asked.append(certificate_pem)
+        self.ari_servers.append(spec.acme.server if spec.acme else "")
         return self.ari_window
 
     def ports(self) -> Ports:
@@ -617,6 +619,7 @@ def test_a_server_that_kept_failing_falls_back_with_an_event_and_the_status_says
     status = status_from_outcome(outcome, typed({}), 1, NOW)
     assert status["issuedBy"] == {"server": "https://second.example/dir", "position": 1}
     assert status["failedIssuanceAttempts"] == 0
+    assert world.ari_servers == ["https://second.example/dir"]  # the CA that issued it
 
 
 def test_a_failing_fallback_still_says_it_fell_back_and_names_no_issuer(
