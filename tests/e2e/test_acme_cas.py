@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import secrets
 from collections.abc import Callable
 from typing import Any
@@ -19,6 +20,7 @@ from testbed.processes import free_port
 
 pytestmark = pytest.mark.testbed
 
+_ACCOUNT_LINE = re.compile(rb"There are now \d+ accounts in memory")
 KEY_ID = "kid-certfleet"
 HMAC_KEY = base64.urlsafe_b64encode(secrets.token_bytes(48)).rstrip(b"=").decode()
 FAST_RETRIES = ("--issuance-backoff-seconds=1", "--issuance-backoff-cap-seconds=4")
@@ -132,3 +134,30 @@ def test_a_failing_first_ca_falls_back_to_the_next_and_says_so(
     # The first CA's failure, naming it.
     assert failed and f"issuing through ACME at {dead} failed" in failed[0]["message"], failed
     assert fleet.ca.orders_created() == 1
+
+
+def test_one_account_per_namespace_however_many_certificates_start_at_once(
+    start_fleet: Callable[..., Fleet],
+) -> None:
+    fleet = start_fleet()
+    other = f"{fleet.namespace}-b"
+    fleet.install.control_plane.kubectl("create", "namespace", other)
+    acme = {"server": fleet.ca.directory_url, "email": "ops@certfleet.test"}
+    names = [f"c{index}" for index in range(4)]
+    for namespace in (fleet.namespace, other):
+        for name in names:  # all at once: the first issuances race for the account
+            resource = load_example("automatic.yaml")
+            resource["metadata"].update(name=name, namespace=namespace)
+            resource["spec"].update(domain=new_domain(), cloudhost=fleet.cloudhost, acme=acme)
+            fleet.install.apply(resource)
+    try:
+        for namespace in (fleet.namespace, other):
+            for name in names:
+                fleet.install.wait_for_condition(namespace, name, "True", "Issued", 120)
+        assert fleet.ca.pebble is not None
+        created = _ACCOUNT_LINE.findall(fleet.ca.pebble.log_path.read_bytes())
+        assert len(created) == 2, created  # one per namespace, not one per certificate
+    finally:
+        fleet.install.control_plane.kubectl(
+            "delete", "mcert", "--all", "-n", other, "--timeout=30s", check=False
+        )

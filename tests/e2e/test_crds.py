@@ -421,6 +421,7 @@ def test_printer_columns_show_status(crds: ControlPlane, namespace: str) -> None
         "notAfter": "2099-01-01T00:00:00Z",
         "renewalTime": "2098-12-25T00:00:00Z",
         "serialNumber": "0a1b2c",
+        "issuedBy": {"server": "letsencrypt", "position": 0},
         "datastore": {
             "uri": "s3://bucket/certfleet/sandbox/build-1/www.example.test/",
             "revision": 1,
@@ -434,8 +435,15 @@ def test_printer_columns_show_status(crds: ControlPlane, namespace: str) -> None
     assert table[1].split()[:4] == [name, "True", "www.example.test", "AUTOMATIC"]
 
     wide = crds.kubectl("get", "mcert", name, "-n", namespace, "-o", "wide").stdout.splitlines()
-    assert wide[0].split()[7:] == ["CLOUDHOST", "BUILD", "SERIAL", "FLEET", "MESSAGE"]
-    assert wide[1].split()[7:10] == ["sandbox", "build-1", "0a1b2c"]
+    assert wide[0].split()[7:] == [
+        "CLOUDHOST",
+        "BUILD",
+        "SERIAL",
+        "ISSUED-BY",
+        "FLEET",
+        "MESSAGE",
+    ]
+    assert wide[1].split()[7:11] == ["sandbox", "build-1", "0a1b2c", "letsencrypt"]
     assert wide[1].rstrip().endswith(message)
 
     stored = get(crds, "mcert", name, "-n", namespace)["status"]
