@@ -31,6 +31,16 @@ def _host_port(value: str) -> tuple[str, int]:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+def _positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if not 1 <= number <= 1000:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number from 1 to 1000")
+    return number
+
+
 def _env_host_port(name: str, default: tuple[str, int]) -> tuple[str, int]:
     value = os.environ.get(name)
     return _host_port(value) if value else default
@@ -75,6 +85,13 @@ def _add_operator_arguments(operator: argparse.ArgumentParser) -> None:
         "--issuance-backoff-cap-seconds",
         type=float,
         default=decisions.issuance_backoff_cap_seconds,
+    )
+    add(
+        "--acme-failures-before-fallback",
+        type=_positive_int,
+        default=decisions.failures_per_acme_server,
+        help="failed issuances in a row at one ACME server before the next of "
+        "spec.acme.fallbackServers is tried",
     )
     add(
         "--recheck-seconds",
@@ -248,6 +265,7 @@ def _run_operator(args: argparse.Namespace) -> int:
                 manual_poll_seconds=args.manual_poll_seconds,
                 issuance_backoff_base_seconds=args.issuance_backoff_seconds,
                 issuance_backoff_cap_seconds=args.issuance_backoff_cap_seconds,
+                failures_per_acme_server=args.acme_failures_before_fallback,
             ),
             recheck_seconds=args.recheck_seconds,
             ari_min_ask_again_seconds=args.ari_retry_after_min_seconds,

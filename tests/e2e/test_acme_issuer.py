@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.verification import PolicyBuilder, Store
 
 from certfleet.acme_issuer import (
+    AccountId,
     AcmeChallengeFailedError,
     AcmeDeadlineExceededError,
     AcmeIssuer,
@@ -54,6 +55,10 @@ class Bed:
             ca_bundle=str(self.ca.listener_ca_bundle),
             **options,  # type: ignore[arg-type]
         )
+
+    def account(self) -> AccountId:
+        """The account of `issuer()`'s default email."""
+        return AccountId(self.ca.directory_url, "ops@certfleet.test")
 
     def accounts_created(self) -> int:
         assert self.ca.pebble is not None
@@ -146,13 +151,13 @@ def test_issues_a_verifiable_certificate_through_nginx(
 def test_second_issuance_reuses_the_stored_account(bed: Bed) -> None:
     issuer = bed.issuer()
     issuer.issue([_name()], KeyAlgorithm.ECDSA_P256, deadline=30)
-    stored = bed.accounts.load(bed.ca.directory_url, "ops@certfleet.test")
+    stored = bed.accounts.load(bed.account())
     assert stored is not None
     assert bed.accounts.saves == 1
 
     # A fresh issuer (an operator restart) with the same store: same account, no new one.
     bed.issuer().issue([_name()], KeyAlgorithm.RSA_2048, deadline=30)
-    assert bed.accounts.load(bed.ca.directory_url, "ops@certfleet.test") == stored
+    assert bed.accounts.load(bed.account()) == stored
     assert bed.accounts.saves == 1
     assert bed.accounts_created() == 1
     assert bed.ca.orders_created() == 2
@@ -162,14 +167,14 @@ def test_a_forgotten_account_is_registered_again_with_the_same_key(bed: Bed) -> 
     """pebble restarted (or the CA deleted the account): re-register the stored key."""
     issuer = bed.issuer()
     issuer.issue([_name()], deadline=30)
-    stored = bed.accounts.load(bed.ca.directory_url, "ops@certfleet.test")
+    stored = bed.accounts.load(bed.account())
     assert stored is not None
     unknown = replace(stored, account_url=stored.account_url.rsplit("/", 1)[0] + "/0badc0de")
-    bed.accounts.save(bed.ca.directory_url, "ops@certfleet.test", unknown)
+    bed.accounts.save(bed.account(), unknown)
 
     issuer.issue([_name()], deadline=30)
 
-    again = bed.accounts.load(bed.ca.directory_url, "ops@certfleet.test")
+    again = bed.accounts.load(bed.account())
     assert again is not None
     assert again.key_json == stored.key_json
     # Same key, so pebble hands back the existing account rather than a new one.
@@ -182,15 +187,15 @@ def test_an_account_the_ca_never_knew_is_registered_with_the_stored_key(bed: Bed
     """A pebble restart loses every account: the stored key gets a new account URL."""
     issuer = bed.issuer()
     issuer.issue([_name()], deadline=30)
-    first = bed.accounts.load(bed.ca.directory_url, "ops@certfleet.test")
+    first = bed.accounts.load(bed.account())
     assert first is not None
     key_json = account_key_to_json(new_account_key())  # a key pebble has never seen
     forgotten = StoredAccount(key_json=key_json, account_url=first.account_url + "0")
-    bed.accounts.save(bed.ca.directory_url, "ops@certfleet.test", forgotten)
+    bed.accounts.save(bed.account(), forgotten)
 
     issuer.issue([_name()], deadline=30)
 
-    again = bed.accounts.load(bed.ca.directory_url, "ops@certfleet.test")
+    again = bed.accounts.load(bed.account())
     assert again is not None
     assert again.key_json == key_json
     assert again.account_url not in (first.account_url, forgotten.account_url)

@@ -155,11 +155,13 @@ def test_examples_are_accepted_as_written(crds: ControlPlane) -> None:
         "dns01-route53.yaml",
         "dns01-vultr.yaml",
         "manual.yaml",
+        "zerossl-eab.yaml",
     ]
     args = [arg for path in files for arg in ("-f", str(path))]
     result = crds.kubectl("apply", "--dry-run=server", *args)
     assert "managedcertificate.certfleet.io/www-example" in result.stdout
     assert "managedcertificate.certfleet.io/shop-example" in result.stdout
+    assert "managedcertificate.certfleet.io/zerossl-example" in result.stdout
     assert "cloudhost.certfleet.io/sandbox" in result.stdout
 
 
@@ -283,6 +285,25 @@ BAD_SPECS: dict[str, tuple[dict[str, Any], str]] = {
         {"acme": {"externalAccountBinding": {"keyID": "kid"}}},
         "spec.acme.externalAccountBinding.hmacKeySecretRef",
     ),
+    "EAB key id with a space": (
+        {
+            "acme": {
+                "externalAccountBinding": {
+                    "keyID": "kid 1",
+                    "hmacKeySecretRef": {"name": "eab", "key": "hmac"},
+                }
+            }
+        },
+        "spec.acme.externalAccountBinding.keyID",
+    ),
+    "plain http fallback server": (
+        {"acme": {"fallbackServers": ["http://insecure"]}},
+        "spec.acme.fallbackServers[0]",
+    ),
+    "five fallback servers": (
+        {"acme": {"fallbackServers": ["letsencrypt"] * 5}},
+        "spec.acme.fallbackServers",
+    ),
     "misspelt field": ({"renewBefore": 3600}, "spec.renewBefore"),
 }
 
@@ -400,6 +421,7 @@ def test_printer_columns_show_status(crds: ControlPlane, namespace: str) -> None
         "notAfter": "2099-01-01T00:00:00Z",
         "renewalTime": "2098-12-25T00:00:00Z",
         "serialNumber": "0a1b2c",
+        "issuedBy": {"server": "letsencrypt", "position": 0},
         "datastore": {
             "uri": "s3://bucket/certfleet/sandbox/build-1/www.example.test/",
             "revision": 1,
@@ -413,8 +435,15 @@ def test_printer_columns_show_status(crds: ControlPlane, namespace: str) -> None
     assert table[1].split()[:4] == [name, "True", "www.example.test", "AUTOMATIC"]
 
     wide = crds.kubectl("get", "mcert", name, "-n", namespace, "-o", "wide").stdout.splitlines()
-    assert wide[0].split()[7:] == ["CLOUDHOST", "BUILD", "SERIAL", "FLEET", "MESSAGE"]
-    assert wide[1].split()[7:10] == ["sandbox", "build-1", "0a1b2c"]
+    assert wide[0].split()[7:] == [
+        "CLOUDHOST",
+        "BUILD",
+        "SERIAL",
+        "ISSUED-BY",
+        "FLEET",
+        "MESSAGE",
+    ]
+    assert wide[1].split()[7:11] == ["sandbox", "build-1", "0a1b2c", "letsencrypt"]
     assert wide[1].rstrip().endswith(message)
 
     stored = get(crds, "mcert", name, "-n", namespace)["status"]

@@ -33,9 +33,12 @@ class AcmeCA(Servers):
         authz_reuse_percent: int = 0,
         pebble: Literal["debian", "module"] = "debian",
         dns_server: tuple[str, int] | None = None,
+        external_account_mac_keys: dict[str, str] | None = None,
     ) -> None:
         """`dns_server`: where pebble resolves names and DNS-01 records (a BIND of
-        testbed.dns); None: its own pebble-challtestsrv, which answers 127.0.0.1 for all."""
+        testbed.dns); None: its own pebble-challtestsrv, which answers 127.0.0.1 for all.
+        `external_account_mac_keys` (key id -> base64url HMAC key): pebble then registers
+        accounts only with External Account Binding by one of them (ZeroSSL's way)."""
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.http_port = http_port or free_port()
@@ -45,6 +48,7 @@ class AcmeCA(Servers):
             raise ValueError(f"pebble must be 'debian' or 'module', got {pebble!r}")
         self.pebble_kind = pebble
         self.dns_server = dns_server
+        self.external_account_mac_keys = dict(external_account_mac_keys or {})
         self.listener_ca = TestCA(workdir / "pki", "pebble-listener")
         self.pebble: ServerProcess | None = None
         self.challtestsrv: ServerProcess | None = None
@@ -106,8 +110,10 @@ class AcmeCA(Servers):
             "httpPort": self.http_port,
             "tlsPort": free_port(),
             "ocspResponderURL": "",
-            "externalAccountBindingRequired": False,
+            "externalAccountBindingRequired": bool(self.external_account_mac_keys),
         }
+        if self.external_account_mac_keys:
+            settings["externalAccountMACKeys"] = self.external_account_mac_keys
         if self.certificate_validity_seconds is not None:
             if pebble_module:
                 # Newer pebble ignores the top-level key: validity is per profile.

@@ -1,12 +1,20 @@
-"""ACME accounts: one per (directory URL, email), kept by an `AccountStore`.
+"""ACME accounts: one per `AccountId` (directory URL, email, namespace, EAB key id), kept by
+an `AccountStore`.
 
 The Kubernetes adapter keeps them in a Secret; `InMemoryAccountStore` serves tests and
 one-shot runs. An account is created once and then reused for every order: CAs rate-limit
-new accounts, and a fresh key per order would orphan the CA's records.
+new accounts, and a fresh key per order would orphan the CA's records. It is registered under
+the process-wide lock of its id (`account_lock`), so N first issuances at start-up register
+one account whichever issuer objects they run through.
+
+The namespace is part of the id: an account is the CA's record of who asked, and an EAB
+binding is a customer's contract with the CA, so one namespace never orders through the
+account (or the binding) another namespace set up.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 from dataclasses import dataclass, field
@@ -20,6 +28,36 @@ from certfleet.acme_issuer.errors import AcmeError
 
 
 @dataclass(frozen=True)
+class AccountId:
+    """Whose ACME account: at which CA, for which contact, for which namespace (None: the
+    whole installation, e.g. a build machine), bound to which EAB key id."""
+
+    directory_url: str
+    email: str | None = None
+    namespace: str | None = None
+    eab_key_id: str | None = None
+
+    def digest(self) -> str:
+        """A stable name for the account's Secret or file (16 hex digits). An account of no
+        namespace and no binding keeps the name it had when accounts were keyed by
+        (directory, email) only, so an upgrade reuses it."""
+        parts = [self.directory_url, self.email or ""]
+        if self.namespace is not None or self.eab_key_id is not None:
+            parts += [f"namespace={self.namespace or ''}", f"eab={self.eab_key_id or ''}"]
+        return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
+_locks: dict[str, threading.Lock] = {}  # by digest: no email and "" are one account
+_locks_guard = threading.Lock()
+
+
+def account_lock(account: AccountId) -> threading.Lock:
+    """The one lock of an account in this process: registering it happens under it."""
+    with _locks_guard:
+        return _locks.setdefault(account.digest(), threading.Lock())
+
+
+@dataclass(frozen=True)
 class StoredAccount:
     """An account's private key as JWK JSON text and the account URL the CA assigned."""
 
@@ -28,26 +66,26 @@ class StoredAccount:
 
 
 class AccountStore(Protocol):
-    def load(self, directory_url: str, email: str | None) -> StoredAccount | None: ...
+    def load(self, account: AccountId) -> StoredAccount | None: ...
 
-    def save(self, directory_url: str, email: str | None, account: StoredAccount) -> None: ...
+    def save(self, account: AccountId, stored: StoredAccount) -> None: ...
 
 
 class InMemoryAccountStore:
     """A thread-safe `AccountStore` in a dict; `saves` counts writes so tests can prove reuse."""
 
     def __init__(self) -> None:
-        self._accounts: dict[tuple[str, str], StoredAccount] = {}
+        self._accounts: dict[str, StoredAccount] = {}
         self._lock = threading.Lock()
         self.saves = 0
 
-    def load(self, directory_url: str, email: str | None) -> StoredAccount | None:
+    def load(self, account: AccountId) -> StoredAccount | None:
         with self._lock:
-            return self._accounts.get((directory_url, email or ""))
+            return self._accounts.get(account.digest())
 
-    def save(self, directory_url: str, email: str | None, account: StoredAccount) -> None:
+    def save(self, account: AccountId, stored: StoredAccount) -> None:
         with self._lock:
-            self._accounts[(directory_url, email or "")] = account
+            self._accounts[account.digest()] = stored
             self.saves += 1
 
 

@@ -13,7 +13,6 @@ renewal names the certificate it replaces when the CA offers ARI.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -31,11 +30,18 @@ from josepy.json_util import field as json_field
 
 from certfleet.acme_issuer import ari
 from certfleet.acme_issuer.accounts import (
+    AccountId,
     AccountStore,
     StoredAccount,
     account_key_from_json,
     account_key_to_json,
+    account_lock,
     new_account_key,
+)
+from certfleet.acme_issuer.binding import (
+    ExternalAccountBinding,
+    ExternalAccountBindingError,
+    ExternalAccountBindingRequiredError,
 )
 from certfleet.acme_issuer.errors import AcmeError, AcmeRejectedError
 from certfleet.acme_issuer.http01 import ChallengeStore
@@ -66,25 +72,18 @@ def _default_user_agent() -> str:
 
 
 @dataclass(frozen=True)
-class ExternalAccountBinding:
-    """EAB credentials from the CA's console (ZeroSSL, Google, ...): key id and the base64url
-    HMAC key."""
-
-    kid: str
-    hmac_key_b64url: str = field(repr=False)
-
-
-@dataclass(frozen=True)
 class IssuedCertificate:
     fullchain_pem: bytes
     private_key_pem: bytes = field(repr=False)
 
 
 class AcmeIssuer:
-    """Issues certificates from one ACME directory with one account (per email).
+    """Issues certificates from one ACME directory with one account (`account`: the
+    directory, the email, the namespace it orders for, the EAB key id).
 
     Thread-safe: every `issue()` has its own HTTP session; registering the account is
-    serialised so concurrent first issuances share one account.
+    serialised under the account's process-wide lock, so concurrent first issuances share
+    one account even through separate issuer objects.
     """
 
     def __init__(
@@ -98,6 +97,7 @@ class AcmeIssuer:
         user_agent: str | None = None,
         timeout: float = DEFAULT_REQUEST_TIMEOUT_SECONDS,
         on_request: RequestHook | None = None,
+        namespace: str | None = None,
     ) -> None:
         self.directory_url = directory_url
         self.account_store = account_store
@@ -110,7 +110,13 @@ class AcmeIssuer:
         self.user_agent = user_agent or _default_user_agent()
         self.timeout = timeout
         self.on_request = on_request
-        self._account_lock = threading.Lock()
+        self.account = AccountId(
+            directory_url,
+            self.email,
+            namespace,
+            external_account_binding.kid if external_account_binding else None,
+        )
+        self._account_lock = account_lock(self.account)
 
     def issue(
         self,
@@ -223,10 +229,10 @@ class _Session:
         """Fetches the directory and sets up the account: the stored one, else a new one. The
         lock only covers first registrations, so concurrent first issuances share one account."""
         issuer = self.issuer
-        stored = issuer.account_store.load(issuer.directory_url, issuer.email)
+        stored = issuer.account_store.load(issuer.account)
         if stored is None:
             with issuer._account_lock:
-                stored = issuer.account_store.load(issuer.directory_url, issuer.email)
+                stored = issuer.account_store.load(issuer.account)
                 if stored is None:
                     self._open(new_account_key(), jwa.ES256)
                     self._register()
@@ -263,10 +269,7 @@ class _Session:
         assert key is not None
         eab = issuer.external_account_binding
         if eab is None and client.external_account_required():
-            raise AcmeRejectedError(
-                f"ACME CA {issuer.directory_url} requires external account binding: "
-                "configure its key id and HMAC key"
-            )
+            raise _binding_required(issuer.directory_url)
         binding = None
         if eab is not None:
             binding = messages.ExternalAccountBinding.from_data(
@@ -284,6 +287,16 @@ class _Session:
         client.net.account = None  # newAccount is signed with the key itself, not a kid
         try:
             account_url = client.new_account(registration).uri
+        except messages.Error as problem:
+            if problem.code == "externalAccountRequired" and eab is None:
+                raise _binding_required(issuer.directory_url) from None
+            if eab is not None and problem.code in _BINDING_REFUSALS:
+                raise ExternalAccountBindingError(
+                    f"ACME CA {issuer.directory_url} refused the external account binding "
+                    f"of key id {eab.kid!r}: {describe_problem(problem)}; check "
+                    "spec.acme.externalAccountBinding and its Secret against the CA's console"
+                ) from None
+            raise
         except acme_errors.ConflictError as existing:
             # The CA already knows this key (RFC 8555 7.3.1): its account URL is the answer.
             account_url = existing.location
@@ -291,8 +304,7 @@ class _Session:
                 uri=account_url, body=messages.Registration()
             )
         issuer.account_store.save(
-            issuer.directory_url,
-            issuer.email,
+            issuer.account,
             StoredAccount(key_json=account_key_to_json(key), account_url=account_url),
         )
         log.info("registered ACME account %s at %s", account_url, issuer.directory_url)
@@ -518,6 +530,18 @@ def _challenge(
     raise AcmeRejectedError(
         f"ACME CA offers no {kind.typ.upper()} challenge for "
         f"{authorization.body.identifier.value} (offered: {offered or 'none'})"
+    )
+
+
+# What a CA answers a newAccount whose binding it does not accept (RFC 8555 7.3.4, pebble).
+_BINDING_REFUSALS = frozenset({"unauthorized", "malformed", "externalAccountRequired"})
+
+
+def _binding_required(directory_url: str) -> ExternalAccountBindingRequiredError:
+    return ExternalAccountBindingRequiredError(
+        f"ACME CA {directory_url} registers accounts only with External Account Binding: set "
+        "spec.acme.externalAccountBinding (keyID, and hmacKeySecretRef naming a Secret in "
+        "this namespace with the HMAC key) to the credentials from the CA's console"
     )
 
 

@@ -23,6 +23,7 @@ CLOUDHOST_ANNOTATION = "certfleet.io/cloudhost"
 BUILD_IDENTIFIER_ANNOTATION = "certfleet.io/build-identifier"
 ACCOUNT_URL_ANNOTATION = "certfleet.io/acme-account-url"
 ACCOUNT_DIRECTORY_ANNOTATION = "certfleet.io/acme-directory"
+ACCOUNT_NAMESPACE_ANNOTATION = "certfleet.io/acme-account-namespace"  # whose account
 
 # Keys of the Secrets certfleet reads and writes.
 TLS_SECRET_TYPE = "kubernetes.io/tls"  # noqa: S105 - a Secret type, not a password

@@ -21,6 +21,10 @@ class CertificateReason(StrEnum):
     IssuanceFailed = "IssuanceFailed"
     # DNS-01: the TXT record was not visible at every authoritative server within the bound.
     DNS01PropagationTimeout = "DNS01PropagationTimeout"
+    # The CA registers accounts only with External Account Binding, and none is configured.
+    ExternalAccountBindingRequired = "ExternalAccountBindingRequired"
+    # The binding's Secret is missing or malformed, or the CA refused the key id and HMAC.
+    ExternalAccountBindingInvalid = "ExternalAccountBindingInvalid"
     WaitingForManualCertificate = "WaitingForManualCertificate"
     # Another certfleet (a build machine, a cluster) holds the datastore's order lease.
     OrderedElsewhere = "OrderedElsewhere"
@@ -50,6 +54,8 @@ class EventReason(StrEnum):
     IssuedCertificateRejected = "IssuedCertificateRejected"
     CacheWriteFailed = "CacheWriteFailed"
     PruneFailed = "PruneFailed"
+    # An ACME server kept failing: the order goes to the next of spec.acme.fallbackServers.
+    AcmeServerFallback = "AcmeServerFallback"
 
 
 READY = "Ready"

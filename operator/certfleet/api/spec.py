@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from enum import StrEnum
 from typing import Any
@@ -51,6 +51,10 @@ class Dns01Settings:
     secret_namespace: str | None
 
 
+MAX_FALLBACK_SERVERS = 4
+_EAB_KEY_ID = re.compile(r"[A-Za-z0-9._~:+/=-]{1,256}")
+
+
 @dataclass(frozen=True, slots=True)
 class AcmeSettings:
     server: str
@@ -60,6 +64,27 @@ class AcmeSettings:
     eab_key_id: str | None
     eab_hmac_secret: tuple[str, str] | None  # (Secret name, key) in the resource's namespace
     dns01: Dns01Settings | None = None  # per resource; else the CloudHost's
+    # Tried in order after `server` when it keeps failing (spec.acme.fallbackServers).
+    fallback_servers: tuple[str, ...] = ()
+
+    @property
+    def servers(self) -> tuple[str, ...]:
+        """Every ACME server to order from, in order of preference."""
+        return (self.server, *self.fallback_servers)
+
+    def at_server(self, position: int) -> AcmeSettings:
+        """These settings ordering from `servers[position]` alone. The external account
+        binding belongs to `server` (the CA whose console issued it): a fallback registers
+        without one."""
+        if position == 0:
+            return replace(self, fallback_servers=())
+        return replace(
+            self,
+            server=self.servers[position],
+            fallback_servers=(),
+            eab_key_id=None,
+            eab_hmac_secret=None,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,24 +181,53 @@ def _acme_settings(acme: Mapping[str, Any]) -> AcmeSettings:
         return value
 
     binding = acme.get("externalAccountBinding") or {}
+    if not isinstance(binding, Mapping):
+        raise InvalidSpecError("spec.acme.externalAccountBinding must be an object")
     hmac_ref = binding.get("hmacKeySecretRef") or {}
-    eab_secret = None
-    if hmac_ref:
-        eab_secret = (str(hmac_ref.get("name", "")), str(hmac_ref.get("key", "")))
+    eab_secret, key_id = None, binding.get("keyID")
+    if binding:
+        name = hmac_ref.get("name") if isinstance(hmac_ref, Mapping) else None
+        key = hmac_ref.get("key") if isinstance(hmac_ref, Mapping) else None
+        if not isinstance(name, str) or not _SECRET_NAME.fullmatch(name):
+            raise InvalidSpecError(
+                "spec.acme.externalAccountBinding.hmacKeySecretRef.name must name a Secret"
+            )
+        if not isinstance(key, str) or not re.fullmatch(r"[-._a-zA-Z0-9]{1,253}", key):
+            raise InvalidSpecError(
+                "spec.acme.externalAccountBinding.hmacKeySecretRef.key must name a Secret key"
+            )
+        if not isinstance(key_id, str) or not _EAB_KEY_ID.fullmatch(key_id):
+            raise InvalidSpecError(
+                "spec.acme.externalAccountBinding.keyID must be the CA's key id: 1 to 256 "
+                "printable characters without spaces"
+            )
+        eab_secret = (name, key)
     challenge_type = text("challengeType", "HTTP-01") or "HTTP-01"
     if challenge_type not in CHALLENGE_TYPES:
         raise InvalidSpecError(
             f"spec.acme.challengeType must be one of {', '.join(CHALLENGE_TYPES)}"
         )
     dns01 = acme.get("dns01")
+    fallbacks = acme.get("fallbackServers") or []
+    if not isinstance(fallbacks, list) or len(fallbacks) > MAX_FALLBACK_SERVERS:
+        raise InvalidSpecError(
+            f"spec.acme.fallbackServers must be a list of at most {MAX_FALLBACK_SERVERS} servers"
+        )
+    for index, fallback in enumerate(fallbacks):
+        if not isinstance(fallback, str) or not fallback.strip() or len(fallback) > 2048:
+            raise InvalidSpecError(
+                f"spec.acme.fallbackServers[{index}] must name an ACME server (a CA name or "
+                "an https:// directory URL)"
+            )
     return AcmeSettings(
         server=text("server", "letsencrypt") or "letsencrypt",
         email=text("email", None),
         challenge_type=challenge_type,
         key_algorithm=text("keyAlgorithm", "ECDSA-P256") or "ECDSA-P256",
-        eab_key_id=binding.get("keyID"),
+        eab_key_id=key_id if eab_secret else None,
         eab_hmac_secret=eab_secret,
         dns01=parse_dns01("spec.acme.dns01", dns01, own_namespace=True) if dns01 else None,
+        fallback_servers=tuple(fallback.strip() for fallback in fallbacks),
     )
 
 

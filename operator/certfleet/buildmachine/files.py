@@ -11,13 +11,12 @@ or a reader never sees half a key; folders are made 0700, files 0600.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import secrets
 from pathlib import Path
 
-from certfleet.acme_issuer.accounts import StoredAccount
+from certfleet.acme_issuer.accounts import AccountId, StoredAccount
 from certfleet.api.spec import CertificateSpec
 from certfleet.controller.ports import PemPair
 from certfleet.core.domains import folder_name
@@ -140,17 +139,16 @@ class FolderSuppliedCertificates:
 
 
 class FileAccountStore:
-    """acme_issuer's AccountStore in files: one ACME account per (CA directory, email)."""
+    """acme_issuer's AccountStore in files: one ACME account per `AccountId`."""
 
     def __init__(self, state_dir: Path) -> None:
         self._folder = state_dir / "acme-accounts"
 
-    def path(self, directory_url: str, email: str | None) -> Path:
-        digest = hashlib.sha256(f"{directory_url}\n{email or ''}".encode()).hexdigest()[:16]
-        return self._folder / f"{digest}.json"
+    def path(self, account: AccountId) -> Path:
+        return self._folder / f"{account.digest()}.json"
 
-    def load(self, directory_url: str, email: str | None) -> StoredAccount | None:
-        path = self.path(directory_url, email)
+    def load(self, account: AccountId) -> StoredAccount | None:
+        path = self.path(account)
         data = read_bounded(path, MAX_ACCOUNT_BYTES)
         if data is None:
             return None
@@ -163,12 +161,14 @@ class FileAccountStore:
             raise FilesError(f"{path} is not an ACME account file of certfleet")
         return StoredAccount(key_json=key, account_url=url)
 
-    def save(self, directory_url: str, email: str | None, account: StoredAccount) -> None:
+    def save(self, account: AccountId, stored: StoredAccount) -> None:
         private_folder(self._folder)
         document = {
-            "directory": directory_url,
-            "email": email,
-            "accountUrl": account.account_url,
-            "key": account.key_json,
+            "directory": account.directory_url,
+            "email": account.email,
+            "namespace": account.namespace,
+            "eabKeyID": account.eab_key_id,
+            "accountUrl": stored.account_url,
+            "key": stored.key_json,
         }
-        write_atomically(self.path(directory_url, email), json.dumps(document).encode())
+        write_atomically(self.path(account), json.dumps(document).encode())

@@ -1,5 +1,6 @@
-"""The Issuer port over acme_issuer: the spec's CA, its account, External Account Binding,
-and the challenge solver a `Solvers` picks (HTTP-01 alone by default). No Kubernetes here:
+"""The Issuer port over acme_issuer: the spec's CA, the namespace's account at it, External
+Account Binding from a Secret, and the challenge solver a `Solvers` picks (HTTP-01 alone by
+default). No Kubernetes here:
 the operator and the build machine each hand it their own account store and their own way
 of reading a secret value."""
 
@@ -9,7 +10,12 @@ import threading
 from collections.abc import Callable
 from typing import Protocol
 
-from certfleet.acme_issuer.accounts import AccountStore
+from certfleet.acme_issuer.accounts import AccountId, AccountStore
+from certfleet.acme_issuer.binding import (
+    ExternalAccountBinding,
+    ExternalAccountBindingError,
+    parse_binding,
+)
 from certfleet.acme_issuer.directories import resolve_directory_url
 from certfleet.acme_issuer.http01 import ChallengeStore
 from certfleet.acme_issuer.issuer import AcmeIssuer
@@ -18,7 +24,6 @@ from certfleet.acme_issuer.solvers import ChallengeSolver, Http01Solver
 from certfleet.acme_issuer.transport import RequestHook
 from certfleet.api.spec import CertificateSpec
 from certfleet.controller.ports import PemPair
-from certfleet.core.errors import CertfleetError
 
 # (namespace, secret name, key) -> the value, None when there is none.
 SecretValue = Callable[[str, str, str], bytes | None]
@@ -46,10 +51,6 @@ class Http01Only:
         return 0.0
 
 
-class IssuerNotConfiguredError(CertfleetError):
-    """The spec's ACME settings name something that is not there (an EAB secret)."""
-
-
 class AcmeIssuers:
     def __init__(
         self,
@@ -68,15 +69,18 @@ class AcmeIssuers:
         self._acme_ca_bundle = acme_ca_bundle
         self._deadline = issuance_deadline_seconds
         self._on_acme_request = on_acme_request
-        self._issuers: dict[tuple[str, str | None, tuple[str, str] | None], AcmeIssuer] = {}
+        self._issuers: dict[tuple[AccountId, ExternalAccountBinding | None], AcmeIssuer] = {}
         self._lock = threading.Lock()
 
     def issue(self, spec: CertificateSpec, namespace: str, replacing: bytes | None) -> PemPair:
+        """An order at `spec.acme.server` (the decision puts the fallback it chose there),
+        with the namespace's own account."""
         assert spec.acme is not None
         issuer = self.for_directory(
             resolve_directory_url(spec.acme.server),
             email=spec.acme.email,
             external_account_binding=self._binding(spec, namespace),
+            namespace=namespace,
         )
         solver = self._solvers.for_certificate(spec, namespace)
         issued = issuer.issue(
@@ -92,12 +96,15 @@ class AcmeIssuers:
         self,
         directory_url: str,
         email: str | None = None,
-        external_account_binding: tuple[str, str] | None = None,
+        external_account_binding: ExternalAccountBinding | None = None,
+        namespace: str | None = None,
     ) -> AcmeIssuer:
         """The one issuer of a CA account (the renewal windows borrow its transport too).
-        Kept, not built per order: its account lock is what makes N first issuances at
-        start-up register one account, not N (a CA limits new accounts per IP)."""
-        key = (directory_url, email, external_account_binding)
+        Kept, not built per order; the account's lock is process-wide anyway
+        (`accounts.account_lock`), so N first issuances at start-up register one account,
+        not N (a CA limits new accounts per IP)."""
+        kid = external_account_binding.kid if external_account_binding else None
+        key = (AccountId(directory_url, email or None, namespace, kid), external_account_binding)
         with self._lock:
             issuer = self._issuers.get(key)
             if issuer is None:
@@ -109,18 +116,21 @@ class AcmeIssuers:
                     ca_bundle=self._acme_ca_bundle,
                     external_account_binding=external_account_binding,
                     on_request=self._on_acme_request,
+                    namespace=namespace,
                 )
                 self._issuers[key] = issuer
             return issuer
 
-    def _binding(self, spec: CertificateSpec, namespace: str) -> tuple[str, str] | None:
+    def _binding(self, spec: CertificateSpec, namespace: str) -> ExternalAccountBinding | None:
+        """The spec's binding with its HMAC key from the Secret, validated before use."""
         assert spec.acme is not None
         if not spec.acme.eab_key_id or not spec.acme.eab_hmac_secret:
             return None
         secret_name, key = spec.acme.eab_hmac_secret
         hmac_key = self._secret_value(namespace, secret_name, key)
         if not hmac_key:
-            raise IssuerNotConfiguredError(
-                f"the external account binding secret {namespace}/{secret_name} has no {key!r}"
+            raise ExternalAccountBindingError(
+                f"the external account binding's Secret {namespace}/{secret_name} has no "
+                f"key {key!r}: create it with the EAB HMAC key from the CA's console"
             )
-        return spec.acme.eab_key_id, hmac_key.decode().strip()
+        return parse_binding(spec.acme.eab_key_id, hmac_key)

@@ -10,6 +10,7 @@ just issued, which did not exist when the world was gathered.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 from certfleet.api.reasons import CertificateReason, EventReason
@@ -141,16 +142,41 @@ def _publish(
 def _issue(
     plan: Issue, observed: Observed, ports: Ports, clock: Clock, settings: DecisionSettings
 ) -> Outcome:
+    """`_order` at the ACME server the plan chose; the outcome says which one issued, and
+    an event that the order fell back to it."""
+    outcome = _order(plan, observed, ports, clock, settings)
+    if plan.fallback is not None:
+        fell_back = Event("Warning", EventReason.AcmeServerFallback, plan.fallback)
+        outcome = replace(outcome, events=(fell_back, *outcome.events))
+    acme = observed.spec.acme
+    if outcome.reason == CertificateReason.Issued and acme is not None:
+        issued_by = (acme.servers[plan.server_position], plan.server_position)
+        outcome = replace(outcome, issued_by=issued_by)
+    return outcome
+
+
+def _order(
+    plan: Issue, observed: Observed, ports: Ports, clock: Clock, settings: DecisionSettings
+) -> Outcome:
     """Order, judge, cache, publish. Every failure from the order on goes through the
     exponential back-off: at a real CA, quick retries would spend the duplicate-certificate
     limit and then block the real renewal."""
     spec = observed.spec
+    ordered = spec
+    if spec.acme is not None:  # the one server the plan chose, e.g. a fallback
+        ordered = replace(spec, acme=spec.acme.at_server(plan.server_position))
     try:
-        issued = ports.issuer.issue(spec, observed.request.namespace, plan.replacing)
+        issued = ports.issuer.issue(ordered, observed.request.namespace, plan.replacing)
     except CertfleetError as error:
         reason = error.reason or CertificateReason.IssuanceFailed
-        return _backed_off(plan, observed, settings, "issuing through ACME failed", error, reason)
-    verdict = judge_issued(issued, spec, clock(), ports.windows.window(spec, issued.fullchain))
+        where = ""  # with several servers, which one failed
+        if spec.acme is not None and ordered.acme is not None and spec.acme.fallback_servers:
+            where = f" at {ordered.acme.server}"
+        what = f"issuing through ACME{where} failed"
+        return _backed_off(plan, observed, settings, what, error, reason)
+    # The renewal window from the CA that issued it (a fallback, maybe).
+    window = ports.windows.window(ordered, issued.fullchain)
+    verdict = judge_issued(issued, spec, clock(), window)
     if not isinstance(verdict, Valid):
         message = f"the CA issued a certificate that fails the policy: {verdict.message}"
         retry = _backoff_seconds(observed, settings, None)

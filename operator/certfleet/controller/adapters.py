@@ -13,11 +13,12 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
-from certfleet.acme_issuer.accounts import StoredAccount
+from certfleet.acme_issuer.accounts import AccountId, StoredAccount
 from certfleet.api.names import (
     ACCOUNT_DIRECTORY_ANNOTATION,
     ACCOUNT_KEY,
     ACCOUNT_LABEL,
+    ACCOUNT_NAMESPACE_ANNOTATION,
     ACCOUNT_URL_ANNOTATION,
     BUILD_IDENTIFIER_ANNOTATION,
     CACHE_LABEL,
@@ -226,37 +227,39 @@ class CloudHostDatastores:
 
 
 class SecretAccountStore:
-    """acme_issuer's account store over Secrets: one ACME account per (CA directory, email),
-    its key in a Secret of the operator's namespace, so every replica and every restart
-    reuses the same account."""
+    """acme_issuer's account store over Secrets: one ACME account per `AccountId` (CA
+    directory, email, namespace, EAB key id), its key in a Secret of the operator's
+    namespace, so every replica and every restart reuses the same account."""
 
     def __init__(self, gateway: KubernetesGateway, namespace: str) -> None:
         self._gateway = gateway
         self._namespace = namespace
 
     @staticmethod
-    def secret_name(directory_url: str, email: str | None) -> str:
-        digest = hashlib.sha256(f"{directory_url}\n{email or ''}".encode()).hexdigest()[:16]
-        return f"certfleet-acme-account-{digest}"
+    def secret_name(account: AccountId) -> str:
+        return f"certfleet-acme-account-{account.digest()}"
 
-    def load(self, directory_url: str, email: str | None) -> StoredAccount | None:
-        secret = self._gateway.read_secret(self._namespace, self.secret_name(directory_url, email))
+    def load(self, account: AccountId) -> StoredAccount | None:
+        secret = self._gateway.read_secret(self._namespace, self.secret_name(account))
         if secret is None or not secret.value(ACCOUNT_KEY):
             return None
         url = secret.annotations.get(ACCOUNT_URL_ANNOTATION, "")
         return StoredAccount(key_json=(secret.value(ACCOUNT_KEY) or b"").decode(), account_url=url)
 
-    def save(self, directory_url: str, email: str | None, account: StoredAccount) -> None:
+    def save(self, account: AccountId, stored: StoredAccount) -> None:
+        annotations = {
+            ACCOUNT_URL_ANNOTATION: stored.account_url,
+            ACCOUNT_DIRECTORY_ANNOTATION: account.directory_url,
+        }
+        if account.namespace is not None:
+            annotations[ACCOUNT_NAMESPACE_ANNOTATION] = account.namespace
         self._gateway.write_secret(
             self._namespace,
-            self.secret_name(directory_url, email),
+            self.secret_name(account),
             "Opaque",
-            {ACCOUNT_KEY: account.key_json.encode()},
+            {ACCOUNT_KEY: stored.key_json.encode()},
             labels={ACCOUNT_LABEL: "true"},
-            annotations={
-                ACCOUNT_URL_ANNOTATION: account.account_url,
-                ACCOUNT_DIRECTORY_ANNOTATION: directory_url,
-            },
+            annotations=annotations,
         )
 
 

@@ -10,7 +10,8 @@ Two questions, as cert-manager asks them, each answered by the core's policy cha
 
 Fit and not due: reuse it (or publish it, when it is not the published one). Otherwise
 AUTOMATIC issues, MANUAL waits for a person; a published certificate that is only due keeps
-serving meanwhile (``Serving``).
+serving meanwhile (``Serving``). An order goes to the ACME server of spec.acme's list that
+``core.fallback`` picks from the failures in a row.
 
 MANUAL replacement: a person who puts a different certificate where the spec says means to
 replace the published one, as a webserver admin swaps the files. It is published as soon as
@@ -40,6 +41,7 @@ from certfleet.controller.ports import PemPair, Window
 from certfleet.core.backoff import DEFAULT_BASE_SECONDS, DEFAULT_CAP_SECONDS
 from certfleet.core.checks import Reason
 from certfleet.core.clock import rfc3339
+from certfleet.core.fallback import DEFAULT_FAILURES_PER_SERVER, moves_on, server_position
 from certfleet.core.leases import StorageLease
 from certfleet.core.policy import Failure, Valid, Verdict, evaluate, fit_to_serve
 from certfleet.datastore.protocol import StoredCertificate
@@ -54,6 +56,8 @@ class DecisionSettings:
     issuance_backoff_cap_seconds: float = DEFAULT_CAP_SECONDS
     # A revision replaced this long ago can no longer be being fetched by any agent.
     revision_grace_seconds: float = 3600.0
+    # Failed issuances in a row at one ACME server before the next of spec.acme's list.
+    failures_per_acme_server: int = DEFAULT_FAILURES_PER_SERVER
 
 
 def decide(observed: Observed | Unobservable, now: datetime, settings: DecisionSettings) -> Plan:
@@ -97,12 +101,43 @@ def decide(observed: Observed | Unobservable, now: datetime, settings: DecisionS
     serving = _still_serving(stored, stored_verdict)
     if spec.method is GenerationMethod.MANUAL:
         return _manual(observed, serving, now, settings)
-    return Issue(
+    return _issue(
+        spec,
+        observed.request.previous_failures,
+        settings,
         # A renewal tells the CA which certificate it replaces (RFC 9773 `replaces`).
         replacing=stored.fullchain if stored is not None and stored_verdict.facts else None,
         serving=serving,
-        announcement=f"ordering a certificate for {', '.join(spec.names)} through ACME",
     )
+
+
+def _issue(
+    spec: CertificateSpec,
+    failures: int,
+    settings: DecisionSettings,
+    replacing: bytes | None,
+    serving: Serving | None,
+) -> Issue:
+    """An order at the ACME server the fallback rule picks after `failures` in a row."""
+    names = ", ".join(spec.names)
+    servers = spec.acme.servers if spec.acme is not None else ("",)
+    per_server = settings.failures_per_acme_server
+    position = server_position(failures, len(servers), per_server)
+    announcement = f"ordering a certificate for {names} through ACME"
+    fallback = None
+    if len(servers) > 1:
+        announcement += f" at {servers[position]}"
+    if moves_on(failures, len(servers), per_server):
+        before = servers[(position - 1) % len(servers)]
+        fallback = (
+            f"ACME server {before} failed {per_server} time(s) in a row: ordering from "
+            f"{servers[position]} ({_position_name(position)} of spec.acme)"
+        )
+    return Issue(replacing, serving, announcement, position, fallback)
+
+
+def _position_name(position: int) -> str:
+    return "server" if position == 0 else f"fallbackServers[{position - 1}]"
 
 
 def wait_after(failure: Unobservable, settings: DecisionSettings) -> Wait:

@@ -100,6 +100,10 @@ class Issue:
     replacing: bytes | None
     serving: Serving | None
     announcement: str
+    # Which of spec.acme.servers to order from (0: spec.acme.server), and, when this order
+    # is the first at a fallback after the one before kept failing, the event that says so.
+    server_position: int = 0
+    fallback: str | None = None
 
 
 @dataclass(frozen=True)
@@ -142,3 +146,6 @@ class Outcome:
     issuance_failed: bool = False
     retry_after: float | None = None  # seconds; None: nothing to retry
     events: tuple[Event, ...] = ()
+    # The ACME server (as the spec names it) that issued the certificate, and its position
+    # in spec.acme.servers; None when this outcome issued nothing.
+    issued_by: tuple[str, int] | None = None

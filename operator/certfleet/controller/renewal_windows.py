@@ -35,10 +35,19 @@ class AriWindows:
         self._known: dict[tuple[str, str], tuple[float, Window | None]] = {}
 
     def window(self, spec: CertificateSpec, certificate_pem: bytes) -> Window | None:
+        """The window of the first of the spec's ACME servers that has one: the certificate
+        may come from a fallback server, and only its own CA knows it (another answers 404)."""
         if spec.acme is None:
             return None
+        for server in spec.acme.servers:
+            window = self._window_at(server, certificate_pem)
+            if window is not None:
+                return window
+        return None
+
+    def _window_at(self, server: str, certificate_pem: bytes) -> Window | None:
         try:
-            directory_url = resolve_directory_url(spec.acme.server)
+            directory_url = resolve_directory_url(server)
         except InvalidAcmeServerError:
             return None  # advisory: the issuance reports the bad server
         key = (directory_url, hashlib.sha256(certificate_pem).hexdigest())

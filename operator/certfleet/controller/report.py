@@ -64,6 +64,11 @@ def status_from_outcome(
         status["datastore"] = {"uri": outcome.datastore_uri, "revision": outcome.revision}
     if outcome.cache_secret is not None:
         status["cacheSecretName"] = outcome.cache_secret
+    if outcome.issued_by is not None:
+        server, position = outcome.issued_by
+        status["issuedBy"] = {"server": server, "position": position}
+    elif outcome.reason == CertificateReason.ManualCertificateAccepted:
+        status["issuedBy"] = None  # a person's certificate: no ACME server issued it
     return status
 
 

@@ -15,4 +15,5 @@ pyproject.toml, checked by tests/unit/core/test_purity.py).
   DEFAULT_RENEW_BEFORE
 - ``checks``: Reason, Finding and one function per check
 - ``policy``: evaluate, evaluate_bundle -> Valid | Failure
+- ``fallback``: server_position, moves_on (which ACME server of a list the next order uses)
 """

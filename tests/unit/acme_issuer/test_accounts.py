@@ -1,15 +1,23 @@
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from josepy import jwa, jwk
 
-from certfleet.acme_issuer import AccountStore, AcmeError, InMemoryAccountStore, StoredAccount
+from certfleet.acme_issuer import (
+    AccountId,
+    AccountStore,
+    AcmeError,
+    InMemoryAccountStore,
+    StoredAccount,
+)
 from certfleet.acme_issuer.accounts import (
     account_key_from_json,
     account_key_to_json,
+    account_lock,
     new_account_key,
 )
 
@@ -23,24 +31,54 @@ def _account(url: str = "https://acme.example.com/acct/1") -> StoredAccount:
 def test_the_in_memory_store_round_trips_one_account_per_directory_and_email() -> None:
     store: AccountStore = InMemoryAccountStore()
     first, second, third = _account(), _account("https://x/2"), _account("https://x/3")
-    assert store.load(DIRECTORY, "ops@example.com") is None
+    assert store.load(AccountId(DIRECTORY, "ops@example.com")) is None
 
-    store.save(DIRECTORY, "ops@example.com", first)
-    store.save(DIRECTORY, "other@example.com", second)
-    store.save("https://other.example.com/dir", "ops@example.com", third)
+    store.save(AccountId(DIRECTORY, "ops@example.com"), first)
+    store.save(AccountId(DIRECTORY, "other@example.com"), second)
+    store.save(AccountId("https://other.example.com/dir", "ops@example.com"), third)
 
-    assert store.load(DIRECTORY, "ops@example.com") == first
-    assert store.load(DIRECTORY, "other@example.com") == second
-    assert store.load("https://other.example.com/dir", "ops@example.com") == third
-    assert store.load(DIRECTORY, None) is None
+    assert store.load(AccountId(DIRECTORY, "ops@example.com")) == first
+    assert store.load(AccountId(DIRECTORY, "other@example.com")) == second
+    assert store.load(AccountId("https://other.example.com/dir", "ops@example.com")) == third
+    assert store.load(AccountId(DIRECTORY, None)) is None
 
 
 def test_no_email_and_an_empty_email_are_the_same_account() -> None:
     store = InMemoryAccountStore()
     account = _account()
-    store.save(DIRECTORY, None, account)
-    assert store.load(DIRECTORY, "") == account
+    store.save(AccountId(DIRECTORY, None), account)
+    assert store.load(AccountId(DIRECTORY, "")) == account
     assert store.saves == 1
+    assert account_lock(AccountId(DIRECTORY, None)) is account_lock(AccountId(DIRECTORY, ""))
+
+
+def test_namespaces_and_binding_key_ids_never_share_an_account() -> None:
+    ids = [
+        AccountId(DIRECTORY, "ops@example.com"),
+        AccountId(DIRECTORY, "ops@example.com", namespace="team-a"),
+        AccountId(DIRECTORY, "ops@example.com", namespace="team-b"),
+        AccountId(DIRECTORY, "ops@example.com", namespace="team-a", eab_key_id="kid-1"),
+        AccountId(DIRECTORY, "ops@example.com", namespace="team-b", eab_key_id="kid-1"),
+        AccountId(DIRECTORY, "ops@example.com", namespace="team-a", eab_key_id="kid-2"),
+        AccountId(DIRECTORY, "ops@example.com", eab_key_id="kid-1"),
+    ]
+    assert len({account.digest() for account in ids}) == len(ids)
+    assert len({id(account_lock(account)) for account in ids}) == len(ids)
+    store = InMemoryAccountStore()
+    store.save(ids[1], _account())
+    assert all(store.load(other) is None for other in ids if other != ids[1])
+
+
+def test_an_account_of_no_namespace_keeps_the_name_it_had_before_namespaces() -> None:
+    # Accounts stored by (directory, email) only, before this release, are still found.
+    before = hashlib.sha256(f"{DIRECTORY}\nops@example.com".encode()).hexdigest()[:16]
+    assert AccountId(DIRECTORY, "ops@example.com").digest() == before
+
+
+def test_the_account_lock_is_one_per_account_in_the_process() -> None:
+    one = AccountId(DIRECTORY, "ops@example.com", namespace="team-a")
+    assert account_lock(one) is account_lock(AccountId(DIRECTORY, "ops@example.com", "team-a"))
+    assert account_lock(one) is not account_lock(AccountId(DIRECTORY, "ops@example.com"))
 
 
 def test_the_private_key_is_not_in_the_repr() -> None:

@@ -360,3 +360,35 @@ class FakeMonotonic:
 
     def __call__(self) -> float:
         return self.now
+
+
+def test_a_certificate_from_a_fallback_server_gets_that_server_s_window(ca: FakeCA) -> None:
+    asked: list[str] = []
+
+    def issuer_for(directory: str) -> AcmeIssuer:
+        asked.append(directory)
+        # The first server knows no such certificate (404), the fallback (the fake CA) does.
+        first = directory == "https://first.example/dir"
+        url = f"{ca.url}/other-dir" if first else ca.directory_url
+        return AcmeIssuer(url, InMemoryAccountStore(), ChallengeStore())
+
+    ca.answers["/other-dir"] = Answer(body={"renewalInfo": f"{ca.url}/unknown/"})
+    ca.offer(WINDOW)
+    spec = parse_certificate_spec(
+        {
+            "domain": "www.example.com",
+            "cloudhost": "aws",
+            "buildIdentifier": "build-1",
+            "generationMethod": "AUTOMATIC",
+            "acme": {
+                "server": "https://first.example/dir",
+                "fallbackServers": ["https://second.example/dir"],
+            },
+        }
+    )
+    windows = AriWindows(issuer_for)
+    window = windows.window(spec, pem(certificate()))
+    assert window == (datetime(2031, 1, 2, 4, tzinfo=UTC), datetime(2031, 1, 3, 4, tzinfo=UTC))
+    assert asked == ["https://first.example/dir", "https://second.example/dir"]
+    paths = [path for path, _ in ca.requests]
+    assert paths[:2] == ["/other-dir", f"/unknown/{certificate_identifier(certificate())}"]

@@ -253,3 +253,108 @@ def test_route53_upserts_both_values_into_one_record_set_and_removes_only_ours(
         assert values() == sorted(['"first"', f'"{VALUE}"'])
         records.remove_txt(ZONE, FQDN, VALUE)
         assert values() == ['"first"']
+
+
+# Exoscale: lexicon 3.25's provider speaks Exoscale's DNS API v1 (api.exoscale.com/dns/v1,
+# the X-DNS-Token header "key:secret"), which Exoscale has deprecated in favour of API v2
+# (signed EXO2-HMAC-SHA256 requests): these answers are v1's as Exoscale documented them, and
+# what is checked is what lexicon sends. See the README's Exoscale note for the risk.
+EXOSCALE = "https://api.exoscale.com/dns/v1"
+EXO_TOKEN = {"X-DNS-Token": "EXOkey:exo-secret", "Accept": "application/json"}
+
+
+def _exo_record(record_id: int, content: str) -> dict[str, Any]:
+    return {
+        "record": {
+            "id": record_id,
+            "domain_id": 227,
+            "name": "_acme-challenge.www",
+            "record_type": "TXT",
+            "content": content,
+            "ttl": 60,
+            "prio": None,
+        }
+    }
+
+
+@responses.activate
+def test_exoscale_adds_a_relative_txt_record_with_the_dns_token() -> None:
+    token = matchers.header_matcher(EXO_TOKEN)
+    responses.get(
+        f"{EXOSCALE}/domains/{ZONE}",
+        json={"domain": {"id": 227, "name": ZONE, "state": "hosted"}},
+        match=[token],
+    )
+    listing = matchers.query_param_matcher({"record_type": "TXT", "name": "_acme-challenge.www"})
+    other = _exo_record(11, "someone-else")
+    for _ in range(2):  # the check before the add, and create_record's own
+        responses.get(f"{EXOSCALE}/domains/{ZONE}/records", json=[other], match=[token, listing])
+    responses.post(
+        f"{EXOSCALE}/domains/{ZONE}/records",
+        json=_exo_record(12, VALUE),
+        match=[
+            token,
+            matchers.json_params_matcher(
+                {
+                    "record": {
+                        "record_type": "TXT",
+                        "name": "_acme-challenge.www",
+                        "content": VALUE,
+                        "ttl": 60,
+                    }
+                }
+            ),
+        ],
+    )
+    responses.get(
+        f"{EXOSCALE}/domains/{ZONE}/records",
+        json=[other, _exo_record(12, VALUE)],
+        match=[token, listing],
+    )
+    LexiconRecords("exoscale", {"auth_key": "EXOkey", "auth_secret": "exo-secret"}).add_txt(
+        ZONE, FQDN, VALUE
+    )
+    assert [call.request.method for call in responses.calls] == [
+        "GET",
+        "GET",
+        "GET",
+        "POST",
+        "GET",
+    ]
+
+
+@responses.activate
+def test_exoscale_removes_only_our_value_by_its_id() -> None:
+    token = matchers.header_matcher(EXO_TOKEN)
+    responses.get(
+        f"{EXOSCALE}/domains/{ZONE}", json={"domain": {"id": 227, "name": ZONE}}, match=[token]
+    )
+    both = [_exo_record(11, "someone-else"), _exo_record(12, VALUE)]
+    responses.get(f"{EXOSCALE}/domains/{ZONE}/records", json=both, match=[token])
+    responses.delete(f"{EXOSCALE}/domains/{ZONE}/records/12", status=204, match=[token])
+    LexiconRecords("exoscale", {"auth_key": "EXOkey", "auth_secret": "exo-secret"}).remove_txt(
+        ZONE, FQDN, VALUE
+    )
+    deleted = [call.request.url for call in responses.calls if call.request.method == "DELETE"]
+    assert deleted == [f"{EXOSCALE}/domains/{ZONE}/records/12"]  # never 11, the other value
+
+
+@responses.activate
+def test_exoscale_refusal_and_rate_limit_are_errors_without_the_secret() -> None:
+    records = LexiconRecords("exoscale", {"auth_key": "EXOkey", "auth_secret": "exo-secret"})
+    responses.get(
+        f"{EXOSCALE}/domains/{ZONE}", status=401, json={"message": "Invalid API key or secret"}
+    )
+    with pytest.raises(Dns01Error, match="HTTP 401") as refused:
+        records.add_txt(ZONE, FQDN, VALUE)
+    assert "exo-secret" not in str(refused.value)
+    responses.replace(
+        responses.GET,
+        f"{EXOSCALE}/domains/{ZONE}",
+        status=429,
+        json={"message": "Too many requests"},
+        headers={"Retry-After": "10"},
+    )
+    with pytest.raises(Dns01Error, match="HTTP 429") as limited:
+        records.remove_txt(ZONE, FQDN, VALUE)
+    assert limited.value.retryable and "exo-secret" not in str(limited.value)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from certfleet.acme_issuer.accounts import StoredAccount
+from certfleet.acme_issuer.accounts import AccountId, StoredAccount
 from certfleet.api.spec import parse_certificate_spec
 from certfleet.buildmachine.files import (
     FileAccountStore,
@@ -95,18 +95,20 @@ def test_a_supplied_certificate_is_read_from_the_folder_its_secret_name_names(
 def test_acme_accounts_are_private_files_per_directory_and_email(tmp_path: Path) -> None:
     store = FileAccountStore(tmp_path / "state")
     account = StoredAccount(key_json='{"kty": "EC"}', account_url="https://ca/acct/1")
-    assert store.load("https://ca/dir", "ops@example.com") is None
-    store.save("https://ca/dir", "ops@example.com", account)
-    assert store.load("https://ca/dir", "ops@example.com") == account
-    assert store.load("https://ca/dir", None) is None
-    path = store.path("https://ca/dir", "ops@example.com")
+    ops = AccountId("https://ca/dir", "ops@example.com")
+    assert store.load(ops) is None
+    store.save(ops, account)
+    assert store.load(ops) == account
+    assert store.load(AccountId("https://ca/dir", None)) is None
+    assert store.load(AccountId("https://ca/dir", "ops@example.com", namespace="team")) is None
+    path = store.path(ops)
     assert mode(path) == 0o600 and mode(path.parent) == 0o700
 
 
 def test_a_damaged_account_file_is_an_error_naming_it(tmp_path: Path) -> None:
     store = FileAccountStore(tmp_path)
-    path = store.path("https://ca/dir", None)
+    path = store.path(AccountId("https://ca/dir", None))
     path.parent.mkdir()
     path.write_text('{"key": 1}')
     with pytest.raises(FilesError, match="is not an ACME account file"):
-        store.load("https://ca/dir", None)
+        store.load(AccountId("https://ca/dir", None))

@@ -49,6 +49,7 @@ from unit.controller.resources import CLOUDHOST as CLOUDHOST_RESOURCE
 from unit.core.certificates import DAY, NOW, ec_key, key_pem, pem, pki
 
 CLOUDHOST = parse_cloudhost("aws", CLOUDHOST_RESOURCE["spec"])
+FALLBACK_SPEC = {**SPEC, "acme": {**SPEC["acme"], "fallbackServers": ["letsencrypt"]}}
 SETTINGS = DecisionSettings(retry_seconds=7, manual_poll_seconds=3)
 
 
@@ -81,10 +82,11 @@ def observed(
     supplied: PemPair | None = None,
     window: tuple[datetime, datetime] | None = None,
     forced: bool = False,
+    failures: int = 0,
 ) -> Observed:
     parsed = parse_certificate_spec(spec)
     return Observed(
-        request=Request("shop", spec, force_renewal=forced),
+        request=Request("shop", spec, previous_failures=failures, force_renewal=forced),
         spec=parsed,
         cloudhost=CLOUDHOST,
         datastore=InMemoryDatastore(),
@@ -165,6 +167,41 @@ ROWS = [
         lambda: observed(published=VALID, cached=OTHER, forced=True),
         Issue,
         check=lambda plan: plan.serving is not None and plan.serving.revision == 1,
+    ),
+    Row(
+        "an order goes to spec.acme.server while it has not failed, and says nothing of it",
+        lambda: observed(FALLBACK_SPEC),
+        Issue,
+        check=lambda plan: plan.server_position == 0 and plan.fallback is None,
+    ),
+    Row(
+        "after one failure the back-off retries the same ACME server",
+        lambda: observed(FALLBACK_SPEC, failures=1),
+        Issue,
+        check=lambda plan: plan.server_position == 0 and plan.fallback is None,
+    ),
+    Row(
+        "a server that failed twice in a row: the fallback, with a warning naming both",
+        lambda: observed(FALLBACK_SPEC, failures=2),
+        Issue,
+        check=lambda plan: (
+            plan.server_position == 1
+            and "https://ca.example/dir failed 2 time(s)" in plan.fallback
+            and "ordering from letsencrypt (fallbackServers[0]" in plan.fallback
+            and plan.announcement.endswith("at letsencrypt")
+        ),
+    ),
+    Row(
+        "the fallback failed twice too: back to the first server, which may be back",
+        lambda: observed(FALLBACK_SPEC, failures=4),
+        Issue,
+        check=lambda plan: plan.server_position == 0 and "(server of spec.acme)" in plan.fallback,
+    ),
+    Row(
+        "without fallback servers failures never move the order anywhere",
+        lambda: observed(failures=6),
+        Issue,
+        check=lambda plan: plan.server_position == 0 and plan.fallback is None,
     ),
     Row(
         "MANUAL with nothing supplied waits for a person, quietly announced",

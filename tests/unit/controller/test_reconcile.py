@@ -76,9 +76,11 @@ class FakeIssuer:
     retry_after: float | None = None
     orders: int = 0
     replaced: list[bytes | None] = field(default_factory=list)
+    asked: list[CertificateSpec] = field(default_factory=list)
 
     def issue(self, spec: CertificateSpec, namespace: str, replacing: bytes | None) -> PemPair:
         self.orders += 1
+        self.asked.append(spec)
         self.replaced.append(replacing)
         if self.retry_after is not None:
             raise RetryLaterError("rate limited", self.retry_after)
@@ -118,6 +120,7 @@ class FakeWorld:
     cloudhosts: dict[str, Mapping[str, Any]] = field(default_factory=lambda: {"aws": CLOUDHOST})
     ari_window: tuple[datetime, datetime] | None = None  # what the CA's ARI suggests
     ari_asked: list[bytes] = field(default_factory=list)
+    ari_servers: list[str] = field(default_factory=list)  # whose window was asked
     announced: list[str] = field(default_factory=list)
 
     def datastore(self, cloudhost: str) -> tuple[CloudHostConfig, Datastore]:
@@ -129,6 +132,7 @@ class FakeWorld:
         self, spec: CertificateSpec, certificate_pem: bytes
     ) -> tuple[datetime, datetime] | None:
         self.ari_asked.append(certificate_pem)
+        self.ari_servers.append(spec.acme.server if spec.acme else "")
         return self.ari_window
 
     def ports(self) -> Ports:
@@ -571,3 +575,72 @@ def test_a_lease_left_by_a_killed_run_of_the_same_holder_is_taken_at_once(
     )
     outcome = reconciler.reconcile(Request(NAMESPACE, SPEC), world)
     assert outcome.reason == "Issued" and world.ca.orders == 1
+
+
+FALLBACK_SPEC = {
+    **SPEC,
+    "acme": {
+        "server": "https://first.example/dir",
+        "fallbackServers": ["https://second.example/dir"],
+        "externalAccountBinding": {
+            "keyID": "kid-1",
+            "hmacKeySecretRef": {"name": "eab", "key": "hmac"},
+        },
+    },
+}
+
+
+def test_the_first_server_gets_the_order_with_its_binding_and_the_status_names_it(
+    world: FakeWorld,
+) -> None:
+    outcome = reconcile(world, FALLBACK_SPEC)
+    acme = world.ca.asked[-1].acme
+    assert acme is not None and acme.server == "https://first.example/dir"
+    assert acme.eab_key_id == "kid-1" and acme.fallback_servers == ()
+    assert outcome.issued_by == ("https://first.example/dir", 0)
+    status = status_from_outcome(outcome, typed({}), 1, NOW)
+    assert status["issuedBy"] == {"server": "https://first.example/dir", "position": 0}
+
+
+def test_a_server_that_kept_failing_falls_back_with_an_event_and_the_status_says_so(
+    world: FakeWorld,
+) -> None:
+    outcome = reconcile(world, FALLBACK_SPEC, previous_failures=2)
+    acme = world.ca.asked[-1].acme
+    assert acme is not None and acme.server == "https://second.example/dir"
+    assert acme.eab_key_id is None and acme.eab_hmac_secret is None  # the first CA's binding
+    assert (outcome.ready, outcome.reason) == (True, "Issued")
+    assert outcome.issued_by == ("https://second.example/dir", 1)
+    assert [event.reason for event in outcome.events] == [
+        "AcmeServerFallback",
+        "Issued",
+        "Published",
+    ]
+    assert "https://first.example/dir failed 2 time(s)" in outcome.events[0].message
+    status = status_from_outcome(outcome, typed({}), 1, NOW)
+    assert status["issuedBy"] == {"server": "https://second.example/dir", "position": 1}
+    assert status["failedIssuanceAttempts"] == 0
+    assert world.ari_servers == ["https://second.example/dir"]  # the CA that issued it
+
+
+def test_a_failing_fallback_still_says_it_fell_back_and_names_no_issuer(
+    world: FakeWorld,
+) -> None:
+    world.ca.fail = True
+    outcome = reconcile(world, FALLBACK_SPEC, previous_failures=2)
+    assert (outcome.ready, outcome.issuance_failed, outcome.issued_by) == (False, True, None)
+    assert [event.reason for event in outcome.events] == ["AcmeServerFallback", "IssuanceFailed"]
+    assert "issuing through ACME at https://second.example/dir failed" in outcome.message
+    assert "issuedBy" not in status_from_outcome(outcome, typed({}), 1, NOW)
+    # The next failure stays at the fallback, without another fallback event.
+    world.ca.fail = False
+    again = reconcile(world, FALLBACK_SPEC, previous_failures=3)
+    assert [event.reason for event in again.events] == ["Issued", "Published"]
+    assert again.issued_by == ("https://second.example/dir", 1)
+
+
+def test_a_manual_certificate_names_no_acme_issuer(world: FakeWorld) -> None:
+    world.secrets.items[(NAMESPACE, "supplied")] = certificate()
+    outcome = reconcile(world, MANUAL_SPEC)
+    assert outcome.reason == "ManualCertificateAccepted"
+    assert status_from_outcome(outcome, typed({}), 1, NOW)["issuedBy"] is None

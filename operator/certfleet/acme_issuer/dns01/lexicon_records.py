@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import concurrent.futures
 import re
+import threading
+import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
+import requests
 from lexicon._private.discovery import find_providers, load_provider_module
 from lexicon.config import ConfigResolver
 from lexicon.interfaces import Provider
@@ -29,9 +32,51 @@ from certfleet.acme_issuer.errors import Dns01Error
 _OPTION = re.compile(r"[a-z][a-z0-9_]{0,63}")
 MAX_OPTION_BYTES = 8192
 DEFAULT_TIMEOUT_SECONDS = 30.0
-# lexicon's providers call requests without a timeout: each call runs here, bounded.
+# The caller waits this much longer than the provider's calls may take: normally a call's
+# own timeout ends it first, with the provider's thread free again.
+_GRACE_SECONDS = 2.0
+# Each provider operation runs on a thread of its own here, bounded twice: the caller waits
+# at most the timeout (plus grace), and every HTTP call the provider makes gets a timeout.
 _calls = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="lexicon")
 T = TypeVar("T")
+
+# lexicon's providers call `requests` (module functions or a Session of their own) without a
+# timeout, and lexicon offers no hook for one: a provider that never answers would keep its
+# thread forever. Every requests call goes through `Session.send`, so that is wrapped once:
+# on a thread running a provider operation (`_deadline.at` set), a call without a timeout
+# gets what is left of the operation's time, and a longer one is cut to it. Other threads'
+# calls (the ACME client's, which has its own timeouts) pass through unchanged.
+_deadline = threading.local()
+_original_send = requests.Session.send
+
+
+def bounded_timeout(given: object, deadline: float | None, now: float) -> object:
+    """The timeout a provider's HTTP call gets: its own (`given`), at most what is left
+    until `deadline` (a `time.monotonic()` value; None: no provider operation)."""
+    if deadline is None:
+        return given
+    left = deadline - now
+    if left <= 0:
+        raise requests.Timeout("the DNS provider operation's time is up")
+    if given is None:
+        return left
+    if isinstance(given, int | float) and not isinstance(given, bool):
+        return min(float(given), left)
+    if isinstance(given, tuple) and len(given) == 2:
+        return tuple(left if part is None else min(float(part), left) for part in given)
+    return left
+
+
+def _send_within_deadline(
+    self: requests.Session, request: requests.PreparedRequest, **kwargs: Any
+) -> requests.Response:
+    deadline = getattr(_deadline, "at", None)
+    if deadline is not None:
+        kwargs["timeout"] = bounded_timeout(kwargs.get("timeout"), deadline, time.monotonic())
+    return _original_send(self, request, **kwargs)
+
+
+requests.Session.send = _send_within_deadline  # type: ignore[method-assign]
 
 
 def lexicon_providers() -> frozenset[str]:
@@ -100,28 +145,34 @@ class LexiconRecords:
         self._run(zone, f"removing a TXT value at {fqdn}", remove)
 
     def _run(self, zone: str, what: str, operation: Callable[[Provider], T]) -> T:
+        deadline = time.monotonic() + self.timeout  # from now: queueing counts too
+
         def call() -> T:
-            config = ConfigResolver().with_dict(  # type: ignore[no-untyped-call]
-                {
-                    "provider_name": self.provider,
-                    "domain": zone,
-                    "ttl": CHALLENGE_TTL_SECONDS,
-                    self.provider: dict(self._options),
-                }
-            )
-            client: Provider = load_provider_module(self.provider).Provider(config)
-            client.authenticate()
+            _deadline.at = deadline
             try:
-                return operation(client)
+                config = ConfigResolver().with_dict(  # type: ignore[no-untyped-call]
+                    {
+                        "provider_name": self.provider,
+                        "domain": zone,
+                        "ttl": CHALLENGE_TTL_SECONDS,
+                        self.provider: dict(self._options),
+                    }
+                )
+                client: Provider = load_provider_module(self.provider).Provider(config)
+                client.authenticate()
+                try:
+                    return operation(client)
+                finally:
+                    client.cleanup()
             finally:
-                client.cleanup()
+                _deadline.at = None
 
         future = _calls.submit(call)
         try:
-            return future.result(timeout=self.timeout)
-        except concurrent.futures.TimeoutError:
+            return future.result(timeout=self.timeout + _GRACE_SECONDS)
+        except (concurrent.futures.TimeoutError, requests.Timeout):
             raise Dns01Error(
-                f"{self.provider}: {what} took longer than {self.timeout:g} s"
+                f"{self.provider}: {what}: the provider did not answer within {self.timeout:g} s"
             ) from None
         except Dns01Error:
             raise
