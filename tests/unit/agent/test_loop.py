@@ -222,8 +222,10 @@ class World:
             privkey_sha256=hashlib.sha256(pair.key).hexdigest(),
             privkey_enc_sha256=hashlib.sha256(blob).hexdigest(),
             published_at=NOW.replace(microsecond=0),
+            key_id=self.master_key.key_id_hex,
         )
-        self.client.put_object(Bucket=BUCKET, Key=self.location.pointer_key, Body=pointer.to_json())
+        body = pointer.to_json(self.location, self.master_key)
+        self.client.put_object(Bucket=BUCKET, Key=self.location.pointer_key, Body=body)
         self.etag = self._pointer_etag()
 
     def _pointer_etag(self) -> str:
