@@ -22,12 +22,17 @@ from certfleet.agent.installer import CertificateInstaller, InstallError, Switch
 from certfleet.agent.metrics import DomainMetrics
 from certfleet.agent.probe import ProbeError, ServedCertificate
 from certfleet.agent.reporter import NodeReport, ReportError, StatusReporter
+from certfleet.agent.revisions import RevisionMemory
 from certfleet.core.clock import utc_now
 from certfleet.core.facts import CertificateFacts
+from certfleet.core.rollback import rolled_back
 from certfleet.datastore.errors import (
     DatastoreError,
     DatastoreIntegrityError,
     DatastoreUnavailableError,
+    PointerLocationError,
+    PointerMacError,
+    UnauthenticatedPointerError,
     UnknownMasterKeyError,
 )
 from certfleet.datastore.location import DatastoreLocation
@@ -105,6 +110,12 @@ class Pending:
 def datastore_reason(error: DatastoreError) -> SyncReason:
     if isinstance(error, UnknownMasterKeyError):
         return SyncReason.UnknownMasterKey
+    if isinstance(error, UnauthenticatedPointerError):
+        return SyncReason.PointerUnauthenticated
+    if isinstance(error, PointerMacError):
+        return SyncReason.PointerForged
+    if isinstance(error, PointerLocationError):
+        return SyncReason.PointerMisplaced
     if isinstance(error, DatastoreIntegrityError):
         return SyncReason.DatastoreIntegrity
     if isinstance(error, DatastoreUnavailableError):
@@ -155,6 +166,8 @@ class CertificateSync:
         self._clock = clock
         self._monotonic = monotonic
         self.state = _State()
+        # Rollback protection: the highest revision accepted, kept with the installed files.
+        self.revisions = RevisionMemory(installer.store)
 
     # -- gather -------------------------------------------------------------------------
 
@@ -207,6 +220,11 @@ class CertificateSync:
             return SyncResult(False, SyncReason.InstallFailed, str(error))
 
     def _prepare(self, pointer: Pointer, etag: str) -> SyncResult | Pending:
+        refused = rolled_back(pointer.revision, self.revisions.highest(self.location))
+        if refused is not None:
+            return SyncResult(
+                False, SyncReason.RolledBack, f"refused revision {pointer.revision}: {refused}"
+            )
         now = self._clock()
         files = self.installer.read_installed()
         installed = (
@@ -240,6 +258,8 @@ class CertificateSync:
             )
         facts = candidate.facts
         assert facts is not None
+        # Accepted (authentic, verified, fit): nothing below it is taken from now on.
+        self.revisions.remember(self.location, pointer.revision)
         if decision.action is Action.KEEP:
             return self._ensure_served(facts)
         assert stored is not None
