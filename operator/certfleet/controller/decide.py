@@ -58,6 +58,18 @@ def decide(observed: Observed | Unobservable, now: datetime, settings: DecisionS
     stored_verdict = judge(stored_pair, spec, now, observed.stored_window)
     forced = observed.request.force_renewal
     if isinstance(stored_verdict, Valid) and stored is not None:
+        if not forced and not stored.sealed_with_current_key:
+            # A master-key rotation: the same certificate again under the current key, so
+            # agents and the datastore can let the previous key go.
+            assert stored_pair is not None
+            return Publish(
+                stored_pair,
+                stored_verdict,
+                CertificateReason.Resealed,
+                f"published revision {stored.pointer.revision}'s certificate again under the "
+                "current master key",
+                cache_it=observed.cached != stored_pair,
+            )
         if not forced:
             return Reuse(stored, stored_verdict, cache_it=observed.cached != stored_pair)
         # What is published stays in use while the requested replacement is obtained.

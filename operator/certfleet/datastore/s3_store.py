@@ -122,6 +122,11 @@ class S3Datastore:
         self._clock = clock
         self._max_object_bytes = max_object_bytes
 
+    @property
+    def keys(self) -> KeyRing:
+        """The master keys it reads with (the current one seals what it writes)."""
+        return self._keys
+
     # -- reading ------------------------------------------------------------------------
 
     def read_current(self, location: DatastoreLocation) -> StoredCertificate | None:
