@@ -672,3 +672,23 @@ def test_a_master_key_rotation_reseals_the_certificate_once(world: FakeWorld) ->
     world.store.master_keys = [new]  # the old key retired
     again = reconcile(world)
     assert (again.reason, again.revision) == ("Reused", 2)
+
+
+def test_a_certificate_due_for_renewal_is_resealed_too(world: FakeWorld) -> None:
+    old, new = MasterKey(os.urandom(32)), MasterKey(os.urandom(32))
+    world.store.master_keys = [old]
+    manual = dict(MANUAL_SPEC)
+    # 3 days left of 63: within the 7-day margin, so due, and still serving.
+    pair = certificate(not_before=NOW - 60 * DAY, not_after=NOW + 3 * DAY)
+    secret = parse_spec(manual).manual_secret_name
+    assert secret is not None
+    world.secrets.items[(NAMESPACE, secret)] = pair
+    world.store.publish(LOCATION, *pair, "0a", NOW - 60 * DAY, NOW + 3 * DAY, None)
+    world.store.master_keys = [new, old]
+
+    outcome = reconcile(world, manual)
+    assert (outcome.ready, outcome.reason) == (True, "Resealed")
+    stored = world.store.read_current(LOCATION)
+    assert stored is not None and stored.pointer.key_id == new.key_id_hex
+    after = reconcile(world, manual)
+    assert (after.ready, after.reason) == (True, "ManualRenewalRequired")
