@@ -55,7 +55,9 @@ class RevisionMemory:
 
     def _read(self) -> dict[str, int]:
         try:
-            with open(self.path, "rb") as file:
+            # Not through a symlink someone placed: the record is the agent's own file.
+            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            with os.fdopen(fd, "rb") as file:
                 data = file.read(_MAX_STATE_BYTES + 1)
         except FileNotFoundError:
             return {}
