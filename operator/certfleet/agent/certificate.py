@@ -6,6 +6,10 @@ revision, asks the pure decision and, for an install, switches the files in; the
 and reloads the webserver once for all the certificates that changed; `confirm` checks by a TLS
 handshake that the new leaf is served, or `restore` puts the previous files back; `conclude`
 records the outcome (backoff, metrics, log, the status report).
+
+Before anything is judged, a pointer below the highest revision this node has accepted for the
+location is refused (`RolledBack`, `agent.revisions`); one that is not authentic never gets
+here (the poll refuses it, with the reason `datastore_reason` names).
 """
 
 from __future__ import annotations
