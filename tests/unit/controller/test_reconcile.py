@@ -692,3 +692,46 @@ def test_a_certificate_due_for_renewal_is_resealed_too(world: FakeWorld) -> None
     assert stored is not None and stored.pointer.key_id == new.key_id_hex
     after = reconcile(world, manual)
     assert (after.ready, after.reason) == (True, "ManualRenewalRequired")
+
+
+@pytest.mark.parametrize(
+    ("case", "reason"),
+    [
+        ("tag changed", "PointerForged"),
+        ("another location's", "PointerMisplaced"),
+        ("a stranger's key", "UnknownMasterKey"),
+        ("format 1", "PointerUnauthenticated"),
+    ],
+)
+def test_an_untrusted_pointer_is_replaced_from_the_cache_naming_why(
+    world: FakeWorld, case: str, reason: str
+) -> None:
+    reconcile(world)
+    data = world.store.pointer_bytes(LOCATION)
+    assert data is not None
+    document = json.loads(data)
+    if case == "tag changed":
+        document["revision"] = 5
+        data = json.dumps(document).encode()
+    elif case == "another location's":
+        stored = world.store.read_current(LOCATION)
+        assert stored is not None
+        other = dataclasses.replace(LOCATION, build_identifier="build-8")
+        data = stored.pointer.to_json(other, world.store.master_keys[0])
+    elif case == "a stranger's key":
+        stranger = MasterKey(os.urandom(32))
+        stored = world.store.read_current(LOCATION)
+        assert stored is not None
+        forged = dataclasses.replace(stored.pointer, key_id=stranger.key_id_hex)
+        data = forged.to_json(LOCATION, stranger)
+    else:
+        for name in ("mac", "key_id", "location"):
+            del document[name]
+        data = json.dumps({**document, "format_version": 1}).encode()
+    world.store.overwrite_pointer(LOCATION, data)
+
+    outcome = reconcile(world)
+    assert (outcome.ready, outcome.reason, outcome.revision) == (True, "RestoredFromCache", 2)
+    assert reason in [event.reason for event in outcome.events]
+    assert world.ca.orders == 1
+    assert published(world) == cached(world)
