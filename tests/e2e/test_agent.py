@@ -190,11 +190,12 @@ class Datastore:
             privkey_sha256=hashlib.sha256(pair.key).hexdigest(),
             privkey_enc_sha256=hashlib.sha256(blob).hexdigest(),
             published_at=datetime.now(UTC).replace(microsecond=0),
+            key_id=MasterKey(self.master_key).key_id_hex,
         )
         client.put_object(
             Bucket=self.bucket.name,
             Key=self.location.pointer_key,
-            Body=pointer.to_json(),
+            Body=pointer.to_json(self.location, MasterKey(self.master_key)),
             IfMatch=current.pointer_etag,
         )
 

@@ -6,6 +6,10 @@ revision, asks the pure decision and, for an install, switches the files in; the
 and reloads the webserver once for all the certificates that changed; `confirm` checks by a TLS
 handshake that the new leaf is served, or `restore` puts the previous files back; `conclude`
 records the outcome (backoff, metrics, log, the status report).
+
+Before anything is judged, a pointer below the highest revision this node has accepted for the
+location is refused (`RolledBack`, `agent.revisions`); one that is not authentic never gets
+here (the poll refuses it, with the reason `datastore_reason` names).
 """
 
 from __future__ import annotations
@@ -22,12 +26,17 @@ from certfleet.agent.installer import CertificateInstaller, InstallError, Origin
 from certfleet.agent.metrics import DomainMetrics
 from certfleet.agent.probe import ProbeError, ServedCertificate
 from certfleet.agent.reporter import NodeReport, ReportError, StatusReporter
+from certfleet.agent.revisions import RevisionMemory
 from certfleet.core.clock import utc_now
 from certfleet.core.facts import CertificateFacts
+from certfleet.core.rollback import rolled_back
 from certfleet.datastore.errors import (
     DatastoreError,
     DatastoreIntegrityError,
     DatastoreUnavailableError,
+    PointerLocationError,
+    PointerMacError,
+    UnauthenticatedPointerError,
     UnknownMasterKeyError,
 )
 from certfleet.datastore.location import DatastoreLocation
@@ -110,6 +119,12 @@ class Pending:
 def datastore_reason(error: DatastoreError) -> SyncReason:
     if isinstance(error, UnknownMasterKeyError):
         return SyncReason.UnknownMasterKey
+    if isinstance(error, UnauthenticatedPointerError):
+        return SyncReason.PointerUnauthenticated
+    if isinstance(error, PointerMacError):
+        return SyncReason.PointerForged
+    if isinstance(error, PointerLocationError):
+        return SyncReason.PointerMisplaced
     if isinstance(error, DatastoreIntegrityError):
         return SyncReason.DatastoreIntegrity
     if isinstance(error, DatastoreUnavailableError):
@@ -164,6 +179,8 @@ class CertificateSync:
         self._clock = clock
         self._monotonic = monotonic
         self.state = _State()
+        # Rollback protection: the highest revision accepted, kept with the installed files.
+        self.revisions = RevisionMemory(installer.store)
 
     # -- gather -------------------------------------------------------------------------
 
@@ -216,6 +233,12 @@ class CertificateSync:
             return SyncResult(False, SyncReason.InstallFailed, str(error))
 
     def _prepare(self, pointer: Pointer, etag: str) -> SyncResult | Pending:
+        refused = rolled_back(pointer.revision, self.revisions.highest(self.location))
+        # --force is a person's decision to go back: the same override as for a downgrade.
+        if refused is not None and not self.settings.force:
+            return SyncResult(
+                False, SyncReason.RolledBack, f"refused revision {pointer.revision}: {refused}"
+            )
         now = self._clock()
         files = self.installer.read_installed()
         installed = (
@@ -259,6 +282,8 @@ class CertificateSync:
             )
         facts = candidate.facts
         assert facts is not None
+        # Accepted (authentic, verified, fit): nothing below it is taken from now on.
+        self.revisions.remember(self.location, pointer.revision)
         if decision.action is Action.KEEP:
             return self._ensure_served(facts)
         assert stored is not None

@@ -106,9 +106,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--master-key-file",
         action="append",
         default=env_keys.split(os.pathsep) if env_keys else None,
-        help=f"file of {MASTER_KEY_BYTES} bytes that decrypts the private keys: the key 'key' of "
-        "the CloudHost's encryption key Secret; repeat it during a key rotation "
-        "(CERTFLEET_MASTER_KEY_FILE, several joined by ':')",
+        help=f"file of {MASTER_KEY_BYTES} bytes that decrypts the private keys and authenticates "
+        "the pointer: the key 'key' of the CloudHost's encryption key Secret; repeat it during "
+        "a key rotation, each is picked by its key id (CERTFLEET_MASTER_KEY_FILE, several "
+        "joined by ':')",
     )
     _option(s3, "--cloudhost", "CERTFLEET_CLOUDHOST", "the CloudHost's name (required)")
     _option(s3, "--build-identifier", "CERTFLEET_BUILD_IDENTIFIER", "the build (required)")

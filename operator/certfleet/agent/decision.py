@@ -39,6 +39,11 @@ class SyncReason(StrEnum):
     # The candidate is refused (besides the policy's reasons).
     PointerMismatch = "PointerMismatch"
     Downgrade = "Downgrade"
+    # The pointer is not the operator's own for this location, or was put back.
+    PointerUnauthenticated = "PointerUnauthenticated"  # no tag: format 1, or stripped
+    PointerForged = "PointerForged"  # the tag does not verify
+    PointerMisplaced = "PointerMisplaced"  # authentic, but another location's
+    RolledBack = "RolledBack"  # below the highest revision this node accepted
     # The datastore.
     NotPublished = "NotPublished"
     DatastoreUnavailable = "DatastoreUnavailable"

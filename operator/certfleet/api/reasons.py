@@ -36,6 +36,16 @@ class CertificateReason(StrEnum):
     DatastoreNotSupported = "DatastoreNotSupported"
     KubernetesUnavailable = "KubernetesUnavailable"
     ReconcileFailed = "ReconcileFailed"
+    # Ready=True: the published certificate, published again under the current master key
+    # (a rotation), so the previous key can be retired.
+    Resealed = "Resealed"
+    # Events: a pointer that could not be trusted was replaced (the cache's certificate, or a
+    # new one, published over it at a higher revision).
+    PointerUnauthenticated = "PointerUnauthenticated"  # no tag (format 1, or stripped)
+    PointerForged = "PointerForged"  # the tag does not verify
+    PointerMisplaced = "PointerMisplaced"  # another location's
+    UnknownMasterKey = "UnknownMasterKey"  # sealed with a key the CloudHost does not list
+    RolledBack = "RolledBack"  # below the highest revision published before
 
 
 class IssuingReason(StrEnum):

@@ -272,6 +272,8 @@ class CloudHostConfig:
     # Old revisions kept below the current one (for a rollback by a person); older ones go.
     revision_history_limit: int = DEFAULT_REVISION_HISTORY_LIMIT
     dns01: Dns01Settings | None = None
+    # Master keys being rotated out: read (by key id), never used to seal anything new.
+    previous_encryption_keys: tuple[ObjectRef, ...] = ()
 
 
 def _ref(spec: Mapping[str, Any], field: str) -> ObjectRef:
@@ -299,6 +301,7 @@ def parse_cloudhost(name: str, spec: Mapping[str, Any]) -> CloudHostConfig:
         dns01=parse_dns01(f"CloudHost {name}: spec.dns01", spec["dns01"], own_namespace=False)
         if spec.get("dns01")
         else None,
+        previous_encryption_keys=_previous_keys(name, spec.get("previousEncryptionKeySecretRefs")),
     )
 
 
@@ -319,6 +322,22 @@ def _endpoint(name: str, spec: Mapping[str, Any]) -> str | None:
             "that the datastore's traffic can be read and changed on the way"
         )
     return endpoint
+
+
+MAX_PREVIOUS_KEYS = 8
+
+
+def _previous_keys(name: str, value: object) -> tuple[ObjectRef, ...]:
+    """spec.previousEncryptionKeySecretRefs: the master keys a rotation is retiring."""
+    if value is None:
+        return ()
+    field = "previousEncryptionKeySecretRefs"
+    if not isinstance(value, list) or len(value) > MAX_PREVIOUS_KEYS:
+        raise InvalidSpecError(
+            f"CloudHost {name}: spec.{field} must be a list of at most {MAX_PREVIOUS_KEYS} "
+            "Secret references"
+        )
+    return tuple(_ref({field: item}, field) for item in value)
 
 
 def _history_limit(name: str, value: object) -> int:

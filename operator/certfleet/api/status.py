@@ -51,6 +51,10 @@ class CertificateStatus:
     serial: str | None = None
     not_after: datetime | None = None
     renewal_time: datetime | None = None
+    # status.datastore: the highest revision this resource has published or accepted at
+    # that location (revisions only grow), so a lower pointer there is a rollback.
+    datastore_uri: str | None = None
+    datastore_revision: int = 0
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any] | None) -> CertificateStatus:
@@ -63,6 +67,8 @@ class CertificateStatus:
             serial=serial if isinstance(serial, str) and 0 < len(serial) <= 64 else None,
             not_after=parse_rfc3339(raw.get("notAfter")),
             renewal_time=parse_rfc3339(raw.get("renewalTime")),
+            datastore_uri=_uri(raw.get("datastore")),
+            datastore_revision=_revision(raw.get("datastore")),
         )
 
 
@@ -103,6 +109,17 @@ def _condition(raw: Mapping[str, Any], type_: str) -> Condition | None:
 
 def _text(value: object) -> str:
     return value[:_MAX_TEXT] if isinstance(value, str) else ""
+
+
+def _uri(datastore: object) -> str | None:
+    value = datastore.get("uri") if isinstance(datastore, Mapping) else None
+    return value if isinstance(value, str) and 0 < len(value) <= 2048 else None
+
+
+def _revision(datastore: object) -> int:
+    value = datastore.get("revision") if isinstance(datastore, Mapping) else None
+    # Bounded as revisions are (JSON-exact integers).
+    return _count(value) if _count(value) <= 2**53 - 1 else 0
 
 
 def _count(value: object) -> int:

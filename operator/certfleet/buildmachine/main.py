@@ -188,10 +188,13 @@ def _reconcile(
 ) -> Outcome:
     """One certificate; while another machine holds its order lease, look again until its
     certificate is there (a Reuse then) or the wait is over."""
+    previous = report.previous(certificate)
     request = Request(
         certificate.namespace,
         certificate.raw_spec,
-        previous_failures=report.previous(certificate).failed_issuance_attempts,
+        previous_failures=previous.failed_issuance_attempts,
+        highest_revision=previous.datastore_revision,
+        highest_revision_uri=previous.datastore_uri,
     )
     deadline = time.monotonic() + settings.wait_for_other_order_seconds
     said = False

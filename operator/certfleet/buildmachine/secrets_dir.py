@@ -70,14 +70,22 @@ class FileDatastores:
             self._datastores[cloudhost] = self._datastore(config)
         return config, self._datastores[cloudhost]
 
-    def _datastore(self, config: CloudHostConfig) -> S3Datastore:
-        key_file = self._secrets.folder(config.encryption_key) / MASTER_KEY
+    def _master_key(self, config: CloudHostConfig, ref: ObjectRef) -> MasterKey:
+        key_file = self._secrets.folder(ref) / MASTER_KEY
         master = self._read(key_file)
         if master is None or len(master) != MASTER_KEY_BYTES:
             raise DatastoreNotConfiguredError(
                 f"CloudHost {config.name}: {key_file} must hold the {MASTER_KEY_BYTES} random "
                 "bytes of the datastore's master key"
             )
+        return MasterKey(master)
+
+    def _datastore(self, config: CloudHostConfig) -> S3Datastore:
+        # The current key first (it seals everything new), then those being rotated out.
+        masters = [
+            self._master_key(config, ref)
+            for ref in (config.encryption_key, *config.previous_encryption_keys)
+        ]
         credentials = self._secrets.folder(config.credentials)
         access_key = self._read(credentials / S3_ACCESS_KEY_ID)
         secret_key = self._read(credentials / S3_SECRET_ACCESS_KEY)
@@ -105,7 +113,7 @@ class FileDatastores:
             ) from None
         if self._on_s3_client is not None:
             self._on_s3_client(client)
-        return S3Datastore(client, [MasterKey(master)])
+        return S3Datastore(client, masters)
 
     @staticmethod
     def _read(path: Path) -> bytes | None:

@@ -111,13 +111,14 @@ def _publish(
         not_before=facts.not_before,
         not_after=facts.not_after,
         expected_pointer_etag=observed.pointer_etag,
+        after_revision=observed.highest_revision,
     )
     if observed.unreadable is not None:
         events = (
             *events,
             Event(
                 "Warning",
-                CertificateReason.DatastoreIntegrity,
+                observed.unreadable_reason or CertificateReason.DatastoreIntegrity,
                 f"replaced a pointer that could not be followed: {observed.unreadable}",
             ),
         )

@@ -199,13 +199,15 @@ class CloudHostDatastores:
                 f"Secret {cloudhost.credentials.namespace}/{cloudhost.credentials.name} needs "
                 f"the keys {S3_ACCESS_KEY_ID} and {S3_SECRET_ACCESS_KEY}"
             )
-        master = self._secret(cloudhost.encryption_key, "encryption key").value(MASTER_KEY)
-        if master is None or len(master) != MASTER_KEY_BYTES:
-            raise DatastoreNotConfiguredError(
-                f"Secret {cloudhost.encryption_key.namespace}/{cloudhost.encryption_key.name} "
-                f"needs the key '{MASTER_KEY}' holding {MASTER_KEY_BYTES} random bytes"
-            )
-        identity = (cloudhost, hashlib.sha256(access_key + secret_key + master).hexdigest())
+        # The current key first (it seals everything new), then those being rotated out.
+        masters = [
+            self._master_key(ref)
+            for ref in (cloudhost.encryption_key, *cloudhost.previous_encryption_keys)
+        ]
+        identity = (
+            cloudhost,
+            hashlib.sha256(access_key + secret_key + b"".join(masters)).hexdigest(),
+        )
         with self._lock:
             if identity not in self._datastores:
                 try:
@@ -222,8 +224,19 @@ class CloudHostDatastores:
                     ) from None
                 if self._on_s3_client is not None:
                     self._on_s3_client(client)
-                self._datastores[identity] = S3Datastore(client, [MasterKey(master)])
+                self._datastores[identity] = S3Datastore(
+                    client, [MasterKey(master) for master in masters]
+                )
             return self._datastores[identity]
+
+    def _master_key(self, ref: ObjectRef) -> bytes:
+        master = self._secret(ref, "encryption key").value(MASTER_KEY)
+        if master is None or len(master) != MASTER_KEY_BYTES:
+            raise DatastoreNotConfiguredError(
+                f"Secret {ref.namespace}/{ref.name} needs the key '{MASTER_KEY}' holding "
+                f"{MASTER_KEY_BYTES} random bytes"
+            )
+        return master
 
 
 class SecretAccountStore:

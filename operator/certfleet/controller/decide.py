@@ -67,6 +67,19 @@ def decide(observed: Observed | Unobservable, now: datetime, settings: DecisionS
     stored_pair = PemPair(stored.fullchain, stored.privkey) if stored else None
     stored_verdict = judge(stored_pair, spec, now, observed.stored_window)
     forced = observed.request.force_renewal
+    resealable = _servable(stored_verdict)
+    stale_key = stored is not None and not stored.sealed_with_current_key
+    if stale_key and stored is not None and stored_pair and resealable and not forced:
+        # A master-key rotation: the same certificate again under the current key (even one
+        # due for renewal: it serves until replaced), so the previous key can go.
+        return Publish(
+            stored_pair,
+            resealable,
+            CertificateReason.Resealed,
+            f"published revision {stored.pointer.revision}'s certificate again under the "
+            "current master key",
+            cache_it=observed.cached != stored_pair,
+        )
     if isinstance(stored_verdict, Valid) and stored is not None:
         if not forced:
             replacement = _manual_replacement(observed, stored, stored_verdict, now, settings)
@@ -192,6 +205,16 @@ def judge_issued(
     if window is not None and not isinstance(verdict, Valid):
         verdict = judge(pair, spec, now, None)
     return verdict
+
+
+def _servable(verdict: Verdict) -> Valid | None:
+    """A verdict fit to serve as a Valid one (a certificate only due keeps its renewal
+    time), or None."""
+    if isinstance(verdict, Valid):
+        return verdict
+    if fit_to_serve(verdict) and verdict.facts is not None and verdict.renewal is not None:
+        return Valid(verdict.facts.not_after, verdict.renewal, verdict.facts)
+    return None
 
 
 def _newer(candidate: Valid, published: Verdict) -> bool:

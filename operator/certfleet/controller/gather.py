@@ -18,11 +18,16 @@ from certfleet.api.spec import (
 from certfleet.controller.plan import Observed, Request, Unobservable
 from certfleet.controller.ports import PemPair, Ports, Window
 from certfleet.core.errors import CertfleetError
+from certfleet.core.rollback import rolled_back
 from certfleet.datastore.errors import (
     DatastoreError,
     DatastoreIntegrityError,
     DatastoreNotSupportedError,
     DatastoreUnavailableError,
+    PointerLocationError,
+    PointerMacError,
+    UnauthenticatedPointerError,
+    UnknownMasterKeyError,
 )
 from certfleet.datastore.location import DatastoreLocation
 
@@ -74,16 +79,27 @@ def _observe(request: Request, spec: CertificateSpec, ports: Ports) -> Observed:
         )
     except ValueError as error:
         raise DatastoreNotConfiguredError(str(error)) from None
+    unreadable_reason: str | None = None
+    # A spec moved to another location starts afresh there.
+    seen = request.highest_revision if request.highest_revision_uri == location.s3_uri else 0
     try:
         stored = datastore.read_current(location)
         pointer_etag, unreadable = (stored.pointer_etag if stored else None), None
     except DatastoreIntegrityError as error:
         if error.pointer_etag is None:
             raise
-        # A pointer that cannot be followed (corrupt, or under a master key no longer held)
-        # must not block the certificate until it expires: decide as if nothing were
-        # published, and let a publish replace exactly that pointer.
+        # A pointer that cannot be followed (corrupt, unauthenticated, or under a master key
+        # no longer held) must not block the certificate until it expires: decide as if
+        # nothing were published, and let a publish replace exactly that pointer.
         stored, pointer_etag, unreadable = None, error.pointer_etag, str(error)
+        unreadable_reason = _untrusted_reason(error)
+    if stored is not None:
+        rollback = rolled_back(stored.pointer.revision, seen)
+        if rollback is not None:
+            # An old, authentic pointer put back: never reused nor cached; replaced like a
+            # broken one, by a publish above the highest revision.
+            pointer_etag, unreadable = stored.pointer_etag, rollback
+            stored, unreadable_reason = None, CertificateReason.RolledBack
     cached = ports.cache.read(namespace, spec)
     stored_pair = PemPair(stored.fullchain, stored.privkey) if stored else None
     stored_window = _window(ports, spec, stored_pair)
@@ -105,7 +121,22 @@ def _observe(request: Request, spec: CertificateSpec, ports: Ports) -> Observed:
         cached_window=stored_window if same else _window(ports, spec, cached),
         supplied=ports.supplied.read(namespace, spec) if manual else None,
         supplied_name=ports.supplied.describe(namespace, spec) if manual else None,
+        unreadable_reason=unreadable_reason,
+        highest_revision=seen,
     )
+
+
+def _untrusted_reason(error: DatastoreIntegrityError) -> str:
+    """The event reason of a pointer that could not be followed."""
+    for kind, reason in (
+        (UnauthenticatedPointerError, CertificateReason.PointerUnauthenticated),
+        (PointerMacError, CertificateReason.PointerForged),
+        (PointerLocationError, CertificateReason.PointerMisplaced),
+        (UnknownMasterKeyError, CertificateReason.UnknownMasterKey),
+    ):
+        if isinstance(error, kind):
+            return reason
+    return CertificateReason.DatastoreIntegrity
 
 
 def _window(ports: Ports, spec: CertificateSpec, pair: PemPair | None) -> Window | None:

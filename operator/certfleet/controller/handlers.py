@@ -69,8 +69,15 @@ def reconcile_resource(
     namespace, name = body.metadata.namespace or "", body.metadata.name or ""
     with runtime.lock(namespace, name):
         reporter = KubeReporter(runtime.gateway, runtime.metrics, body, runtime.clock)
-        failures = reporter.previous.failed_issuance_attempts
-        request = Request(namespace, dict(body.spec), failures, force_renewal)
+        previous = reporter.previous
+        request = Request(
+            namespace,
+            dict(body.spec),
+            previous.failed_issuance_attempts,
+            force_renewal,
+            highest_revision=previous.datastore_revision,
+            highest_revision_uri=previous.datastore_uri,
+        )
         try:
             outcome = runtime.reconciler.reconcile(request, reporter)
         except CertfleetError as error:  # the status itself could not be written

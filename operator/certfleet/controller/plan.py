@@ -19,13 +19,17 @@ from certfleet.datastore.protocol import Datastore, StoredCertificate
 @dataclass(frozen=True)
 class Request:
     """What one reconciliation is asked: the resource's namespace and spec, how many
-    issuances failed in a row before (for the back-off), and whether a person asked for a
-    new certificate now (``force_renewal``)."""
+    issuances failed in a row before (for the back-off), whether a person asked for a
+    new certificate now (``force_renewal``), and the highest revision seen before."""
 
     namespace: str
     raw_spec: Mapping[str, Any]
     previous_failures: int = 0
     force_renewal: bool = False
+    # The highest revision published or accepted before (from the status), and where: at
+    # that location, a pointer below it was rolled back, and a publish goes above it.
+    highest_revision: int = 0
+    highest_revision_uri: str | None = None
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,10 @@ class Observed:
     cached_window: Window | None
     supplied: PemPair | None  # MANUAL: what a person put where ``supplied_name`` says
     supplied_name: str | None
+    # Why the pointer could not be followed (an event reason), with ``unreadable``.
+    unreadable_reason: str | None = None
+    # The highest revision seen at this location (the request's, if it is about this one).
+    highest_revision: int = 0
 
 
 @dataclass(frozen=True)

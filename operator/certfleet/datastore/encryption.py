@@ -24,10 +24,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
 
 from certfleet.datastore.errors import DatastoreIntegrityError, UnknownMasterKeyError
@@ -68,11 +70,60 @@ class MasterKey:
     def __repr__(self) -> str:
         return f"MasterKey(key_id={self.key_id_hex})"
 
+    def derive(self, purpose: bytes) -> bytes:
+        """A 256-bit key for one `purpose` (HKDF-SHA256, RFC 5869, the purpose as its info).
+        Keys for different purposes are independent: the pointer's MAC key reveals nothing
+        of the master key, which wraps the data keys."""
+        if not purpose:
+            raise ValueError("a derived key needs a purpose")
+        return HKDF(
+            algorithm=hashes.SHA256(), length=32, salt=None, info=b"certfleet/" + purpose
+        ).derive(self._secret)
+
     def _wrap(self, data_key: bytes) -> bytes:
         return aes_key_wrap(self._secret, data_key)
 
     def _unwrap(self, wrapped: bytes) -> bytes:
         return aes_key_unwrap(self._secret, wrapped)
+
+
+class KeyRing:
+    """The master keys of one CloudHost: the current one (new revisions and pointers are
+    sealed with it) and the previous ones (still read, by key id, during a rotation)."""
+
+    __slots__ = ("_by_id", "current")
+
+    def __init__(self, keys: Sequence[MasterKey]) -> None:
+        if not keys:
+            raise ValueError("a key ring needs at least its current master key")
+        self.current: MasterKey = keys[0]
+        self._by_id: dict[bytes, MasterKey] = {}
+        for key in keys:
+            if not isinstance(key, MasterKey):
+                raise TypeError("a key ring holds MasterKey values")
+            # The same key listed twice is harmless; keep the first.
+            self._by_id.setdefault(key.key_id, key)
+
+    @property
+    def keys(self) -> tuple[MasterKey, ...]:
+        """Every key, the current one first."""
+        return tuple(self._by_id.values())
+
+    @property
+    def key_ids(self) -> str:
+        """The configured ids, for messages ("a, b")."""
+        return ", ".join(key.key_id_hex for key in self.keys)
+
+    def find(self, key_id_hex: str) -> MasterKey | None:
+        """The key with this hex id, or None when it is not configured."""
+        try:
+            key_id = bytes.fromhex(key_id_hex)
+        except (ValueError, TypeError):
+            return None
+        return self._by_id.get(key_id)
+
+    def __repr__(self) -> str:
+        return f"KeyRing(current={self.current.key_id_hex}, all=[{self.key_ids}])"
 
 
 def envelope_encrypt(plaintext: bytes, master_key: MasterKey, associated_data: bytes) -> bytes:

@@ -49,5 +49,23 @@ class UnknownMasterKeyError(DatastoreIntegrityError):
     """
 
 
+class PointerAuthenticationError(DatastoreIntegrityError):
+    """The pointer is not proven to be the operator's own, for this location: the base of the
+    three ways it can fail (an agent reports each by its own reason)."""
+
+
+class UnauthenticatedPointerError(PointerAuthenticationError):
+    """The pointer carries no authentication tag (format version 1, or the tag removed)."""
+
+
+class PointerMacError(PointerAuthenticationError):
+    """The pointer's tag does not verify: a field was changed, or the tag forged."""
+
+
+class PointerLocationError(PointerAuthenticationError):
+    """The pointer is authentic but was written for another (cloudhost, build, domain): it
+    was copied here."""
+
+
 class DatastoreVerificationError(DatastoreError):
     """A freshly written revision did not read back as written; the pointer was not flipped."""

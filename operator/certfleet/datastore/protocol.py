@@ -6,8 +6,11 @@ Two implementations: ``s3_store.S3Datastore`` (the real one) and ``memory.InMemo
 - ``publish`` writes a new revision, verifies it, and only then moves the pointer, with a
   conditional write against the pointer the caller's decision was based on
   (``expected_pointer_etag``): two writers never both win (DatastoreConflictError);
-- ``read_current`` and ``read_revision`` return only verified revisions: digests checked
-  against the pointer, the private key decrypted (DatastoreIntegrityError otherwise);
+- ``read_current`` and ``read_revision`` return only verified revisions: the pointer
+  authenticated for its location (``pointer``), digests checked against it, the private key
+  decrypted (DatastoreIntegrityError otherwise);
+- revisions only grow: a publish writes above the pointer's revision and above the highest
+  the caller says it has seen (``after_revision``), so readers can refuse a lower one;
 - ``poll_pointer`` is a conditional read: an unchanged pointer transfers no body;
 - ``take_lease`` is a conditional write too: of two machines asking at once, one gets the
   order lease of a location (``LeaseTaken``) and the other is told who holds it
@@ -34,6 +37,9 @@ class StoredCertificate:
     pointer_etag: str
     fullchain: bytes = dataclasses.field(repr=False)
     privkey: bytes = dataclasses.field(repr=False)
+    # False after a master-key rotation: the pointer or the key is sealed with a previous
+    # key; the operator publishes it again under the current one, so the old can go.
+    sealed_with_current_key: bool = True
 
 
 class PollStatus(enum.Enum):
@@ -96,8 +102,11 @@ class Datastore(Protocol):
         not_before: datetime,
         not_after: datetime,
         expected_pointer_etag: str | None,
+        *,
+        after_revision: int = 0,
     ) -> Pointer:
-        """Write a new revision, verify it, then flip the pointer to it."""
+        """Write a new revision above `after_revision` (the highest the caller has seen),
+        verify it, then flip the pointer to it."""
 
     def prune(
         self, location: DatastoreLocation, current: int, keep: int, grace: timedelta

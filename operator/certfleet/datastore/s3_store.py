@@ -31,9 +31,11 @@ from certfleet.core.retention import revisions_to_remove
 from certfleet.datastore.encryption import (
     ENVELOPE_OVERHEAD_BYTES,
     ENVELOPE_SCHEME,
+    KeyRing,
     MasterKey,
     envelope_decrypt,
     envelope_encrypt,
+    key_id_of,
 )
 from certfleet.datastore.errors import (
     DatastoreConflictError,
@@ -100,8 +102,9 @@ class _NotModifiedError(Exception):
 class S3Datastore:
     """Certificates in an S3 bucket, one folder per DatastoreLocation.
 
-    `master_keys[0]` encrypts new private keys; every key in the list can decrypt, so a
-    rotation adds the new key in front and keeps the old one until old revisions are gone.
+    `master_keys[0]` is the current key: it encrypts new private keys and authenticates new
+    pointers; every key in the list can read (picked by its key id), so a rotation adds the
+    new key in front and keeps the old one until nothing sealed with it is current.
     """
 
     def __init__(
@@ -115,9 +118,14 @@ class S3Datastore:
         if not master_keys:
             raise ValueError("at least one master key is needed")
         self._client = client
-        self._master_keys = tuple(master_keys)
+        self._keys = KeyRing(master_keys)
         self._clock = clock
         self._max_object_bytes = max_object_bytes
+
+    @property
+    def keys(self) -> KeyRing:
+        """The master keys it reads with (the current one seals what it writes)."""
+        return self._keys
 
     # -- reading ------------------------------------------------------------------------
 
@@ -127,7 +135,8 @@ class S3Datastore:
         if fetched is None:
             return None
         try:
-            return self.read_revision(location, parse_pointer(fetched.body), fetched.etag)
+            pointer = parse_pointer(fetched.body, location, self._keys)
+            return self.read_revision(location, pointer, fetched.etag)
         except DatastoreIntegrityError as error:
             error.pointer_etag = fetched.etag
             raise
@@ -136,15 +145,20 @@ class S3Datastore:
         self, location: DatastoreLocation, pointer: Pointer, pointer_etag: str
     ) -> StoredCertificate:
         """Fetch and verify the revision a pointer names (the agent calls this after a poll)."""
-        fullchain, privkey = self._read_verified(
+        fullchain, privkey, blob_key_id = self._read_verified(
             location,
             pointer.revision,
             pointer.fullchain_sha256,
             pointer.privkey_enc_sha256,
             pointer.privkey_sha256,
         )
+        current = self._keys.current.key_id_hex
         return StoredCertificate(
-            pointer=pointer, pointer_etag=pointer_etag, fullchain=fullchain, privkey=privkey
+            pointer=pointer,
+            pointer_etag=pointer_etag,
+            fullchain=fullchain,
+            privkey=privkey,
+            sealed_with_current_key=pointer.key_id == current and blob_key_id == current,
         )
 
     def _read_verified(
@@ -154,9 +168,9 @@ class S3Datastore:
         fullchain_sha256: str,
         blob_sha256: str,
         privkey_sha256: str,
-    ) -> tuple[bytes, bytes]:
-        """A revision's chain and decrypted key, each checked against its expected digest;
-        DatastoreIntegrityError names the object that differs."""
+    ) -> tuple[bytes, bytes, str]:
+        """A revision's chain, decrypted key and the key's master key id, each checked against
+        its expected digest; DatastoreIntegrityError names the object that differs."""
         fullchain_key = location.fullchain_key(revision)
         privkey_key = location.privkey_key(revision)
         fullchain = self._get_required(location, fullchain_key)
@@ -170,12 +184,12 @@ class S3Datastore:
                 f"{location.s3_uri_of(privkey_key)} does not match its expected sha256"
             )
         # Decrypting proves the master key and the binding to the key work for agents too.
-        privkey = envelope_decrypt(blob, self._master_keys, privkey_key.encode())
+        privkey = envelope_decrypt(blob, self._keys.keys, privkey_key.encode())
         if _sha256(privkey) != privkey_sha256:
             raise DatastoreIntegrityError(
                 f"decrypted {location.s3_uri_of(privkey_key)} does not match its expected sha256"
             )
-        return fullchain, privkey
+        return fullchain, privkey, key_id_of(blob)
 
     def poll_pointer(self, location: DatastoreLocation, etag: str | None) -> PointerPoll:
         """Conditional GET of `current.json`: unchanged, changed (parsed), or missing."""
@@ -191,7 +205,9 @@ class S3Datastore:
             # A server that ignores If-None-Match still must not make the agent reinstall.
             return PointerPoll(PollStatus.UNCHANGED, etag=etag)
         return PointerPoll(
-            PollStatus.CHANGED, etag=fetched.etag, pointer=parse_pointer(fetched.body)
+            PollStatus.CHANGED,
+            etag=fetched.etag,
+            pointer=parse_pointer(fetched.body, location, self._keys),
         )
 
     # -- writing ------------------------------------------------------------------------
@@ -205,11 +221,16 @@ class S3Datastore:
         not_before: datetime,
         not_after: datetime,
         expected_pointer_etag: str | None,
+        *,
+        after_revision: int = 0,
     ) -> Pointer:
         """Write a new revision, verify it, then flip the pointer to it.
 
         `expected_pointer_etag` is the ETag of the pointer the caller's decision was based on
-        (from read_current), None when it saw no pointer. Raises DatastoreConflictError when
+        (from read_current), None when it saw no pointer. `after_revision` is the highest
+        revision the caller has seen at this location: the new one is above it even if the
+        pointer was rolled back or the folder emptied, since readers refuse a lower one
+        (rollback protection). Raises DatastoreConflictError when
         the pointer changed since, DatastoreVerificationError when the revision does not read
         back as written; success means agents will now see the new revision.
         """
@@ -227,6 +248,7 @@ class S3Datastore:
         previous_revision, current_etag = self._check_expected_pointer(
             location, expected_pointer_etag
         )
+        previous_revision = max(previous_revision, after_revision)
         fullchain_sha256 = _sha256(fullchain)
         privkey_sha256 = _sha256(privkey)
         # Built now so a bad serial or time fails before anything is written; the revision
@@ -240,6 +262,7 @@ class S3Datastore:
             privkey_sha256=privkey_sha256,
             privkey_enc_sha256="0" * 64,
             published_at=self._now(),
+            key_id=self._keys.current.key_id_hex,
         )
         revision, blob = self._write_revision(location, previous_revision, fullchain, privkey)
         self._verify_revision(location, revision, fullchain_sha256, _sha256(blob), privkey_sha256)
@@ -275,7 +298,7 @@ class S3Datastore:
         if _bare_etag(fetched.etag) != _bare_etag(expected_etag):
             raise DatastoreConflictError(f"{uri} was changed by another writer since it was read")
         try:
-            return parse_pointer(fetched.body).revision, fetched.etag
+            return parse_pointer(fetched.body, location, self._keys).revision, fetched.etag
         except DatastoreIntegrityError:
             # A broken pointer is replaced, not parsed: new revisions go after every one
             # that exists, so nothing an agent may still hold is overwritten.
@@ -374,7 +397,7 @@ class S3Datastore:
                 continue
             privkey_key = location.privkey_key(revision)
             # The S3 key is the associated data: the blob cannot be moved to another revision.
-            blob = envelope_encrypt(privkey, self._master_keys[0], privkey_key.encode())
+            blob = envelope_encrypt(privkey, self._keys.current, privkey_key.encode())
             self._put(
                 location,
                 {
@@ -384,7 +407,7 @@ class S3Datastore:
                     "ContentType": PRIVKEY_CONTENT_TYPE,
                     "Metadata": {
                         "certfleet-encryption": ENVELOPE_SCHEME,
-                        "certfleet-master-key-id": self._master_keys[0].key_id_hex,
+                        "certfleet-master-key-id": self._keys.current.key_id_hex,
                     },
                     "IfNoneMatch": "*",
                 },
@@ -415,7 +438,7 @@ class S3Datastore:
         request: PutObjectRequestTypeDef = {
             "Bucket": location.bucket,
             "Key": location.pointer_key,
-            "Body": pointer.to_json(),
+            "Body": pointer.to_json(location, self._keys.current),
             "ContentType": POINTER_CONTENT_TYPE,
             # Agents poll it; no cache in between may serve an old one.
             "CacheControl": "no-cache",

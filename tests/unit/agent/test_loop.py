@@ -6,7 +6,9 @@ and the prober then sees what was read, so "served" is only ever what a reload p
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -222,13 +224,19 @@ class World:
             privkey_sha256=hashlib.sha256(pair.key).hexdigest(),
             privkey_enc_sha256=hashlib.sha256(blob).hexdigest(),
             published_at=NOW.replace(microsecond=0),
+            key_id=self.master_key.key_id_hex,
         )
-        self.client.put_object(Bucket=BUCKET, Key=self.location.pointer_key, Body=pointer.to_json())
+        body = pointer.to_json(self.location, self.master_key)
+        self.client.put_object(Bucket=BUCKET, Key=self.location.pointer_key, Body=body)
         self.etag = self._pointer_etag()
 
     def put_pointer(self, pointer: Pointer) -> None:
         """Write `pointer` back as current.json (a rollback by whoever can write the bucket)."""
-        self.client.put_object(Bucket=BUCKET, Key=self.location.pointer_key, Body=pointer.to_json())
+        self.client.put_object(
+            Bucket=BUCKET,
+            Key=self.location.pointer_key,
+            Body=pointer.to_json(self.location, self.master_key),
+        )
         self.etag = self._pointer_etag()
 
     def _pointer_etag(self) -> str:
@@ -397,7 +405,7 @@ def test_a_new_revision_is_installed_at_the_next_sync(world: World) -> None:
         ("flipped bytes", SyncReason.DatastoreIntegrity),
         ("key of another certificate", Reason.KeyMismatch),
         ("expired", Reason.Expired),
-        ("a pointer rolled back below the installed revision", SyncReason.Downgrade),
+        ("a pointer rolled back below the installed revision", SyncReason.RolledBack),
     ],
 )
 def test_a_bad_revision_is_refused_and_the_previous_certificate_stays(
@@ -737,3 +745,176 @@ def test_a_different_served_leaf_counts_as_a_change(world: World) -> None:
     node.clock.advance(RECHECK)
     node.sync()
     assert _reloads(node) == before + 1
+
+
+# -- pointer trust: authenticated, of this location, never rolled back ------------------------
+
+
+def _other_location(world: World) -> DatastoreLocation:
+    return DatastoreLocation(BUCKET, "certfleet", "sandbox", "build-2", DOMAIN)
+
+
+def _tamper(world: World, case: str, older_pointer: bytes) -> None:
+    """Replace what the datastore holds as `case` says (the node has installed revision 2)."""
+    location, key = world.location, world.master_key
+    current = world.store.read_current(location)
+    assert current is not None
+    pointer = current.pointer
+    if case == "rolled back":
+        body = older_pointer
+    elif case == "format 1":
+        document = json.loads(pointer.to_json(location, key))
+        for name in ("mac", "key_id", "location"):
+            del document[name]
+        body = json.dumps({**document, "format_version": 1}).encode()
+    elif case == "tag stripped":
+        document = json.loads(pointer.to_json(location, key))
+        del document["mac"]
+        body = json.dumps(document).encode()
+    elif case == "bad tag":
+        document = json.loads(pointer.to_json(location, key))
+        document["revision"] = pointer.revision + 1
+        body = json.dumps(document).encode()
+    elif case == "another location's pointer":
+        other = _other_location(world)
+        theirs = world.store.publish(
+            other, *_pair_args(leaf(not_before=NOW - DAY / 2)), expected_pointer_etag=None
+        )
+        for name in ("fullchain.pem", "privkey.pem.enc"):
+            source = f"{other.revision_prefix(theirs.revision)}{name}"
+            world.client.copy_object(
+                Bucket=BUCKET,
+                Key=f"{location.revision_prefix(theirs.revision + 5)}{name}",
+                CopySource={"Bucket": BUCKET, "Key": source},
+            )
+        body = body_of(world.client, other.pointer_key)
+    elif case == "another location's revision":
+        other = _other_location(world)
+        theirs = world.store.publish(
+            other, *_pair_args(leaf(not_before=NOW - DAY / 2)), expected_pointer_etag=None
+        )
+        for name in ("fullchain.pem", "privkey.pem.enc"):
+            world.client.copy_object(
+                Bucket=BUCKET,
+                Key=f"{location.revision_prefix(pointer.revision)}{name}",
+                CopySource={
+                    "Bucket": BUCKET,
+                    "Key": f"{other.revision_prefix(theirs.revision)}{name}",
+                },
+            )
+        return
+    elif case == "unknown key id":
+        stranger = MasterKey(os.urandom(32))
+        forged = dataclasses.replace(pointer, revision=9, key_id=stranger.key_id_hex)
+        body = forged.to_json(location, stranger)
+    else:
+        assert case == "revision under an unknown key"
+        stranger = MasterKey(os.urandom(32))
+        pair = leaf(not_before=NOW - DAY / 2)
+        foreign = S3Datastore(world.client, [stranger, key])
+        facts = certificate_facts(pair.certificate)
+        foreign.publish(
+            location,
+            pair.fullchain,
+            pair.key,
+            facts.serial,
+            facts.not_before,
+            facts.not_after,
+            current.pointer_etag,
+        )
+        # The pointer re-sealed with the fleet's own key: only the revision is a stranger's.
+        again = S3Datastore(world.client, [key, stranger]).read_current(location)
+        assert again is not None
+        body = dataclasses.replace(again.pointer, key_id=key.key_id_hex).to_json(location, key)
+    world.client.put_object(Bucket=BUCKET, Key=location.pointer_key, Body=body)
+
+
+def _pair_args(pair: Pair) -> tuple[bytes, bytes, str, datetime, datetime]:
+    facts = certificate_facts(pair.certificate)
+    return pair.fullchain, pair.key, facts.serial, facts.not_before, facts.not_after
+
+
+def body_of(client: S3Client, key: str) -> bytes:
+    return client.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+
+
+@pytest.mark.parametrize(
+    ("case", "reason"),
+    [
+        ("rolled back", SyncReason.RolledBack),
+        ("format 1", SyncReason.PointerUnauthenticated),
+        ("tag stripped", SyncReason.PointerUnauthenticated),
+        ("bad tag", SyncReason.PointerForged),
+        ("another location's pointer", SyncReason.PointerMisplaced),
+        ("unknown key id", SyncReason.UnknownMasterKey),
+        ("revision under an unknown key", SyncReason.UnknownMasterKey),
+    ],
+)
+def test_a_pointer_that_is_not_trusted_installs_nothing(
+    world: World, case: str, reason: SyncReason
+) -> None:
+    first, second = leaf(not_before=NOW - 3 * DAY), leaf(not_before=NOW - 2 * DAY)
+    world.publish(first)
+    older_pointer = body_of(world.client, world.location.pointer_key)
+    node = world.node()
+    node.sync()
+    world.publish(second)
+    node.clock.advance(INTERVAL)
+    assert node.sync() is SyncReason.Installed
+    versions = node.installer.versions()
+    _tamper(world, case, older_pointer)
+    node.clock.advance(RECHECK + 1)
+
+    assert node.sync() is reason
+    assert node.installed_serial == second.serial
+    assert node.installer.versions() == versions, "something was installed"
+    assert node.webserver.calls == ["test", "reload"] * 2, "the webserver was touched"
+    assert node.reporter.reports[-1].reason == reason
+
+
+def test_another_locations_revision_copied_in_is_refused_by_a_new_node(world: World) -> None:
+    world.publish(leaf(not_before=NOW - 3 * DAY))
+    world.publish(leaf(not_before=NOW - 2 * DAY))
+    _tamper(world, "another location's revision", b"")
+    node = world.node("node-new")  # a scaling event: nothing installed yet
+
+    assert node.sync() is SyncReason.DatastoreIntegrity
+    assert node.installed_serial is None and node.installer.versions() == []
+    assert node.webserver.calls == []
+
+
+def test_a_restarted_node_still_refuses_a_rolled_back_pointer(world: World) -> None:
+    world.publish(leaf(not_before=NOW - 3 * DAY))
+    older_pointer = body_of(world.client, world.location.pointer_key)
+    world.publish(leaf(not_before=NOW - 2 * DAY))
+    root = world.tmp_path / "node" / "live"
+    assert world.node(root=root).sync() is SyncReason.Installed
+    world.client.put_object(Bucket=BUCKET, Key=world.location.pointer_key, Body=older_pointer)
+
+    restarted = world.node(root=root)  # a new process, e.g. the next cron run
+    assert restarted.sync() is SyncReason.RolledBack
+    record = json.loads((restarted.installer.store / "revisions.json").read_bytes())
+    assert record == {
+        "format_version": 1,
+        "highest": {"sandbox/build-1/www.example.com": 2},
+    }
+    assert (restarted.installer.store / "revisions.json").stat().st_mode & 0o777 == 0o600
+
+
+def test_a_fresh_node_takes_the_first_authentic_pointer_and_higher_ones(world: World) -> None:
+    world.publish(leaf(not_before=NOW - 3 * DAY))
+    node = world.node()
+    assert node.sync() is SyncReason.Installed
+    world.publish(leaf(not_before=NOW - 2 * DAY))
+    node.clock.advance(INTERVAL)
+    assert node.sync() is SyncReason.Installed
+
+
+def test_a_revision_record_that_is_not_ours_stops_installs_until_removed(world: World) -> None:
+    world.publish(leaf())
+    node = world.node()
+    node.installer.store.mkdir(parents=True)
+    (node.installer.store / "revisions.json").write_text('{"highest": "lots"}')
+    assert node.sync() is SyncReason.InstallFailed
+    assert "remove it" in (node.reporter.reports[-1].last_error or "")
+    assert node.installed_serial is None

@@ -80,3 +80,23 @@ def test_a_huge_message_is_cut() -> None:
     raw = {"conditions": [{"type": "Ready", "status": "True", "message": "x" * 100_000}]}
     ready = CertificateStatus.from_dict(raw).ready
     assert ready is not None and len(ready.message) == 32 * 1024
+
+
+def test_the_datastore_revision_is_the_highest_seen_at_its_location() -> None:
+    status = CertificateStatus.from_dict({"datastore": {"uri": "s3://b/p/", "revision": 12}})
+    assert (status.datastore_uri, status.datastore_revision) == ("s3://b/p/", 12)
+
+
+@pytest.mark.parametrize(
+    "datastore",
+    [
+        None,
+        "s3://b/",
+        {"revision": "12"},
+        {"revision": True},
+        {"revision": -3},
+        {"revision": 2**53},
+    ],
+)
+def test_an_odd_datastore_revision_reads_as_none_seen(datastore: object) -> None:
+    assert CertificateStatus.from_dict({"datastore": datastore}).datastore_revision == 0

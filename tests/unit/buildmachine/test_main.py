@@ -243,3 +243,33 @@ def test_a_passed_back_off_is_reconciled_again(machine: Machine) -> None:
     machine.store.take_lease(LOCATION, "build-b", utc_now(), timedelta(minutes=10))
     assert machine.run(CLOUDHOST, AUTOMATIC, wait_for_other_order_seconds=0) == EXIT_FAILED
     assert "OrderedElsewhere" in machine.err.getvalue()
+
+
+def test_a_rolled_back_pointer_is_replaced_at_the_next_run_above_the_highest(
+    machine: Machine, moto_s3: S3Client
+) -> None:
+    """The status file is the build machine's memory of the highest revision."""
+    pair = ManualCA().leaf(DOMAIN)
+    machine.supply(pair.fullchain, pair.key)
+    assert machine.run(CLOUDHOST, MANUAL) == EXIT_OK  # revision 1
+    old_pointer = moto_s3.get_object(Bucket=BUCKET, Key=LOCATION.pointer_key)["Body"].read()
+    stored = machine.store.read_current(LOCATION)
+    assert stored is not None
+    machine.store.publish(
+        LOCATION,
+        pair.fullchain,
+        pair.key,
+        stored.pointer.serial,
+        stored.pointer.not_before,
+        stored.pointer.not_after,
+        stored.pointer_etag,
+    )  # revision 2, as another run would
+    assert machine.run(CLOUDHOST, MANUAL) == EXIT_OK  # reused: the status says revision 2
+    moto_s3.put_object(Bucket=BUCKET, Key=LOCATION.pointer_key, Body=old_pointer)
+
+    assert machine.run(CLOUDHOST, MANUAL) == EXIT_OK
+    current = machine.store.read_current(LOCATION)
+    assert current is not None and current.pointer.revision == 3
+    status_file = machine.tmp_path / "runtimedata" / "certfleet-status.json"
+    status = json.loads(status_file.read_text())["certificates"]["default/shop"]["status"]
+    assert status["datastore"]["revision"] == 3

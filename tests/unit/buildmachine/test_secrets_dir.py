@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 from certfleet.api.spec import ObjectRef, parse_cloudhost
 from certfleet.buildmachine.secrets_dir import FileDatastores, SecretsDir
 from certfleet.controller.gather import DatastoreNotConfiguredError
+from certfleet.datastore.encryption import MasterKey
 from certfleet.datastore.s3_store import S3Datastore
 
 CLOUDHOST = parse_cloudhost(
@@ -78,3 +80,29 @@ def test_an_eab_value_is_read_from_its_file(tmp_path: Path) -> None:
     assert found.value("shop", "eab", "hmac") == b"mac-key"
     assert found.value("shop", "eab", "absent") is None
     assert found.value("shop", "eab", "../eab/hmac") is None
+
+
+def test_previous_master_keys_are_read_after_the_current_one(tmp_path: Path) -> None:
+    current = secrets.token_bytes(32)
+    folders = secrets_dir(tmp_path, current, ACCESS, SECRET)
+    (tmp_path / "ops" / "old-key").mkdir()
+    old = secrets.token_bytes(32)
+    (tmp_path / "ops" / "old-key" / "key").write_bytes(old)
+    rotating = dataclasses.replace(
+        CLOUDHOST, previous_encryption_keys=(ObjectRef("ops", "old-key"),)
+    )
+    _, store = FileDatastores({"prod": rotating}, folders).datastore("prod")
+    assert isinstance(store, S3Datastore)
+    assert [key.key_id_hex for key in store.keys.keys] == [
+        MasterKey(current).key_id_hex,
+        MasterKey(old).key_id_hex,
+    ]
+
+
+def test_a_missing_previous_master_key_is_named(tmp_path: Path) -> None:
+    rotating = dataclasses.replace(
+        CLOUDHOST, previous_encryption_keys=(ObjectRef("ops", "old-key"),)
+    )
+    datastores = FileDatastores({"prod": rotating}, secrets_dir(tmp_path, None, ACCESS, SECRET))
+    with pytest.raises(DatastoreNotConfiguredError, match="ops/old-key/key"):
+        datastores.datastore("prod")

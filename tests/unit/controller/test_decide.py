@@ -70,7 +70,7 @@ BROKEN = PemPair(b"garbage", VALID.key)
 
 def stored(found: PemPair) -> StoredCertificate:
     digest = hashlib.sha256(found.fullchain).hexdigest()
-    pointer = Pointer(1, "0a", NOW - DAY, NOW, digest, digest, digest, NOW)
+    pointer = Pointer(1, "0a", NOW - DAY, NOW, digest, digest, digest, NOW, "00" * 8)
     return StoredCertificate(pointer, '"1"', found.fullchain, found.key)
 
 

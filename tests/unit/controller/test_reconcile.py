@@ -8,6 +8,9 @@ here without any server; tests/e2e prove the same on the real ones.
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -26,6 +29,7 @@ from certfleet.controller.ports import PemPair, Ports
 from certfleet.controller.reconcile import OrderLease, Reconciler
 from certfleet.controller.report import events_to_post, status_from_outcome
 from certfleet.core.errors import CertfleetError, RetryLaterError
+from certfleet.datastore.encryption import MasterKey
 from certfleet.datastore.errors import DatastoreNotSupportedError, DatastoreUnavailableError
 from certfleet.datastore.location import DatastoreLocation
 from certfleet.datastore.memory import InMemoryDatastore
@@ -644,3 +648,164 @@ def test_a_manual_certificate_names_no_acme_issuer(world: FakeWorld) -> None:
     outcome = reconcile(world, MANUAL_SPEC)
     assert outcome.reason == "ManualCertificateAccepted"
     assert status_from_outcome(outcome, typed({}), 1, NOW)["issuedBy"] is None
+
+
+# -- pointer trust: rollbacks and master-key rotation ------------------------------------------
+
+LOCATION = DatastoreLocation(BUCKET, "certfleet", "aws", "build-7", DOMAIN)
+
+
+def reconcile_after(world: FakeWorld, before: Outcome, spec: Mapping[str, Any] = SPEC) -> Outcome:
+    """The next reconciliation, told what the status says of the one before."""
+    status = typed(status_from_outcome(before, CertificateStatus(), 1, NOW))
+    request = Request(
+        NAMESPACE,
+        spec,
+        highest_revision=status.datastore_revision,
+        highest_revision_uri=status.datastore_uri,
+    )
+    return Reconciler(world.ports(), lambda: NOW).reconcile(request, world)
+
+
+def test_a_rolled_back_pointer_is_not_reused_and_is_published_over_above_the_highest(
+    world: FakeWorld,
+) -> None:
+    reconcile(world)
+    old_pointer = world.store.pointer_bytes(LOCATION)
+    assert old_pointer is not None
+    renewed = reconcile(world, force_renewal=True)  # revision 2, a new certificate
+    assert renewed.revision == 2
+    world.store.overwrite_pointer(LOCATION, old_pointer)  # revision 1 put back
+
+    outcome = reconcile_after(world, renewed)
+    assert (outcome.ready, outcome.reason, outcome.revision) == (True, "RestoredFromCache", 3)
+    assert "RolledBack" in [event.reason for event in outcome.events]
+    assert published(world) == cached(world), "the newest certificate is published again"
+    assert outcome.facts is not None and renewed.facts is not None
+    assert outcome.facts.serial == renewed.facts.serial, "the rolled-back one was taken"
+    assert world.ca.orders == 2
+
+
+def test_a_rolled_back_pointer_without_a_cache_is_never_reused(world: FakeWorld) -> None:
+    reconcile(world)
+    old_pointer = world.store.pointer_bytes(LOCATION)
+    assert old_pointer is not None
+    renewed = reconcile(world, force_renewal=True)
+    world.store.overwrite_pointer(LOCATION, old_pointer)
+    world.secrets.items.clear()  # no cache: a new certificate is the only safe one
+
+    outcome = reconcile_after(world, renewed)
+    assert (outcome.reason, outcome.revision) == ("Issued", 3)
+    assert world.ca.orders == 3
+
+
+def test_publishing_goes_above_the_highest_revision_even_into_an_emptied_location(
+    world: FakeWorld,
+) -> None:
+    first = reconcile(world)
+    world.store = FlakyDatastore()  # the location was wiped (a new bucket, a person)
+    outcome = reconcile_after(world, dataclasses.replace(first, revision=7))
+    assert (outcome.reason, outcome.revision) == ("RestoredFromCache", 8)
+
+
+def test_the_highest_revision_of_another_location_does_not_count(world: FakeWorld) -> None:
+    reconcile(world)
+    moved = {**SPEC, "buildIdentifier": "build-8"}
+    before = Outcome(True, "Reused", "", datastore_uri="s3://elsewhere/", revision=40)
+    first_there = reconcile_after(world, before, moved)
+    assert first_there.revision == 1
+
+
+def test_an_unauthenticated_pointer_is_replaced_with_its_reason(world: FakeWorld) -> None:
+    reconcile(world)
+    data = world.store.pointer_bytes(LOCATION)
+    assert data is not None
+    document = json.loads(data)
+    del document["mac"]
+    world.store.overwrite_pointer(LOCATION, json.dumps(document).encode())
+
+    outcome = reconcile(world)
+    assert (outcome.ready, outcome.reason, outcome.revision) == (True, "RestoredFromCache", 2)
+    assert "PointerUnauthenticated" in [event.reason for event in outcome.events]
+    assert world.ca.orders == 1
+
+
+def test_a_master_key_rotation_reseals_the_certificate_once(world: FakeWorld) -> None:
+    old, new = MasterKey(os.urandom(32)), MasterKey(os.urandom(32))
+    world.store.master_keys = [old]
+    first = reconcile(world)
+    world.store.master_keys = [new, old]  # the CloudHost names new, old as previous
+
+    resealed = reconcile(world)
+    assert (resealed.ready, resealed.reason, resealed.revision) == (True, "Resealed", 2)
+    stored = world.store.read_current(LOCATION)
+    assert stored is not None and stored.pointer.key_id == new.key_id_hex
+    assert stored.sealed_with_current_key
+    assert resealed.facts == first.facts and world.ca.orders == 1
+
+    world.store.master_keys = [new]  # the old key retired
+    again = reconcile(world)
+    assert (again.reason, again.revision) == ("Reused", 2)
+
+
+def test_a_certificate_due_for_renewal_is_resealed_too(world: FakeWorld) -> None:
+    old, new = MasterKey(os.urandom(32)), MasterKey(os.urandom(32))
+    world.store.master_keys = [old]
+    manual = dict(MANUAL_SPEC)
+    # 3 days left of 63: within the 7-day margin, so due, and still serving.
+    pair = certificate(not_before=NOW - 60 * DAY, not_after=NOW + 3 * DAY)
+    secret = parse_spec(manual).manual_secret_name
+    assert secret is not None
+    world.secrets.items[(NAMESPACE, secret)] = pair
+    world.store.publish(LOCATION, *pair, "0a", NOW - 60 * DAY, NOW + 3 * DAY, None)
+    world.store.master_keys = [new, old]
+
+    outcome = reconcile(world, manual)
+    assert (outcome.ready, outcome.reason) == (True, "Resealed")
+    stored = world.store.read_current(LOCATION)
+    assert stored is not None and stored.pointer.key_id == new.key_id_hex
+    after = reconcile(world, manual)
+    assert (after.ready, after.reason) == (True, "ManualRenewalRequired")
+
+
+@pytest.mark.parametrize(
+    ("case", "reason"),
+    [
+        ("tag changed", "PointerForged"),
+        ("another location's", "PointerMisplaced"),
+        ("a stranger's key", "UnknownMasterKey"),
+        ("format 1", "PointerUnauthenticated"),
+    ],
+)
+def test_an_untrusted_pointer_is_replaced_from_the_cache_naming_why(
+    world: FakeWorld, case: str, reason: str
+) -> None:
+    reconcile(world)
+    data = world.store.pointer_bytes(LOCATION)
+    assert data is not None
+    document = json.loads(data)
+    if case == "tag changed":
+        document["revision"] = 5
+        data = json.dumps(document).encode()
+    elif case == "another location's":
+        stored = world.store.read_current(LOCATION)
+        assert stored is not None
+        other = dataclasses.replace(LOCATION, build_identifier="build-8")
+        data = stored.pointer.to_json(other, world.store.master_keys[0])
+    elif case == "a stranger's key":
+        stranger = MasterKey(os.urandom(32))
+        stored = world.store.read_current(LOCATION)
+        assert stored is not None
+        forged = dataclasses.replace(stored.pointer, key_id=stranger.key_id_hex)
+        data = forged.to_json(LOCATION, stranger)
+    else:
+        for name in ("mac", "key_id", "location"):
+            del document[name]
+        data = json.dumps({**document, "format_version": 1}).encode()
+    world.store.overwrite_pointer(LOCATION, data)
+
+    outcome = reconcile(world)
+    assert (outcome.ready, outcome.reason, outcome.revision) == (True, "RestoredFromCache", 2)
+    assert reason in [event.reason for event in outcome.events]
+    assert world.ca.orders == 1
+    assert published(world) == cached(world)

@@ -14,7 +14,12 @@ from certfleet.datastore import (
     envelope_decrypt,
     envelope_encrypt,
 )
-from certfleet.datastore.encryption import ENVELOPE_OVERHEAD_BYTES, HEADER_BYTES, key_id_of
+from certfleet.datastore.encryption import (
+    ENVELOPE_OVERHEAD_BYTES,
+    HEADER_BYTES,
+    KeyRing,
+    key_id_of,
+)
 
 AD = b"certfleet/prod/aws-eu-1/build-42/www.example.com/revisions/1/privkey.pem.enc"
 PLAINTEXT = b"-----BEGIN PRIVATE KEY-----\n" + os.urandom(200) + b"\n-----END PRIVATE KEY-----\n"
@@ -138,3 +143,43 @@ def test_error_messages_carry_no_key_material(key: MasterKey) -> None:
         message = str(caught.value)
         assert secret.hex() not in message
         assert PLAINTEXT.decode("latin-1") not in message
+
+
+# -- derived keys and the key ring ---------------------------------------------------------
+
+
+def test_derived_keys_differ_by_purpose_and_from_the_master_key(key: MasterKey) -> None:
+    mac_key, other = key.derive(b"pointer-mac v2"), key.derive(b"something else")
+    assert len(mac_key) == 32 and mac_key != other
+    assert mac_key != key._secret
+    assert mac_key == key.derive(b"pointer-mac v2"), "derivation is deterministic"
+    assert MasterKey(os.urandom(32)).derive(b"pointer-mac v2") != mac_key
+    with pytest.raises(ValueError, match="purpose"):
+        key.derive(b"")
+
+
+def test_the_pointer_mac_key_is_hkdf_sha256_of_the_master_key() -> None:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    secret = bytes(range(32))
+    expected = HKDF(
+        algorithm=hashes.SHA256(), length=32, salt=None, info=b"certfleet/pointer-mac v2"
+    ).derive(secret)
+    assert MasterKey(secret).derive(b"pointer-mac v2") == expected
+
+
+def test_a_key_ring_finds_keys_by_id_the_current_one_first(key: MasterKey) -> None:
+    old = MasterKey(os.urandom(32))
+    ring = KeyRing([key, old, key])
+    assert ring.current is key
+    assert ring.keys == (key, old)
+    assert ring.find(old.key_id_hex) is old and ring.find(key.key_id_hex) is key
+    assert ring.find("00" * 8) is None and ring.find("not hex") is None
+    assert ring.key_ids == f"{key.key_id_hex}, {old.key_id_hex}"
+    assert key._secret.hex() not in repr(ring)
+
+
+def test_a_key_ring_needs_a_current_key() -> None:
+    with pytest.raises(ValueError, match="current"):
+        KeyRing([])

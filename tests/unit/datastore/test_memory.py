@@ -3,6 +3,7 @@ contract, run against both (moto in place of S3), so callers' unit tests mean wh
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
 from datetime import timedelta
@@ -11,7 +12,13 @@ from typing import TYPE_CHECKING
 import pytest
 
 from certfleet.datastore.encryption import MasterKey
-from certfleet.datastore.errors import DatastoreConflictError, DatastoreUnavailableError
+from certfleet.datastore.errors import (
+    DatastoreConflictError,
+    DatastoreUnavailableError,
+    PointerMacError,
+    UnauthenticatedPointerError,
+    UnknownMasterKeyError,
+)
 from certfleet.datastore.location import DatastoreLocation
 from certfleet.datastore.memory import InMemoryDatastore
 from certfleet.datastore.protocol import Datastore, LeaseHeld, LeaseTaken, PollStatus
@@ -131,3 +138,96 @@ def test_a_lease_elsewhere_does_not_hold_this_location(store: Datastore) -> None
     other = DatastoreLocation("certfleet-unit", "certfleet", "aws", "build-8", "www.example.com")
     assert isinstance(store.take_lease(LOCATION, "build-a", NOW, MINUTES_10), LeaseTaken)
     assert isinstance(store.take_lease(other, "build-b", NOW, MINUTES_10), LeaseTaken)
+
+
+# -- pointer trust and key rotation: the same contract on both --------------------------------
+
+KEY_A, KEY_B = MasterKey(os.urandom(32)), MasterKey(os.urandom(32))
+
+
+def keyed(store: Datastore, s3: S3Client, keys: list[MasterKey]) -> Datastore:
+    """The same datastore, read and written with `keys` (the current one first)."""
+    if isinstance(store, InMemoryDatastore):
+        store.master_keys = keys
+        return store
+    return S3Datastore(s3, keys, clock=lambda: NOW)
+
+
+def stored_pointer(store: Datastore, s3: S3Client) -> bytes:
+    if isinstance(store, InMemoryDatastore):
+        data = store.pointer_bytes(LOCATION)
+        assert data is not None
+        return data
+    return s3.get_object(Bucket=LOCATION.bucket, Key=LOCATION.pointer_key)["Body"].read()
+
+
+def replace_pointer(store: Datastore, s3: S3Client, data: bytes) -> None:
+    if isinstance(store, InMemoryDatastore):
+        store.overwrite_pointer(LOCATION, data)
+    else:
+        s3.put_object(Bucket=LOCATION.bucket, Key=LOCATION.pointer_key, Body=data)
+
+
+def test_a_publish_goes_above_the_highest_revision_the_caller_saw(store: Datastore) -> None:
+    pointer = store.publish(
+        LOCATION, CHAIN, KEY, "0a", NOW, NOW + timedelta(days=90), None, after_revision=41
+    )
+    assert pointer.revision == 42
+    current = store.read_current(LOCATION)
+    assert current is not None and current.pointer.revision == 42
+    # Never below the pointer's own, whatever the caller says.
+    assert publish(store, "0b", current.pointer_etag) == 43
+
+
+def test_new_pointers_are_sealed_with_the_current_key_and_read_with_any(
+    store: Datastore, moto_s3: S3Client
+) -> None:
+    store = keyed(store, moto_s3, [KEY_A])
+    publish(store, "0a", None)
+    rotated = keyed(store, moto_s3, [KEY_B, KEY_A])
+    current = rotated.read_current(LOCATION)
+    assert current is not None and current.pointer.key_id == KEY_A.key_id_hex
+    assert not current.sealed_with_current_key
+    assert (
+        rotated.publish(LOCATION, CHAIN, KEY, "0a", NOW, NOW, current.pointer_etag).key_id
+        == KEY_B.key_id_hex
+    )
+    again = rotated.read_current(LOCATION)
+    assert again is not None and again.sealed_with_current_key
+
+
+def test_a_pointer_under_a_retired_key_is_an_unknown_key_the_operator_may_replace(
+    store: Datastore, moto_s3: S3Client
+) -> None:
+    publish(keyed(store, moto_s3, [KEY_A]), "0a", None)
+    retired = keyed(store, moto_s3, [KEY_B])
+    with pytest.raises(UnknownMasterKeyError) as caught:
+        retired.read_current(LOCATION)
+    assert caught.value.pointer_etag is not None
+    with pytest.raises(UnknownMasterKeyError):
+        retired.poll_pointer(LOCATION, None)
+    assert publish(retired, "0b", caught.value.pointer_etag) == 2
+
+
+@pytest.mark.parametrize(
+    ("change", "error"),
+    [
+        (lambda doc: doc.pop("mac"), UnauthenticatedPointerError),
+        (lambda doc: doc.update(revision=9), PointerMacError),
+    ],
+    ids=["tag stripped", "field changed"],
+)
+def test_a_tampered_pointer_fails_alike_on_both(
+    store: Datastore,
+    moto_s3: S3Client,
+    change: Callable[[dict[str, object]], object],
+    error: type[Exception],
+) -> None:
+    publish(store, "0a", None)
+    document = json.loads(stored_pointer(store, moto_s3))
+    change(document)
+    replace_pointer(store, moto_s3, json.dumps(document).encode())
+    with pytest.raises(error):
+        store.read_current(LOCATION)
+    with pytest.raises(error):
+        store.poll_pointer(LOCATION, None)

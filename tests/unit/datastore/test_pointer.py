@@ -1,4 +1,5 @@
-"""The current.json pointer: serialisation, strict parsing, and a parser that never crashes."""
+"""The current.json pointer: serialisation, authentication, strict parsing, and a parser that
+never crashes."""
 
 from __future__ import annotations
 
@@ -12,12 +13,30 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from certfleet.datastore import DatastoreIntegrityError, Pointer, parse_pointer
-from certfleet.datastore.pointer import MAX_POINTER_BYTES
+from certfleet.datastore import DatastoreIntegrityError, Pointer
+from certfleet.datastore import parse_pointer as parse_with
+from certfleet.datastore.encryption import KeyRing, MasterKey
+from certfleet.datastore.errors import (
+    PointerLocationError,
+    PointerMacError,
+    UnauthenticatedPointerError,
+    UnknownMasterKeyError,
+)
+from certfleet.datastore.location import DatastoreLocation
+from certfleet.datastore.pointer import MAX_POINTER_BYTES, canonical, pointer_mac
+
+KEY = MasterKey(bytes(range(32)))
+OTHER_KEY = MasterKey(bytes(range(1, 33)))
+RING = KeyRing([KEY])
+LOCATION = DatastoreLocation("bucket-1", "certfleet", "aws", "build-7", "www.example.com")
 
 
 def digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def parse_pointer(data: bytes, keys: KeyRing = RING) -> Pointer:
+    return parse_with(data, LOCATION, keys)
 
 
 POINTER = Pointer(
@@ -29,13 +48,25 @@ POINTER = Pointer(
     privkey_sha256=digest("privkey"),
     privkey_enc_sha256=digest("privkey.enc"),
     published_at=datetime(2026, 1, 1, 0, 5, tzinfo=UTC),
+    key_id=KEY.key_id_hex,
 )
 
 
 def document(**changes: Any) -> dict[str, Any]:
-    base: dict[str, Any] = json.loads(POINTER.to_json())
+    """The pointer's document with `changes`, signed again where it can be: what a holder of
+    the master key could write (so these tests reach the field checks behind the tag)."""
+    base: dict[str, Any] = json.loads(POINTER.to_json(LOCATION, KEY))
     base.update(changes)
-    return base
+    try:
+        return signed(base)
+    except ValueError:  # an infinity cannot be signed (no JSON); leave the old tag
+        return base
+
+
+def signed(doc: dict[str, Any], key: MasterKey = KEY) -> dict[str, Any]:
+    doc = dict(doc)
+    doc["mac"] = pointer_mac(key, doc)
+    return doc
 
 
 def encode(doc: dict[str, Any]) -> bytes:
@@ -43,9 +74,11 @@ def encode(doc: dict[str, Any]) -> bytes:
 
 
 def test_json_fields_and_round_trip() -> None:
-    data = POINTER.to_json()
-    assert json.loads(data) == {
-        "format_version": 1,
+    data = POINTER.to_json(LOCATION, KEY)
+    found = json.loads(data)
+    mac = found.pop("mac")
+    assert found == {
+        "format_version": 2,
         "revision": 3,
         "serial": "04a1b2c3d4",
         "not_before": "2026-01-01T00:00:00Z",
@@ -54,7 +87,14 @@ def test_json_fields_and_round_trip() -> None:
         "privkey_sha256": digest("privkey"),
         "privkey_enc_sha256": digest("privkey.enc"),
         "published_at": "2026-01-01T00:05:00Z",
+        "key_id": KEY.key_id_hex,
+        "location": {
+            "cloudhost": "aws",
+            "build_identifier": "build-7",
+            "domain": "www.example.com",
+        },
     }
+    assert len(mac) == 64 and mac == pointer_mac(KEY, found)
     assert parse_pointer(data) == POINTER
 
 
@@ -62,10 +102,99 @@ def test_unknown_fields_are_ignored_for_forward_compatibility() -> None:
     assert parse_pointer(encode(document(ari_window="later"))) == POINTER
 
 
+# -- authentication ------------------------------------------------------------------------
+
+
+def test_the_canonical_form_is_the_sorted_compact_document_without_the_tag() -> None:
+    doc = {"b": 1, "a": {"z": "é", "y": [1, 2]}, "mac": "ignored"}
+    assert canonical(doc) == b'{"a":{"y":[1,2],"z":"\\u00e9"},"b":1}'
+    assert canonical({"a": 1}) == canonical({"a": 1, "mac": "x" * 64})
+
+
+def test_a_field_added_by_a_newer_writer_is_covered_by_the_tag() -> None:
+    owner = {"namespace": "team-a", "name": "www", "uid": "1234"}
+    doc = document(owner=owner)
+    assert parse_pointer(encode(doc)) == POINTER
+    doc["owner"] = {**owner, "namespace": "team-b"}  # changed after signing
+    with pytest.raises(PointerMacError):
+        parse_pointer(encode(doc))
+
+
+@pytest.mark.parametrize("field", ["revision", "serial", "fullchain_sha256", "not_after"])
+def test_a_changed_field_fails_the_tag(field: str) -> None:
+    doc = json.loads(POINTER.to_json(LOCATION, KEY))
+    doc[field] = {"revision": 4, "serial": "05", "fullchain_sha256": digest("x")}.get(
+        field, "2027-01-01T00:00:00Z"
+    )
+    with pytest.raises(PointerMacError, match="failed authentication"):
+        parse_pointer(encode(doc))
+
+
+def test_a_version_1_pointer_is_unauthenticated() -> None:
+    doc = json.loads(POINTER.to_json(LOCATION, KEY))
+    for name in ("mac", "key_id", "location"):
+        del doc[name]
+    doc["format_version"] = 1
+    with pytest.raises(UnauthenticatedPointerError, match="format_version 1"):
+        parse_pointer(encode(doc))
+
+
+def test_a_pointer_whose_tag_was_stripped_is_unauthenticated() -> None:
+    doc = json.loads(POINTER.to_json(LOCATION, KEY))
+    del doc["mac"]
+    with pytest.raises(UnauthenticatedPointerError, match="no authentication tag"):
+        parse_pointer(encode(doc))
+
+
+@pytest.mark.parametrize("mac", ["0" * 64, "", "é" * 64, 7, None.__class__.__name__, ["a"]])
+def test_a_forged_or_misshapen_tag_fails(mac: object) -> None:
+    doc = json.loads(POINTER.to_json(LOCATION, KEY))
+    doc["mac"] = mac
+    with pytest.raises(PointerMacError):
+        parse_pointer(encode(doc))
+
+
+def test_a_pointer_of_another_location_names_where_it_came_from() -> None:
+    elsewhere = DatastoreLocation("bucket-1", "certfleet", "aws", "build-8", "www.example.com")
+    with pytest.raises(PointerLocationError, match=r"aws/build-8/www\.example\.com.*copied"):
+        parse_pointer(POINTER.to_json(elsewhere, KEY))
+
+
+def test_a_pointer_signed_with_the_location_removed_is_refused() -> None:
+    doc = json.loads(POINTER.to_json(LOCATION, KEY))
+    del doc["location"]
+    with pytest.raises(PointerLocationError, match="no location"):
+        parse_pointer(encode(signed(doc)))
+
+
+def test_an_unknown_key_id_names_the_configured_ones() -> None:
+    data = dataclasses.replace(POINTER, key_id=OTHER_KEY.key_id_hex).to_json(LOCATION, OTHER_KEY)
+    with pytest.raises(UnknownMasterKeyError, match=KEY.key_id_hex):
+        parse_pointer(data)
+
+
+def test_a_key_ring_reads_pointers_of_every_key_it_holds() -> None:
+    old = dataclasses.replace(POINTER, key_id=OTHER_KEY.key_id_hex)
+    ring = KeyRing([KEY, OTHER_KEY])
+    assert parse_pointer(old.to_json(LOCATION, OTHER_KEY), ring) == old
+    assert parse_pointer(POINTER.to_json(LOCATION, KEY), ring) == POINTER
+
+
+def test_a_tag_made_with_another_key_under_a_claimed_id_fails() -> None:
+    doc = json.loads(POINTER.to_json(LOCATION, KEY))
+    with pytest.raises(PointerMacError):
+        parse_pointer(encode(signed(doc, OTHER_KEY)))  # claims KEY's id
+
+
+def test_a_pointer_is_sealed_only_with_the_key_it_names() -> None:
+    with pytest.raises(ValueError, match="names key"):
+        POINTER.to_json(LOCATION, OTHER_KEY)
+
+
 @pytest.mark.parametrize(
     "changes",
     [
-        {"format_version": 2},
+        {"format_version": 3},
         {"format_version": 0},
         {"format_version": "1"},
         {"format_version": True},
@@ -95,6 +224,8 @@ def test_unknown_fields_are_ignored_for_forward_compatibility() -> None:
         {"not_after": 1767225600},
         {"not_after": "2025-12-01T00:00:00Z"},  # before not_before
         {"published_at": "yesterday"},
+        {"key_id": "ABCDEF0123456789"},
+        {"key_id": 7},
     ],
     ids=repr,
 )
@@ -115,13 +246,14 @@ def test_invalid_values_are_rejected(changes: dict[str, Any]) -> None:
         "privkey_sha256",
         "privkey_enc_sha256",
         "published_at",
+        "key_id",
     ],
 )
 def test_every_field_is_required(field: str) -> None:
     doc = document()
     del doc[field]
     with pytest.raises(DatastoreIntegrityError, match=field):
-        parse_pointer(encode(doc))
+        parse_pointer(encode(signed(doc)))
 
 
 @pytest.mark.parametrize(
@@ -147,7 +279,7 @@ def test_malformed_documents_are_rejected(data: bytes) -> None:
 
 
 def test_duplicate_keys_are_rejected() -> None:
-    data = POINTER.to_json().replace(b'"revision": 3', b'"revision": 3, "revision": 4')
+    data = POINTER.to_json(LOCATION, KEY).replace(b'"revision": 3', b'"revision": 3, "revision": 4')
     with pytest.raises(DatastoreIntegrityError, match="duplicate"):
         parse_pointer(data)
 
@@ -199,7 +331,7 @@ json_values = st.recursive(
     ),
     max_leaves=10,
 )
-FIELDS = list(json.loads(POINTER.to_json()))
+FIELDS = list(json.loads(POINTER.to_json(LOCATION, KEY)))
 
 
 @settings(max_examples=500)
@@ -214,6 +346,11 @@ def test_mutated_pointers_give_a_pointer_or_an_integrity_error(
     for name in removals:
         doc.pop(name, None)
     only_pointer_or_integrity_error(encode(doc))
+    try:
+        resigned = signed(doc)
+    except ValueError:  # an infinity: no JSON, so no writer could sign it
+        return
+    only_pointer_or_integrity_error(encode(resigned))
 
 
 timestamps = st.datetimes(
@@ -243,5 +380,6 @@ def test_every_valid_pointer_round_trips(
         privkey_sha256=digests[1],
         privkey_enc_sha256=digests[2],
         published_at=times[2],
+        key_id=KEY.key_id_hex,
     )
-    assert parse_pointer(pointer.to_json()) == pointer
+    assert parse_pointer(pointer.to_json(LOCATION, KEY)) == pointer

@@ -30,7 +30,7 @@ from certfleet.datastore import (
     S3Datastore,
     UnknownMasterKeyError,
 )
-from certfleet.datastore.encryption import ENVELOPE_SCHEME
+from certfleet.datastore.encryption import ENVELOPE_SCHEME, KeyRing
 from certfleet.datastore.pointer import MAX_POINTER_BYTES, parse_pointer
 from certfleet.datastore.s3_store import MAX_OBJECT_BYTES, MAX_REVISION_PROBES
 
@@ -183,7 +183,7 @@ def test_objects_as_stored(
     pointer_object = s3_client.get_object(Bucket=BUCKET, Key=f"{base}/current.json")
     assert pointer_object["ContentType"] == "application/json"
     assert pointer_object["CacheControl"] == "no-cache"
-    assert parse_pointer(pointer_object["Body"].read()) == pointer
+    assert parse_pointer(pointer_object["Body"].read(), location, KeyRing([master_key])) == pointer
 
 
 def test_revisions_count_up_and_old_ones_stay(
@@ -555,21 +555,22 @@ def test_flipped_byte_in_encrypted_key(
 
 
 def test_flipped_byte_in_encrypted_key_with_a_rewritten_pointer(
-    store: S3Datastore, s3_client: S3Client, location: DatastoreLocation
+    store: S3Datastore, s3_client: S3Client, location: DatastoreLocation, master_key: MasterKey
 ) -> None:
-    """Someone able to rewrite the pointer too still cannot get a changed key accepted."""
+    """Someone able to rewrite and sign the pointer too still cannot get a changed key
+    accepted."""
     pointer = publish(store, location, None)
     key = location.privkey_key(1)
     tampered = flip_byte(body_of(s3_client, key), -5)
     overwrite(s3_client, key, tampered)
     forged = dataclasses.replace(pointer, privkey_enc_sha256=hashlib.sha256(tampered).hexdigest())
-    overwrite(s3_client, location.pointer_key, forged.to_json())
+    overwrite(s3_client, location.pointer_key, forged.to_json(location, master_key))
     with pytest.raises(DatastoreIntegrityError, match="failed authentication"):
         store.read_current(location)
 
 
 def test_key_object_swapped_in_from_another_location(
-    store: S3Datastore, s3_client: S3Client, location: DatastoreLocation
+    store: S3Datastore, s3_client: S3Client, location: DatastoreLocation, master_key: MasterKey
 ) -> None:
     other = DatastoreLocation(BUCKET, "certfleet/prod", "aws-eu-1", "build-42", "evil.example.com")
     publish(store, location, None)
@@ -578,8 +579,9 @@ def test_key_object_swapped_in_from_another_location(
     overwrite(s3_client, location.privkey_key(1), foreign_blob)
     with pytest.raises(DatastoreIntegrityError):
         store.read_current(location)
-    # Even with the pointer's digests copied too, the blob is bound to its own S3 key.
-    overwrite(s3_client, location.pointer_key, other_pointer.to_json())
+    # Even with the pointer's digests copied and signed for here by a key holder, the blob
+    # is bound to its own S3 key.
+    overwrite(s3_client, location.pointer_key, other_pointer.to_json(location, master_key))
     overwrite(s3_client, location.fullchain_key(1), FULLCHAIN)
     with pytest.raises(DatastoreIntegrityError, match="copied from another location"):
         store.read_current(location)
