@@ -9,8 +9,9 @@ Two questions, as cert-manager asks them, each answered by the core's policy cha
    renewal window, RFC 9773), or a person asked for a new certificate now.
 
 Fit and not due: reuse it (or publish it, when it is not the published one). Otherwise
-AUTOMATIC issues, MANUAL waits for a person; a published certificate that is only due keeps
-serving meanwhile (``Serving``).
+AUTOMATIC issues (resuming the order the cache keeps, when a process died during one), MANUAL
+waits for a person; a published certificate that is only due keeps serving meanwhile
+(``Serving``).
 """
 
 from __future__ import annotations
@@ -59,7 +60,9 @@ def decide(observed: Observed | Unobservable, now: datetime, settings: DecisionS
     forced = observed.request.force_renewal
     if isinstance(stored_verdict, Valid) and stored is not None:
         if not forced:
-            return Reuse(stored, stored_verdict, cache_it=observed.cached != stored_pair)
+            # Caching it also forgets an order left over: nothing is due, none is needed.
+            cache_it = observed.cached != stored_pair or observed.pending is not None
+            return Reuse(stored, stored_verdict, cache_it=cache_it)
         # What is published stays in use while the requested replacement is obtained.
         stored_verdict = Failure(
             Reason.RenewalDue,
@@ -88,11 +91,18 @@ def decide(observed: Observed | Unobservable, now: datetime, settings: DecisionS
     serving = _still_serving(stored, stored_verdict)
     if spec.method is GenerationMethod.MANUAL:
         return _manual(observed, serving, now, settings)
+    names = ", ".join(spec.names)
     return Issue(
         # A renewal tells the CA which certificate it replaces (RFC 9773 `replaces`).
         replacing=stored.fullchain if stored is not None and stored_verdict.facts else None,
         serving=serving,
-        announcement=f"ordering a certificate for {', '.join(spec.names)} through ACME",
+        announcement=(
+            f"resuming the ACME order for {names} placed before a restart"
+            if observed.pending is not None
+            else f"ordering a certificate for {names} through ACME"
+        ),
+        # An order placed before (by a process that died) is carried on, never placed twice.
+        resume=observed.pending,
     )
 
 

@@ -1,9 +1,9 @@
 """Step one of a reconciliation: read everything the decision needs, in one place.
 
 Reads, in DESIGN order: the spec, the CloudHost (which datastore), the datastore's current
-certificate, the cache, what a person supplied (MANUAL), and the CA's renewal window of each
-ACME certificate found. A read that fails ends here as `Unobservable`,
-with the reason the status will give; nothing is written.
+certificate, the cache (and the ACME order it keeps while one is under way), what a person
+supplied (MANUAL), and the CA's renewal window of each ACME certificate found. A read that
+fails ends here as `Unobservable`, with the reason the status will give; nothing is written.
 """
 
 from __future__ import annotations
@@ -105,6 +105,7 @@ def _observe(request: Request, spec: CertificateSpec, ports: Ports) -> Observed:
         cached_window=stored_window if same else _window(ports, spec, cached),
         supplied=ports.supplied.read(namespace, spec) if manual else None,
         supplied_name=ports.supplied.describe(namespace, spec) if manual else None,
+        pending=None if manual else ports.cache.read_pending(namespace, spec),
     )
 
 

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any, TypeAlias
 
 from certfleet.api.spec import CertificateSpec, CloudHostConfig
-from certfleet.controller.ports import PemPair, Window
+from certfleet.controller.ports import PemPair, PendingOrder, Window
 from certfleet.core.facts import CertificateFacts
 from certfleet.core.policy import Valid
 from certfleet.datastore.location import DatastoreLocation
@@ -48,6 +48,8 @@ class Observed:
     cached_window: Window | None
     supplied: PemPair | None  # MANUAL: what a person put where ``supplied_name`` says
     supplied_name: str | None
+    # An ACME order placed before (by a process that died) whose certificate is not cached.
+    pending: PendingOrder | None = None
 
 
 @dataclass(frozen=True)
@@ -95,11 +97,13 @@ class Publish:
 
 @dataclass(frozen=True)
 class Issue:
-    """Order a new certificate through ACME; ``replacing`` is the one it replaces."""
+    """Order a new certificate through ACME; ``replacing`` is the one it replaces.
+    ``resume``: the order already placed, carried on instead of placing another."""
 
     replacing: bytes | None
     serving: Serving | None
     announcement: str
+    resume: PendingOrder | None = None
 
 
 @dataclass(frozen=True)

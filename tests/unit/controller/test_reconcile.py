@@ -8,7 +8,7 @@ here without any server; tests/e2e prove the same on the real ones.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -22,7 +22,7 @@ from certfleet.controller.adapters import SecretCache, SecretSuppliedCertificate
 from certfleet.controller.decide import DecisionSettings
 from certfleet.controller.gather import DatastoreNotConfiguredError
 from certfleet.controller.plan import Outcome, Request
-from certfleet.controller.ports import PemPair, Ports
+from certfleet.controller.ports import PemPair, PendingOrder, Ports
 from certfleet.controller.reconcile import OrderLease, Reconciler
 from certfleet.controller.report import events_to_post, status_from_outcome
 from certfleet.core.errors import CertfleetError, RetryLaterError
@@ -47,12 +47,23 @@ def certificate(
 
 
 class DictSecrets:
+    """kubernetes.io/tls Secrets: the pair in `items`, any other keys in `extra` (merged on
+    write, as a patch of the API server merges them)."""
+
     def __init__(self) -> None:
         self.items: dict[tuple[str, str], tuple[bytes, bytes]] = {}
+        self.extra: dict[tuple[str, str], dict[str, bytes]] = {}
         self.fail_writes = False
+        self.writes = 0
 
     def read(self, namespace: str, name: str) -> tuple[bytes, bytes] | None:
         return self.items.get((namespace, name))
+
+    def read_all(self, namespace: str, name: str) -> Mapping[str, bytes] | None:
+        pair = self.items.get((namespace, name))
+        if pair is None:
+            return None
+        return {"tls.crt": pair[0], "tls.key": pair[1], **self.extra.get((namespace, name), {})}
 
     def write(
         self,
@@ -62,10 +73,13 @@ class DictSecrets:
         key: bytes,
         labels: Mapping[str, str],
         annotations: Mapping[str, str],
+        extra: Mapping[str, bytes] | None = None,
     ) -> None:
         if self.fail_writes:
             raise KubernetesUnavailableError("the API server did not answer")
+        self.writes += 1
         self.items[(namespace, name)] = (fullchain, key)
+        self.extra.setdefault((namespace, name), {}).update(extra or {})
 
 
 @dataclass
@@ -76,7 +90,14 @@ class FakeIssuer:
     orders: int = 0
     replaced: list[bytes | None] = field(default_factory=list)
 
-    def issue(self, spec: CertificateSpec, namespace: str, replacing: bytes | None) -> PemPair:
+    def issue(
+        self,
+        spec: CertificateSpec,
+        namespace: str,
+        replacing: bytes | None,
+        resume: PendingOrder | None = None,
+        placed: Callable[[PendingOrder], None] | None = None,
+    ) -> PemPair:
         self.orders += 1
         self.replaced.append(replacing)
         if self.retry_after is not None:
