@@ -448,7 +448,7 @@ class _Session:
             messages.STATUS_PROCESSING,
             messages.STATUS_VALID,
         ):
-            self._abandon(saved, f"it is {body.status}")
+            self._abandon(saved, f"it is {body.status.name}")
             return None
         authorizations = []
         if body.status == messages.STATUS_PENDING:
@@ -464,7 +464,7 @@ class _Session:
             "resuming the ACME order %s for %s (%s)",
             saved.order_url,
             self.exchange.what,
-            body.status,
+            body.status.name,
         )
         order = messages.OrderResource(
             body=body,

@@ -29,7 +29,7 @@ from certfleet.controller.plan import (
     Unobservable,
     Wait,
 )
-from certfleet.controller.ports import PemPair
+from certfleet.controller.ports import PemPair, PendingOrder
 from certfleet.core.checks import Reason
 from certfleet.core.errors import CertfleetError
 from certfleet.core.policy import Valid
@@ -79,6 +79,7 @@ def observed(
     supplied: PemPair | None = None,
     window: tuple[datetime, datetime] | None = None,
     forced: bool = False,
+    pending: PendingOrder | None = None,
 ) -> Observed:
     parsed = parse_certificate_spec(spec)
     return Observed(
@@ -96,6 +97,7 @@ def observed(
         cached_window=window,
         supplied=supplied,
         supplied_name="the kubernetes.io/tls Secret shop/supplied",
+        pending=pending,
     )
 
 
@@ -286,3 +288,50 @@ def test_every_failed_read_or_write_has_its_reason(
 ) -> None:
     failure = unobservable(error)
     assert (failure.reason, failure.retry) == (reason, retry)
+
+
+# -- an order placed before a restart ---------------------------------------------------------
+
+PENDING = PendingOrder(
+    "https://ca.test/dir", "https://ca.test/acct/1", "https://ca.test/order/7", (DOMAIN,), b"k"
+)
+
+
+@pytest.mark.parametrize(
+    ("published", "cached", "forced"),
+    [(None, None, False), (DUE, None, False), (EXPIRED, BROKEN, False), (VALID, None, True)],
+    ids=["first issuance", "renewal", "nothing fit", "renew-now"],
+)
+def test_an_order_placed_before_a_restart_is_resumed_not_placed_again(
+    published: PemPair | None, cached: PemPair | None, forced: bool
+) -> None:
+    plan = decide(
+        observed(published=published, cached=cached, forced=forced, pending=PENDING),
+        NOW,
+        SETTINGS,
+    )
+    assert isinstance(plan, Issue) and plan.resume == PENDING
+    assert plan.announcement.startswith("resuming the ACME order")
+    fresh = decide(observed(published=published, cached=cached, forced=forced), NOW, SETTINGS)
+    assert isinstance(fresh, Issue) and fresh.resume is None
+    assert fresh.announcement.startswith("ordering a certificate")
+
+
+def test_an_order_left_over_beside_a_valid_certificate_is_forgotten_by_caching_it() -> None:
+    plan = decide(observed(published=VALID, cached=VALID, pending=PENDING), NOW, SETTINGS)
+    assert isinstance(plan, Reuse) and plan.cache_it  # the cache write empties the order
+    without = decide(observed(published=VALID, cached=VALID), NOW, SETTINGS)
+    assert isinstance(without, Reuse) and not without.cache_it
+
+
+def test_a_cached_certificate_is_published_before_a_pending_order_is_looked_at() -> None:
+    # A crash after the download and the cache write, before the publish.
+    plan = decide(observed(published=DUE, cached=VALID, pending=PENDING), NOW, SETTINGS)
+    assert isinstance(plan, Publish) and plan.reason == CertificateReason.RestoredFromCache
+
+
+def test_a_pending_order_never_shows_its_key() -> None:
+    secret = PendingOrder("https://a", "https://b", "https://c", ("x",), b"PRIVATE KEY bytes")
+    assert "PRIVATE" not in repr(secret)
+    plan = decide(observed(published=DUE, pending=secret), NOW, SETTINGS)
+    assert "PRIVATE" not in repr(plan)

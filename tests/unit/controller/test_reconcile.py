@@ -54,7 +54,7 @@ class DictSecrets:
         self.items: dict[tuple[str, str], tuple[bytes, bytes]] = {}
         self.extra: dict[tuple[str, str], dict[str, bytes]] = {}
         self.fail_writes = False
-        self.writes = 0
+        self.fail_certificate_writes = False  # writes of a pair only (not of an order alone)
 
     def read(self, namespace: str, name: str) -> tuple[bytes, bytes] | None:
         return self.items.get((namespace, name))
@@ -75,9 +75,8 @@ class DictSecrets:
         annotations: Mapping[str, str],
         extra: Mapping[str, bytes] | None = None,
     ) -> None:
-        if self.fail_writes:
+        if self.fail_writes or (self.fail_certificate_writes and fullchain):
             raise KubernetesUnavailableError("the API server did not answer")
-        self.writes += 1
         self.items[(namespace, name)] = (fullchain, key)
         self.extra.setdefault((namespace, name), {}).update(extra or {})
 
