@@ -342,8 +342,11 @@ def test_a_valid_order_gives_its_certificate_again_and_a_lost_one_a_new_order(be
         replace(saved, order_url=saved.order_url + "-unknown"),  # the CA forgot it
         replace(saved, names=(_name(),)),  # the spec's names changed
         replace(saved, account_url=saved.account_url + "-other"),
+        replace(
+            saved, private_key_pem=b"-----BEGIN PRIVATE KEY-----\nAA==\n-----END PRIVATE KEY-----\n"
+        ),
     ):
         fresh = bed.issuer().issue(names, deadline=30, resume=unusable)
         _check_issued(fresh, bed.ca, names)
         assert fresh.private_key_pem != saved.private_key_pem
-    assert bed.ca.orders_created() == 4
+    assert bed.ca.orders_created() == 5

@@ -16,10 +16,12 @@ import hashlib
 import json
 import logging
 import os
+import random
 import secrets
 import shlex
 import socket
 import ssl
+import subprocess
 import sys
 import threading
 import time
@@ -1057,3 +1059,97 @@ def test_apache2_serves_the_new_certificate_after_a_graceful_reload(
         finally:
             agent.stop()
             thread.join(timeout=20)
+
+
+@pytest.mark.reliability
+def test_an_agent_sigkilled_mid_install_never_leaves_a_half_installed_pair(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    """The agent as its own process, SIGKILLed at seeded random moments of installing new
+    revisions (some right as a new version folder appears): the pair at <root>/<domain> is
+    always one whole pair, nginx's config test always passes, and the restarted agent installs
+    and serves the newest revision without a person."""
+    seed = int(os.environ.get("CERTFLEET_RELIABILITY_SEED") or secrets.randbits(32))
+    rng = random.Random(seed)
+    domain = fleet.domain
+    first = fleet.datastore.publish(fleet.ca.leaf(domain, valid_from_days=-2))
+    node = fleet.add("node-k", init_step=True)  # the init step, nginx; its agent thread...
+    node.agent.stop()  # ... gives way to the agent as a process, which is what gets killed
+    assert node.thread is not None
+    node.thread.join(timeout=20)
+    fleet.nodes.remove(node)
+    flags = agent_flags(
+        name="node-k",
+        server=node.nginx,
+        root=node.root,
+        endpoint=fleet.endpoint,
+        datastore=fleet.datastore,
+        trust=fleet.trust,
+    )
+    installer = CertificateInstaller(node.root, domain)
+    broken: list[str] = []
+    stop = threading.Event()
+
+    def sample() -> None:
+        """Every 10 ms: the installed pair is whole (the key is the certificate's)."""
+        while not stop.is_set():
+            try:
+                files = installer.read_installed()
+                assert files is not None
+                leaf = x509.load_pem_x509_certificate(files.fullchain)
+                key = serialization.load_pem_private_key(files.privkey, password=None)
+                spki = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+                if leaf.public_key().public_bytes(*spki) != key.public_key().public_bytes(*spki):
+                    broken.append(f"a mismatched pair at {files.version}")
+            except Exception as error:  # any unreadable state is what this looks for
+                broken.append(f"{type(error).__name__}: {error}")
+            stop.wait(0.01)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    kills: list[tuple[str, float]] = []
+    agent: ServerProcess | None = None
+    try:
+        for index in range(12):
+            agent = ServerProcess(
+                f"agent-k{index}",
+                [sys.executable, "-m", "certfleet.cli", "agent", *flags],
+                tmp_path / f"agent-k{index}.log",
+            )
+            versions = set(installer.versions())
+            # Newer each time: a later notBefore (the agent refuses a downgrade).
+            fleet.datastore.publish(fleet.ca.leaf(domain, valid_from_days=-1 + index / 1000))
+            moment = rng.choice(("timing", "version-folder"))
+            if moment == "version-folder":
+
+                def new_version(versions: set[str] = versions) -> set[str]:
+                    return set(installer.versions()) - versions
+
+                wait_for("a new version folder", new_version, timeout=30, interval=0.002)
+                delay = rng.uniform(0, 0.05)
+            else:
+                delay = rng.uniform(0, 2.0)
+            time.sleep(delay)  # the kill moment itself, drawn at random
+            agent.kill()
+            kills.append((moment, round(delay, 3)))
+            check = subprocess.run(node.nginx.test_command, capture_output=True, timeout=30)
+            assert check.returncode == 0, check.stderr.decode()
+        last = fleet.datastore.publish(fleet.ca.leaf(domain, valid_from_days=-0.5))
+        agent = ServerProcess(
+            "agent-k-last",
+            [sys.executable, "-m", "certfleet.cli", "agent", *flags],
+            tmp_path / "agent-k-last.log",
+        )
+        wait_for(
+            lambda: f"serial {last} served: {served_serial(node.nginx, domain, fleet.trust)}",
+            lambda: served_serial(node.nginx, domain, fleet.trust) == last,
+            timeout=60,
+            interval=0.05,
+        )
+    finally:
+        stop.set()
+        sampler.join(timeout=5)
+        if agent is not None:
+            agent.stop()
+    print(f"agent SIGKILLs (seed {seed}): {kills}; first serial {first}, served {last}")
+    assert not broken, broken[:5]

@@ -436,6 +436,11 @@ class _Session:
             self._abandon(saved, "it is for other names")
             return None
         try:
+            csr_pem = make_csr(saved.private_key_pem, list(names))
+        except (ValueError, TypeError):  # a saved key that does not load (edited, truncated)
+            self._abandon(saved, "its saved private key is not usable")
+            return None
+        try:
             with self.step("resume-order"):
                 response = self._post_as_get(saved.order_url)
                 body = messages.Order.from_json(response.json())
@@ -470,7 +475,7 @@ class _Session:
             body=body,
             uri=saved.order_url,
             authorizations=authorizations,
-            csr_pem=make_csr(saved.private_key_pem, list(names)),
+            csr_pem=csr_pem,
         )
         return order, saved.private_key_pem
 
