@@ -1061,6 +1061,37 @@ def test_apache2_serves_the_new_certificate_after_a_graceful_reload(
             thread.join(timeout=20)
 
 
+class PairSampler(threading.Thread):
+    """Every 10 ms: the pair installed at <root>/<domain> is whole (the key is the
+    certificate's). Records what is not."""
+
+    def __init__(self, installer: CertificateInstaller) -> None:
+        super().__init__(daemon=True)
+        self.installer = installer
+        self.broken: list[str] = []
+        self.samples = 0
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        spki = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        while not self.stop.is_set():
+            try:
+                files = self.installer.read_installed()
+                assert files is not None, "nothing installed"
+                leaf = x509.load_pem_x509_certificate(files.fullchain)
+                key = serialization.load_pem_private_key(files.privkey, password=None)
+                if leaf.public_key().public_bytes(*spki) != key.public_key().public_bytes(*spki):
+                    self.broken.append(f"a mismatched pair at {files.version}")
+                self.samples += 1
+            except Exception as error:  # any unreadable state is what this looks for
+                self.broken.append(f"{type(error).__name__}: {error}")
+            self.stop.wait(0.01)
+
+    def finish(self) -> None:
+        self.stop.set()
+        self.join(timeout=5)
+
+
 @pytest.mark.reliability
 def test_an_agent_sigkilled_mid_install_never_leaves_a_half_installed_pair(
     fleet: Fleet, tmp_path: Path
@@ -1087,25 +1118,7 @@ def test_an_agent_sigkilled_mid_install_never_leaves_a_half_installed_pair(
         trust=fleet.trust,
     )
     installer = CertificateInstaller(node.root, domain)
-    broken: list[str] = []
-    stop = threading.Event()
-
-    def sample() -> None:
-        """Every 10 ms: the installed pair is whole (the key is the certificate's)."""
-        while not stop.is_set():
-            try:
-                files = installer.read_installed()
-                assert files is not None
-                leaf = x509.load_pem_x509_certificate(files.fullchain)
-                key = serialization.load_pem_private_key(files.privkey, password=None)
-                spki = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-                if leaf.public_key().public_bytes(*spki) != key.public_key().public_bytes(*spki):
-                    broken.append(f"a mismatched pair at {files.version}")
-            except Exception as error:  # any unreadable state is what this looks for
-                broken.append(f"{type(error).__name__}: {error}")
-            stop.wait(0.01)
-
-    sampler = threading.Thread(target=sample, daemon=True)
+    sampler = PairSampler(installer)
     sampler.start()
     kills: list[tuple[str, float]] = []
     agent: ServerProcess | None = None
@@ -1147,9 +1160,47 @@ def test_an_agent_sigkilled_mid_install_never_leaves_a_half_installed_pair(
             interval=0.05,
         )
     finally:
-        stop.set()
-        sampler.join(timeout=5)
+        sampler.finish()
         if agent is not None:
             agent.stop()
     print(f"agent SIGKILLs (seed {seed}): {kills}; first serial {first}, served {last}")
-    assert not broken, broken[:5]
+    assert not sampler.broken, sampler.broken[:5]
+    assert sampler.samples > 0
+
+
+@pytest.mark.reliability
+def test_s3_going_away_mid_sync_leaves_a_whole_pair_and_the_next_sync_installs(
+    fleet: Fleet, s3_server: S3Server
+) -> None:
+    """versitygw stops at seeded random moments right after a new revision is published,
+    while the agent fetches it: the installed pair stays whole and served, and once S3 is
+    back the agent installs the newest revision by itself."""
+    seed = int(os.environ.get("CERTFLEET_RELIABILITY_SEED") or secrets.randbits(32))
+    rng = random.Random(seed)
+    domain = fleet.domain
+    first = fleet.datastore.publish(fleet.ca.leaf(domain, valid_from_days=-2))
+    node = fleet.add("node-s3", init_step=True)
+    fleet.wait_serving(first)
+    sampler = PairSampler(CertificateInstaller(node.root, domain))
+    sampler.start()
+    moments: list[float] = []
+    try:
+        for index in range(5):
+            serial = fleet.datastore.publish(
+                fleet.ca.leaf(domain, valid_from_days=-1 + index / 1000)
+            )
+            delay = rng.uniform(0, 2 * INTERVAL)
+            time.sleep(delay)  # the outage's moment, drawn at random within a poll or two
+            try:
+                s3_server.stop()
+                moments.append(round(delay, 3))
+                served = served_serial(node.nginx, domain, fleet.trust)
+                assert not served.startswith("<no verified handshake"), served
+            finally:
+                if s3_server.process is None or not s3_server.process.alive():
+                    s3_server.start()
+            fleet.wait_serving(serial, timeout=30)
+    finally:
+        sampler.finish()
+    print(f"S3 stopped mid-sync (seed {seed}) after {moments} s; served {serial} after each")
+    assert not sampler.broken, sampler.broken[:5]

@@ -60,8 +60,7 @@ def decide(observed: Observed | Unobservable, now: datetime, settings: DecisionS
     forced = observed.request.force_renewal
     if isinstance(stored_verdict, Valid) and stored is not None:
         if not forced:
-            # Caching it also forgets an order left over: nothing is due, none is needed.
-            cache_it = observed.cached != stored_pair or observed.pending is not None
+            cache_it = _cache_may_take(observed, stored_pair, stored_verdict, now)
             return Reuse(stored, stored_verdict, cache_it=cache_it)
         # What is published stays in use while the requested replacement is obtained.
         stored_verdict = Failure(
@@ -158,6 +157,23 @@ def judge_issued(
     if window is not None and not isinstance(verdict, Valid):
         verdict = judge(pair, spec, now, None)
     return verdict
+
+
+def _cache_may_take(
+    observed: Observed, stored_pair: PemPair | None, stored_verdict: Verdict, now: datetime
+) -> bool:
+    """Whether reusing the published certificate may copy it over the cache. Not over a
+    newer valid one: that is a renew-now's certificate not yet published (a process died),
+    which the renew-now still to come publishes; overwriting it would throw an issued
+    certificate away. (An order under way, ``observed.pending``, is left alone for the same
+    reason: a plain reconciliation may come before the renew-now's.)"""
+    cached = observed.cached
+    if cached == stored_pair:
+        return False
+    if cached is None:
+        return True
+    verdict = judge(cached, observed.spec, now, observed.cached_window)
+    return not (isinstance(verdict, Valid) and _newer(verdict, stored_verdict))
 
 
 def _newer(candidate: Valid, published: Verdict) -> bool:

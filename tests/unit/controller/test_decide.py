@@ -62,6 +62,16 @@ def pair(days_left: float = 89, lifetime: float = 90, key: int = 9) -> PemPair:
 
 
 VALID, DUE, EXPIRED, OTHER = pair(), pair(days_left=3), pair(days_left=-1), pair(key=4)
+
+
+def _leaf(not_before_days: float) -> tuple[bytes, bytes]:
+    """A certificate issued `not_before_days` from NOW (negative: before), valid 90 days."""
+    authority = pki("ec")
+    start = NOW + not_before_days * DAY
+    leaf = authority.leaf(DOMAIN, key=ec_key(n=3), not_before=start, not_after=start + 90 * DAY)
+    return pem(leaf.cert, authority.intermediate.cert), key_pem(leaf.key)
+
+
 BROKEN = PemPair(b"garbage", VALID.key)
 
 
@@ -317,11 +327,19 @@ def test_an_order_placed_before_a_restart_is_resumed_not_placed_again(
     assert fresh.announcement.startswith("ordering a certificate")
 
 
-def test_an_order_left_over_beside_a_valid_certificate_is_forgotten_by_caching_it() -> None:
+def test_a_plain_reconciliation_before_a_renew_nows_keeps_what_the_renewal_obtained() -> None:
+    """After a kill mid renew-now, kopf runs the plain handler first: reusing the published
+    certificate must neither forget the renewal's order nor overwrite its certificate."""
     plan = decide(observed(published=VALID, cached=VALID, pending=PENDING), NOW, SETTINGS)
-    assert isinstance(plan, Reuse) and plan.cache_it  # the cache write empties the order
-    without = decide(observed(published=VALID, cached=VALID), NOW, SETTINGS)
-    assert isinstance(without, Reuse) and not without.cache_it
+    assert isinstance(plan, Reuse) and not plan.cache_it  # the order stays where it is
+    renewed = PemPair(*_leaf(not_before_days=-0.5))
+    plan = decide(observed(published=VALID, cached=renewed), NOW, SETTINGS)
+    assert isinstance(plan, Reuse) and not plan.cache_it, "a newer certificate overwritten"
+    forced = decide(observed(published=VALID, cached=renewed, forced=True), NOW, SETTINGS)
+    assert isinstance(forced, Publish) and forced.pair == renewed
+    for older_or_unfit in (OTHER, DUE, BROKEN, None):
+        plan = decide(observed(published=VALID, cached=older_or_unfit), NOW, SETTINGS)
+        assert isinstance(plan, Reuse) and plan.cache_it, older_or_unfit
 
 
 def test_a_cached_certificate_is_published_before_a_pending_order_is_looked_at() -> None:

@@ -150,6 +150,24 @@ def test_renew_now_killed_after_the_download_publishes_that_certificate(world: F
     assert (world.ca.orders, ca(world).issued) == (2, 2), "the renewal was ordered twice"
 
 
+@pytest.mark.parametrize("step", ["placed", "issued"])
+def test_a_plain_reconciliation_after_a_killed_renew_now_keeps_its_order_and_certificate(
+    world: FakeWorld, step: str
+) -> None:
+    """kopf resumes a resource with its plain handler first, then the renew-now's."""
+    reconcile(world)
+    renewed = certificate(not_before=NOW - DAY / 2, key=6)
+    world.ca.next_certificate = renewed
+    ca(world).kill_after = step
+    with pytest.raises(Killed):
+        reconcile(world, force_renewal=True)
+    plain = reconcile(world)
+    assert plain.reason == "Reused"
+    outcome = reconcile(world, force_renewal=True)
+    assert outcome.ready and published(world) == renewed
+    assert (world.ca.orders, ca(world).issued) == (2, 2), "the renewal was ordered twice"
+
+
 def test_an_order_that_turned_invalid_is_replaced_by_a_new_one(world: FakeWorld) -> None:
     ca(world).kill_after = "placed"
     with pytest.raises(Killed):
