@@ -27,6 +27,7 @@ from certfleet.acme_issuer import (
     InMemoryAccountStore,
     IssuedCertificate,
     KeyAlgorithm,
+    PlacedOrder,
     StoredAccount,
 )
 from certfleet.acme_issuer.accounts import account_key_to_json, new_account_key
@@ -284,3 +285,75 @@ def test_the_request_hook_sees_every_step(bed: Bed) -> None:
     assert {"directory", "new-account", "new-order", "answer-challenge"} <= operations
     assert {"poll-authorization", "finalize", "download-certificate"} <= operations
     assert all(seconds >= 0 for seconds, _ in seen)
+
+
+class _Crash(BaseException):
+    """The process died right after the order was saved."""
+
+
+class _Journal:
+    def __init__(self, crash: bool) -> None:
+        self.orders: list[PlacedOrder] = []
+        self.crash = crash
+
+    def placed(self, order: PlacedOrder) -> None:
+        self.orders.append(order)
+        if self.crash:
+            raise _Crash
+
+
+def test_an_order_saved_before_a_crash_is_resumed_not_placed_again(bed: Bed) -> None:
+    names = [_name(), _name()]
+    journal = _Journal(crash=True)
+    with pytest.raises(_Crash):
+        bed.issuer().issue(names, deadline=30, journal=journal)
+    (saved,) = journal.orders
+    assert "PRIVATE" not in repr(saved)
+    assert saved.directory_url == bed.ca.directory_url and saved.names == tuple(names)
+
+    # A fresh issuer, as after a restart: the pending order is answered and finalised.
+    issued = bed.issuer().issue(names, deadline=30, resume=saved, journal=_Journal(crash=True))
+    _check_issued(issued, bed.ca, names)
+    assert issued.private_key_pem == saved.private_key_pem
+    assert bed.ca.orders_created() == 1
+    assert len(bed.challenges) == 0
+
+
+def test_a_ready_order_is_finalised_with_the_saved_key(
+    start_acme_ca: Callable[..., AcmeCA],
+    start_nginx: Callable[..., Nginx],
+    responder: Http01Server,
+) -> None:
+    bed = _bed(start_acme_ca, start_nginx, responder, authz_reuse_percent=100)
+    name = _name()
+    bed.issuer().issue([name], deadline=30)  # its authorization is valid from now on
+    journal = _Journal(crash=True)
+    with pytest.raises(_Crash):
+        bed.issuer().issue([name], deadline=30, journal=journal)  # "ready" at once
+    issued = bed.issuer().issue([name], deadline=30, resume=journal.orders[0])
+    _check_issued(issued, bed.ca, [name])
+    assert issued.private_key_pem == journal.orders[0].private_key_pem
+    assert bed.ca.orders_created() == 2
+
+
+def test_a_valid_order_gives_its_certificate_again_and_a_lost_one_a_new_order(bed: Bed) -> None:
+    names = [_name()]
+    journal = _Journal(crash=False)
+    first = bed.issuer().issue(names, deadline=30, journal=journal)
+    (saved,) = journal.orders
+    again = bed.issuer().issue(names, deadline=30, resume=saved)
+    assert again == first  # downloaded again: the same certificate, the same key
+    assert bed.ca.orders_created() == 1
+
+    for unusable in (
+        replace(saved, order_url=saved.order_url + "-unknown"),  # the CA forgot it
+        replace(saved, names=(_name(),)),  # the spec's names changed
+        replace(saved, account_url=saved.account_url + "-other"),
+        replace(
+            saved, private_key_pem=b"-----BEGIN PRIVATE KEY-----\nAA==\n-----END PRIVATE KEY-----\n"
+        ),
+    ):
+        fresh = bed.issuer().issue(names, deadline=30, resume=unusable)
+        _check_issued(fresh, bed.ca, names)
+        assert fresh.private_key_pem != saved.private_key_pem
+    assert bed.ca.orders_created() == 5

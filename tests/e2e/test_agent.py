@@ -15,9 +15,12 @@ import contextlib
 import hashlib
 import json
 import logging
+import os
+import random
 import secrets
 import shlex
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -1061,3 +1064,148 @@ def test_a_webserver_that_serves_other_files_is_reloaded_a_few_times_then_report
         lambda: node.metric("certfleet_agent_reloads_total", result="success") > reloads,
         30,
     )
+
+
+class PairSampler(threading.Thread):
+    """Every 10 ms: the pair installed at <root>/<domain> is whole (the key is the
+    certificate's). Records what is not."""
+
+    def __init__(self, installer: CertificateInstaller) -> None:
+        super().__init__(daemon=True)
+        self.installer = installer
+        self.broken: list[str] = []
+        self.samples = 0
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        spki = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        while not self.stop.is_set():
+            try:
+                files = self.installer.read_installed()
+                assert files is not None, "nothing installed"
+                leaf = x509.load_pem_x509_certificate(files.fullchain)
+                key = serialization.load_pem_private_key(files.privkey, password=None)
+                if leaf.public_key().public_bytes(*spki) != key.public_key().public_bytes(*spki):
+                    self.broken.append(f"a mismatched pair at {files.version}")
+                self.samples += 1
+            except Exception as error:  # any unreadable state is what this looks for
+                self.broken.append(f"{type(error).__name__}: {error}")
+            self.stop.wait(0.01)
+
+    def finish(self) -> None:
+        self.stop.set()
+        self.join(timeout=5)
+
+
+@pytest.mark.reliability
+def test_an_agent_sigkilled_mid_install_never_leaves_a_half_installed_pair(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    """The agent as its own process, SIGKILLed at seeded random moments of installing new
+    revisions (some right as a new version folder appears): the pair at <root>/<domain> is
+    always one whole pair, nginx's config test always passes, and the restarted agent installs
+    and serves the newest revision without a person."""
+    seed = int(os.environ.get("CERTFLEET_RELIABILITY_SEED") or secrets.randbits(32))
+    rng = random.Random(seed)
+    domain = fleet.domain
+    first = fleet.datastore.publish(fleet.ca.leaf(domain, valid_from_days=-2))
+    node = fleet.add("node-k", init_step=True)  # the init step, nginx; its agent thread...
+    node.agent.stop()  # ... gives way to the agent as a process, which is what gets killed
+    assert node.thread is not None
+    node.thread.join(timeout=20)
+    fleet.nodes.remove(node)
+    flags = agent_flags(
+        name="node-k",
+        server=node.nginx,
+        root=node.root,
+        endpoint=fleet.endpoint,
+        datastore=fleet.datastore,
+        trust=fleet.trust,
+    )
+    installer = CertificateInstaller(node.root, domain)
+    sampler = PairSampler(installer)
+    sampler.start()
+    kills: list[tuple[str, float]] = []
+    agent: ServerProcess | None = None
+    try:
+        for index in range(12):
+            agent = ServerProcess(
+                f"agent-k{index}",
+                [sys.executable, "-m", "certfleet.cli", "agent", *flags],
+                tmp_path / f"agent-k{index}.log",
+            )
+            versions = set(installer.versions())
+            # Newer each time: a later notBefore (the agent refuses a downgrade).
+            fleet.datastore.publish(fleet.ca.leaf(domain, valid_from_days=-1 + index / 1000))
+            moment = rng.choice(("timing", "version-folder"))
+            if moment == "version-folder":
+
+                def new_version(versions: set[str] = versions) -> set[str]:
+                    return set(installer.versions()) - versions
+
+                wait_for("a new version folder", new_version, timeout=30, interval=0.002)
+                delay = rng.uniform(0, 0.05)
+            else:
+                delay = rng.uniform(0, 2.0)
+            time.sleep(delay)  # the kill moment itself, drawn at random
+            agent.kill()
+            kills.append((moment, round(delay, 3)))
+            check = subprocess.run(node.nginx.test_command, capture_output=True, timeout=30)
+            assert check.returncode == 0, check.stderr.decode()
+        last = fleet.datastore.publish(fleet.ca.leaf(domain, valid_from_days=-0.5))
+        agent = ServerProcess(
+            "agent-k-last",
+            [sys.executable, "-m", "certfleet.cli", "agent", *flags],
+            tmp_path / "agent-k-last.log",
+        )
+        wait_for(
+            lambda: f"serial {last} served: {served_serial(node.nginx, domain, fleet.trust)}",
+            lambda: served_serial(node.nginx, domain, fleet.trust) == last,
+            timeout=60,
+            interval=0.05,
+        )
+    finally:
+        sampler.finish()
+        if agent is not None:
+            agent.stop()
+    print(f"agent SIGKILLs (seed {seed}): {kills}; first serial {first}, served {last}")
+    assert not sampler.broken, sampler.broken[:5]
+    assert sampler.samples > 0
+
+
+@pytest.mark.reliability
+def test_s3_going_away_mid_sync_leaves_a_whole_pair_and_the_next_sync_installs(
+    fleet: Fleet, s3_server: S3Server
+) -> None:
+    """versitygw stops at seeded random moments right after a new revision is published,
+    while the agent fetches it: the installed pair stays whole and served, and once S3 is
+    back the agent installs the newest revision by itself."""
+    seed = int(os.environ.get("CERTFLEET_RELIABILITY_SEED") or secrets.randbits(32))
+    rng = random.Random(seed)
+    domain = fleet.domain
+    first = fleet.datastore.publish(fleet.ca.leaf(domain, valid_from_days=-2))
+    node = fleet.add("node-s3", init_step=True)
+    fleet.wait_serving(first)
+    sampler = PairSampler(CertificateInstaller(node.root, domain))
+    sampler.start()
+    moments: list[float] = []
+    try:
+        for index in range(5):
+            serial = fleet.datastore.publish(
+                fleet.ca.leaf(domain, valid_from_days=-1 + index / 1000)
+            )
+            delay = rng.uniform(0, 2 * INTERVAL)
+            time.sleep(delay)  # the outage's moment, drawn at random within a poll or two
+            try:
+                s3_server.stop()
+                moments.append(round(delay, 3))
+                served = served_serial(node.nginx, domain, fleet.trust)
+                assert not served.startswith("<no verified handshake"), served
+            finally:
+                if s3_server.process is None or not s3_server.process.alive():
+                    s3_server.start()
+            fleet.wait_serving(serial, timeout=30)
+    finally:
+        sampler.finish()
+    print(f"S3 stopped mid-sync (seed {seed}) after {moments} s; served {serial} after each")
+    assert not sampler.broken, sampler.broken[:5]

@@ -253,3 +253,38 @@ def test_a_run_inside_the_back_off_of_a_failed_order_places_none(
     assert acme_ca.orders_created() == 2
     status = json.loads((machine.workdir / "status.json").read_text())["certificates"]
     assert status["default/www"]["status"]["failedIssuanceAttempts"] == 2
+
+
+@pytest.mark.reliability
+def test_a_run_killed_mid_order_resumes_that_order_at_the_next_run(
+    machines: tuple[BuildMachine, BuildMachine], acme_ca: AcmeCA, datastore: Datastore
+) -> None:
+    """SIGKILL the moment the order is saved beside the cache (before or after the CA
+    finalises it, whichever comes first): the next cron run carries that order on, with the
+    saved key, and places none of its own."""
+    machine = machines[0]
+    domain = new_domain()
+    file = machine.documents(www={"domain": domain})
+    cache = machine.cache(domain)
+    run = machine.start(file)
+    wait_for(
+        lambda: f"the order saved in {cache}: {run.stdout} {run.stderr}",
+        (cache / "pending-order.json").exists,
+        timeout=60,
+        interval=0.002,
+    )
+    run.process.kill()
+    run.process.wait()
+    assert mode(cache / "pending-order.key") == 0o600
+    saved_key = (cache / "pending-order.key").read_bytes()
+
+    result = machine.run(file)
+    assert result.returncode == 0, result.stderr
+    assert f"default/www {domain}: Issued:" in result.stdout
+    assert acme_ca.orders_created() == 1, "the next run placed an order of its own"
+    assert not (cache / "pending-order.json").exists()
+    assert not (cache / "pending-order.key").exists()
+    assert (cache / "privkey.pem").read_bytes() == saved_key
+    stored = datastore.stored(domain)
+    assert stored is not None and stored.privkey == saved_key
+    assert "PRIVATE KEY" not in result.stdout + result.stderr

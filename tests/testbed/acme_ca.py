@@ -22,6 +22,9 @@ from testbed.processes import ServerProcess, Servers, free_port, http_ok, tcp_op
 
 # pebble logs one line per new order; counting them proves reuse ("zero new ACME orders").
 _ORDER_LINE = re.compile(rb"Added order \"")
+_ORDER_ID = re.compile(rb"Added order \"([^\"]+)\"")
+# ... and one per certificate it issues, naming the order: an order without one was wasted.
+_ISSUED_LINE = re.compile(rb"Issued certificate serial ([0-9a-f]+) for order (\S+)")
 
 
 class AcmeCA(Servers):
@@ -56,6 +59,7 @@ class AcmeCA(Servers):
         self.management_url = ""
         self.dns_port = 0
         self.startup_seconds: dict[str, float] = {}
+        self._ports: tuple[int, int, int] | None = None  # ACME, management, TLS-ALPN
 
     @property
     def listener_ca_bundle(self) -> Path:
@@ -93,8 +97,21 @@ class AcmeCA(Servers):
             lambda: tcp_open("127.0.0.1", dns_management)
         )
 
+    def stop_pebble(self) -> None:
+        """pebble alone goes away (an outage of the CA); it keeps nothing on disk, so its
+        orders, accounts and roots are gone with it."""
+        assert self.pebble is not None
+        self.pebble.stop()
+
+    def restart_pebble(self) -> None:
+        """pebble again on the same ports (the directory URL stays), with new roots."""
+        dns_host, _ = self.dns_server or ("127.0.0.1", self.dns_port)
+        self._start_pebble(dns_host)
+
     def _start_pebble(self, dns_host: str) -> None:
-        acme_port, management_port = free_port(), free_port()
+        # The same ports at a restart: the directory URL in every spec stays right.
+        self._ports = self._ports or (free_port(), free_port(), free_port())
+        acme_port, management_port, tls_port = self._ports
         pebble_module = self.pebble_kind == "module"
         program = (
             binaries.go_program(f"pebble-{binaries.pinned_version('PEBBLE_VERSION')}")
@@ -108,7 +125,7 @@ class AcmeCA(Servers):
             "certificate": str(listener.cert),
             "privateKey": str(listener.key),
             "httpPort": self.http_port,
-            "tlsPort": free_port(),
+            "tlsPort": tls_port,
             "ocspResponderURL": "",
             "externalAccountBindingRequired": bool(self.external_account_mac_keys),
         }
@@ -177,3 +194,14 @@ class AcmeCA(Servers):
     def orders_created(self) -> int:
         assert self.pebble is not None
         return len(_ORDER_LINE.findall(self.pebble.log_path.read_bytes()))
+
+    def order_ids(self) -> list[str]:
+        """Every order pebble added, in order (its URL ends with the id)."""
+        assert self.pebble is not None
+        return [m.decode() for m in _ORDER_ID.findall(self.pebble.log_path.read_bytes())]
+
+    def issued(self) -> dict[str, int]:
+        """order id -> the serial of the certificate pebble issued for it."""
+        assert self.pebble is not None
+        found = _ISSUED_LINE.findall(self.pebble.log_path.read_bytes())
+        return {order.decode(): int(serial, 16) for serial, order in found}

@@ -25,7 +25,12 @@ from certfleet.acme_issuer.errors import (
     InvalidAcmeServerError,
 )
 from certfleet.acme_issuer.http01 import ChallengeStore, Http01Server, is_valid_token
-from certfleet.acme_issuer.issuer import AcmeIssuer, IssuedCertificate
+from certfleet.acme_issuer.issuer import (
+    AcmeIssuer,
+    IssuedCertificate,
+    OrderJournal,
+    PlacedOrder,
+)
 from certfleet.acme_issuer.keys import DEFAULT_KEY_ALGORITHM, KeyAlgorithm
 from certfleet.acme_issuer.transport import RequestHook
 
@@ -48,6 +53,8 @@ __all__ = [
     "InvalidAcmeServerError",
     "IssuedCertificate",
     "KeyAlgorithm",
+    "OrderJournal",
+    "PlacedOrder",
     "RenewalInfo",
     "RequestHook",
     "StoredAccount",

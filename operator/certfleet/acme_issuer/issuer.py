@@ -3,9 +3,13 @@ ClientV2.
 
 One `issue()` is one order: account (stored, else registered once), new order, the solver's
 challenge (HTTP-01 or DNS-01, see `solvers`) for every authorization that is not already
-valid, finalization, certificate. Every step runs
-against one explicit deadline, and polls honour the CA's Retry-After instead of the library's
-fixed one-second sleeps (`poll_and_finalize`), which on a fast CA make issuance ~30x slower.
+valid, finalization, certificate. The order is never lost: once placed, it is handed to an
+`OrderJournal` (the new key, the order and account URLs) before any challenge is answered or
+the order finalised, and a later `issue(resume=...)` carries that order on instead of placing
+another (after a crash: its certificate is downloaded, or it is finalised with the saved key).
+Every step runs against one explicit deadline, and polls honour the CA's Retry-After instead
+of the library's fixed one-second sleeps (`poll_and_finalize`), which on a fast CA make
+issuance ~30x slower.
 `renewal_info()` asks the CA when it would like a certificate renewed (ARI, see `ari`), and a
 renewal names the certificate it replaces when the CA offers ARI.
 """
@@ -18,6 +22,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import metadata
+from typing import Protocol
 
 import requests
 from acme import challenges, messages
@@ -77,6 +82,25 @@ class IssuedCertificate:
     private_key_pem: bytes = field(repr=False)
 
 
+@dataclass(frozen=True)
+class PlacedOrder:
+    """What resumes an order after a crash: where it is, the account it belongs to, the
+    names it is for, and the private key its CSR is (to be) made from."""
+
+    directory_url: str
+    account_url: str
+    order_url: str
+    names: tuple[str, ...]
+    private_key_pem: bytes = field(repr=False)
+
+
+class OrderJournal(Protocol):
+    """Where an order placed is saved, durably, before the CA is asked to finalise it."""
+
+    def placed(self, order: PlacedOrder) -> None:
+        """Raises to stop the order (it is then never finalised: no certificate is lost)."""
+
+
 class AcmeIssuer:
     """Issues certificates from one ACME directory with one account (`account`: the
     directory, the email, the namespace it orders for, the EAB key id).
@@ -125,11 +149,17 @@ class AcmeIssuer:
         deadline: float = DEFAULT_DEADLINE_SECONDS,
         replacing: bytes | None = None,
         solver: ChallengeSolver | None = None,
+        journal: OrderJournal | None = None,
+        resume: PlacedOrder | None = None,
     ) -> IssuedCertificate:
         """A certificate for `names` with a fresh `key_algorithm` key; `deadline` is the number
         of seconds from now the whole issuance may take. `replacing` is the PEM certificate
         this one renews: named in the order (RFC 9773 `replaces`) when the CA offers ARI.
-        `solver` answers the challenges (default: HTTP-01 through the challenge store)."""
+        `solver` answers the challenges (default: HTTP-01 through the challenge store).
+
+        `journal` is told of the order as soon as it is placed, before anything can finalise
+        it. `resume`, an order a journal saved, is carried on when it still can give a
+        certificate for `names` with this account; otherwise a new order is placed."""
         solver = solver or Http01Solver(self.challenges)
         wanted = _normalised(names, solver.validates_wildcards)
         what = wanted[0] if len(wanted) == 1 else f"{wanted[0]} (+{len(wanted) - 1} names)"
@@ -137,25 +167,32 @@ class AcmeIssuer:
             raise ValueError("the deadline must be a positive number of seconds")
         started = time.monotonic()
         exchange = Exchange(what, deadline, self.timeout, self.on_request)
-        key = generate_private_key(KeyAlgorithm(key_algorithm))
-        key_pem = private_key_pem(key)
-        csr_pem = make_csr(key_pem, wanted)
 
         session = _Session(self, exchange)
         try:
             with session.step("account"):
                 session.connect()
-            order = session.new_order(csr_pem, wanted, _replaces(replacing))
-            session.authorize(order, solver)
+            resumed = session.resume(resume, wanted) if resume is not None else None
+            if resumed is not None:
+                order, key_pem = resumed
+            else:
+                key_pem = private_key_pem(generate_private_key(KeyAlgorithm(key_algorithm)))
+                order = session.new_order(make_csr(key_pem, wanted), wanted, _replaces(replacing))
+                if journal is not None:
+                    # Outside any step: the journal's own error (the cache is down) stops here.
+                    journal.placed(session.placed(order, wanted, key_pem))
+            if order.body.status == messages.STATUS_PENDING:
+                session.authorize(order, solver)
             fullchain = session.finalize(order)
         finally:
             session.close()
 
         _check_certificate(fullchain, key_pem, wanted, what)
         log.info(
-            "issued a certificate for %s (%s) in %.0f ms",
+            "issued a certificate for %s (%s%s) in %.0f ms",
             what,
             key_algorithm,
+            ", a resumed order" if resumed is not None else "",
             (time.monotonic() - started) * 1000,
         )
         return IssuedCertificate(fullchain_pem=fullchain, private_key_pem=key_pem)
@@ -386,6 +423,82 @@ class _Session:
             csr_pem=csr_pem,
         )
 
+    def placed(
+        self, order: messages.OrderResource, names: Sequence[str], key_pem: bytes
+    ) -> PlacedOrder:
+        net = self._client().net
+        if not order.uri or net.account is None:
+            raise AcmeError(f"ACME CA gave no URL for the order of {self.exchange.what}")
+        return PlacedOrder(
+            self.issuer.directory_url, net.account.uri, order.uri, tuple(names), key_pem
+        )
+
+    def resume(
+        self, saved: PlacedOrder, names: Sequence[str]
+    ) -> tuple[messages.OrderResource, bytes] | None:
+        """The saved order, fetched again, with its key; None when it cannot give the
+        certificate wanted any more (another CA, account or names; invalid, expired, or
+        unknown to the CA), so a new order is placed. An outage raises: the order is kept."""
+        net = self._client().net
+        account = net.account.uri if net.account is not None else None
+        if (saved.directory_url, saved.account_url) != (self.issuer.directory_url, account):
+            self._abandon(saved, "it belongs to another ACME account")
+            return None
+        if sorted(saved.names) != sorted(names):
+            self._abandon(saved, "it is for other names")
+            return None
+        try:
+            csr_pem = make_csr(saved.private_key_pem, list(names))
+        except (ValueError, TypeError):  # a saved key that does not load (edited, truncated)
+            self._abandon(saved, "its saved private key is not usable")
+            return None
+        try:
+            with self.step("resume-order"):
+                response = self._post_as_get(saved.order_url)
+                body = messages.Order.from_json(response.json())
+        except AcmeRejectedError as refused:  # 404, unauthorized, malformed: gone for us
+            self._abandon(saved, str(refused))
+            return None
+        if body.status not in (
+            messages.STATUS_PENDING,
+            messages.STATUS_READY,
+            messages.STATUS_PROCESSING,
+            messages.STATUS_VALID,
+        ):
+            self._abandon(saved, f"it is {body.status.name}")
+            return None
+        authorizations = []
+        if body.status == messages.STATUS_PENDING:
+            for url in body.authorizations:
+                with self.step("resume-authorization"):
+                    fetched = self._post_as_get(url)
+                authorizations.append(
+                    messages.AuthorizationResource(
+                        body=messages.Authorization.from_json(fetched.json()), uri=url
+                    )
+                )
+        log.info(
+            "resuming the ACME order %s for %s (%s)",
+            saved.order_url,
+            self.exchange.what,
+            body.status.name,
+        )
+        order = messages.OrderResource(
+            body=body,
+            uri=saved.order_url,
+            authorizations=authorizations,
+            csr_pem=csr_pem,
+        )
+        return order, saved.private_key_pem
+
+    def _abandon(self, saved: PlacedOrder, why: str) -> None:
+        log.warning(
+            "not resuming the ACME order %s for %s: %s; placing a new one",
+            saved.order_url,
+            self.exchange.what,
+            why,
+        )
+
     def authorize(self, order: messages.OrderResource, solver: ChallengeSolver) -> None:
         """Answers the solver's challenge for every authorization that is not valid yet and
         waits for them; the solver takes its answers back whatever happens."""
@@ -442,7 +555,8 @@ class _Session:
         """Sends the CSR, polls the order until the certificate is ready, downloads it."""
         client, backoff = self._client(), Backoff()
         retry_after: float | None = None
-        finalized = False
+        # A resumed order already processing was finalised before the crash.
+        finalized = order.body.status == messages.STATUS_PROCESSING
         # The order body is from before the authorizations turned valid: try to finalize
         # right away instead of polling first; `orderNotReady` just means "poll".
         stale = True

@@ -2,6 +2,7 @@
 certificates, the ACME accounts, and the one way they write (atomically, private).
 
     RUNTIMEDATA/CLOUDHOST/BUILD/ssl/DOMAIN/fullchain.pem, privkey.pem   the cache (0600, 0700)
+    RUNTIMEDATA/.../ssl/DOMAIN/pending-order.json, pending-order.key     an order under way
     MANUAL_DIR/SECRET_NAME/fullchain.pem, privkey.pem                  what a person supplies
     STATE_DIR/acme-accounts/DIGEST.json                                ACME account keys (0600)
 
@@ -18,7 +19,8 @@ from pathlib import Path
 
 from certfleet.acme_issuer.accounts import AccountId, StoredAccount
 from certfleet.api.spec import CertificateSpec
-from certfleet.controller.ports import PemPair
+from certfleet.controller import pending_orders
+from certfleet.controller.ports import PemPair, PendingOrder
 from certfleet.core.domains import folder_name
 from certfleet.core.errors import CertfleetError
 from certfleet.core.pem import MAX_PEM_BYTES
@@ -69,6 +71,19 @@ def write_atomically(path: Path, data: bytes, mode: int = 0o600) -> None:
         raise FilesError(f"cannot write {path}: {error.strerror}") from None
 
 
+def remove(path: Path) -> None:
+    """`path` gone (it may be gone already), and the removal durable."""
+    try:
+        path.unlink(missing_ok=True)
+        folder = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
+    except OSError as error:
+        raise FilesError(f"cannot remove {path}: {error.strerror}") from None
+
+
 def read_bounded(path: Path, limit: int) -> bytes | None:
     """The file's bytes, None when it does not exist; FilesError when it is larger than
     `limit` or cannot be read."""
@@ -116,6 +131,22 @@ class FileCache:
         # The key first: a fullchain.pem never stands beside an older key alone for long.
         write_atomically(folder / PRIVKEY_NAME, pair.key)
         write_atomically(folder / FULLCHAIN_NAME, pair.fullchain)
+        # Only once the certificate is kept: the order under way is done.
+        for name in (pending_orders.ORDER_KEY, pending_orders.PRIVATE_KEY_KEY):
+            remove(folder / name)
+
+    def read_pending(self, namespace: str, spec: CertificateSpec) -> PendingOrder | None:
+        folder = self.folder(spec)
+        return pending_orders.read_pending_order(
+            read_bounded(folder / pending_orders.ORDER_KEY, pending_orders.MAX_DOCUMENT_BYTES),
+            read_bounded(folder / pending_orders.PRIVATE_KEY_KEY, pending_orders.MAX_KEY_BYTES),
+        )
+
+    def write_pending(self, namespace: str, spec: CertificateSpec, order: PendingOrder) -> None:
+        folder = private_folder(self.folder(spec))
+        # The key first: a document never names an order whose key is not on disk.
+        write_atomically(folder / pending_orders.PRIVATE_KEY_KEY, order.key)
+        write_atomically(folder / pending_orders.ORDER_KEY, pending_orders.order_document(order))
 
 
 class FolderSuppliedCertificates:

@@ -18,12 +18,12 @@ from certfleet.acme_issuer.binding import (
 )
 from certfleet.acme_issuer.directories import resolve_directory_url
 from certfleet.acme_issuer.http01 import ChallengeStore
-from certfleet.acme_issuer.issuer import AcmeIssuer
+from certfleet.acme_issuer.issuer import AcmeIssuer, PlacedOrder
 from certfleet.acme_issuer.keys import KeyAlgorithm
 from certfleet.acme_issuer.solvers import ChallengeSolver, Http01Solver
 from certfleet.acme_issuer.transport import RequestHook
 from certfleet.api.spec import CertificateSpec
-from certfleet.controller.ports import PemPair
+from certfleet.controller.ports import PemPair, PendingOrder
 
 # (namespace, secret name, key) -> the value, None when there is none.
 SecretValue = Callable[[str, str, str], bytes | None]
@@ -51,6 +51,30 @@ class Http01Only:
         return 0.0
 
 
+class _Journal:
+    """acme_issuer's OrderJournal over the Issuer port's `placed` callback."""
+
+    def __init__(self, placed: Callable[[PendingOrder], None]) -> None:
+        self._placed = placed
+
+    def placed(self, order: PlacedOrder) -> None:
+        self._placed(
+            PendingOrder(
+                order.directory_url,
+                order.account_url,
+                order.order_url,
+                order.names,
+                order.private_key_pem,
+            )
+        )
+
+
+def _placed_order(order: PendingOrder) -> PlacedOrder:
+    return PlacedOrder(
+        order.directory_url, order.account_url, order.order_url, order.names, order.key
+    )
+
+
 class AcmeIssuers:
     def __init__(
         self,
@@ -72,9 +96,16 @@ class AcmeIssuers:
         self._issuers: dict[tuple[AccountId, ExternalAccountBinding | None], AcmeIssuer] = {}
         self._lock = threading.Lock()
 
-    def issue(self, spec: CertificateSpec, namespace: str, replacing: bytes | None) -> PemPair:
+    def issue(
+        self,
+        spec: CertificateSpec,
+        namespace: str,
+        replacing: bytes | None,
+        resume: PendingOrder | None = None,
+        placed: Callable[[PendingOrder], None] | None = None,
+    ) -> PemPair:
         """An order at `spec.acme.server` (the decision puts the fallback it chose there),
-        with the namespace's own account."""
+        with the namespace's own account; `resume` a saved order, `placed` saves a new one."""
         assert spec.acme is not None
         issuer = self.for_directory(
             resolve_directory_url(spec.acme.server),
@@ -89,6 +120,8 @@ class AcmeIssuers:
             self._deadline + self._solvers.extra_seconds(solver),
             replacing=replacing,
             solver=solver,
+            journal=_Journal(placed) if placed is not None else None,
+            resume=_placed_order(resume) if resume is not None else None,
         )
         return PemPair(issued.fullchain_pem, issued.private_key_pem)
 

@@ -1,11 +1,12 @@
 """Step three: carry a Plan out (cache, issue, publish) and say what came of it (an Outcome).
 
 Only the Plan's own actions happen here, in a fixed order that keeps every promise of the
-flow: a new certificate is written to the cache before it is published, so a crash or a
-failed publish never costs a second order; the datastore verifies what it wrote before the
-pointer moves. A failed write becomes an Outcome with a reason and a retry, never an
-exception for the caller. The one read here is the CA's renewal window of a certificate
-just issued, which did not exist when the world was gathered.
+flow: an order's new key is saved in the cache before the CA finalises it, and its
+certificate right after the download, before it is published, so a crash or a failed
+publish never costs a second order nor throws an issued certificate away; the datastore
+verifies what it wrote before the pointer moves. A failed write becomes an Outcome with a
+reason and a retry, never an exception for the caller. The one read here is the CA's renewal
+window of a certificate just issued, which did not exist when the world was gathered.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from certfleet.controller.plan import (
     Unobservable,
     Wait,
 )
-from certfleet.controller.ports import PemPair, Ports
+from certfleet.controller.ports import PemPair, PendingOrder, Ports
 from certfleet.core.backoff import retry_delay
 from certfleet.core.clock import Clock
 from certfleet.core.errors import CertfleetError, RetryLaterError
@@ -162,12 +163,17 @@ def _order(
     """Order, judge, cache, publish. Every failure from the order on goes through the
     exponential back-off: at a real CA, quick retries would spend the duplicate-certificate
     limit and then block the real renewal."""
-    spec = observed.spec
+    spec, namespace = observed.spec, observed.request.namespace
     ordered = spec
     if spec.acme is not None:  # the one server the plan chose, e.g. a fallback
         ordered = replace(spec, acme=spec.acme.at_server(plan.server_position))
+
+    def save(order: PendingOrder) -> None:
+        # Before the CA finalises it: a crash from here on resumes this order.
+        ports.cache.write_pending(namespace, spec, order)
+
     try:
-        issued = ports.issuer.issue(ordered, observed.request.namespace, plan.replacing)
+        issued = ports.issuer.issue(ordered, namespace, plan.replacing, plan.resume, save)
     except CertfleetError as error:
         reason = error.reason or CertificateReason.IssuanceFailed
         where = ""  # with several servers, which one failed
@@ -175,6 +181,9 @@ def _order(
             where = f" at {ordered.acme.server}"
         what = f"issuing through ACME{where} failed"
         return _backed_off(plan, observed, settings, what, error, reason)
+    # Right after the download, before anything else can fail or be killed: the certificate
+    # is kept (a failed write is a warning: the pending order still resumes to it).
+    cached = _cache(observed, ports, issued, wanted=True)
     # The renewal window from the CA that issued it (a fallback, maybe).
     window = ports.windows.window(ordered, issued.fullchain)
     verdict = judge_issued(issued, spec, clock(), window)
@@ -187,7 +196,7 @@ def _order(
             f"{message}; next attempt in {retry:.0f} s",
             issuance_failed=True,
             retry_after=retry,
-            events=(Event("Warning", EventReason.IssuedCertificateRejected, message),),
+            events=(*cached, Event("Warning", EventReason.IssuedCertificateRejected, message)),
         )
     serial = verdict.facts.serial
     announced = Event(
@@ -197,10 +206,10 @@ def _order(
         f"valid until {verdict.not_after.isoformat()}",
     )
     publish = Publish(
-        issued, verdict, CertificateReason.Issued, f"issued serial {serial} through ACME", True
+        issued, verdict, CertificateReason.Issued, f"issued serial {serial} through ACME", False
     )
     try:
-        return _publish(publish, observed, ports, settings, announced)
+        return _publish(publish, observed, ports, settings, *cached, announced)
     except CertfleetError as error:
         return _backed_off(
             plan,

@@ -41,9 +41,10 @@ from certfleet.api.spec import (
     parse_certificate_spec,
     parse_cloudhost,
 )
+from certfleet.controller import pending_orders
 from certfleet.controller.acme_issuers import SecretValue
 from certfleet.controller.gather import DatastoreNotConfiguredError
-from certfleet.controller.ports import PemPair
+from certfleet.controller.ports import PemPair, PendingOrder
 from certfleet.core.errors import CertfleetError
 from certfleet.datastore.client import s3_client
 from certfleet.datastore.encryption import MASTER_KEY_BYTES, MasterKey
@@ -59,6 +60,8 @@ class TlsStore(Protocol):
 
     def read(self, namespace: str, name: str) -> tuple[bytes, bytes] | None: ...
 
+    def read_all(self, namespace: str, name: str) -> Mapping[str, bytes] | None: ...
+
     def write(
         self,
         namespace: str,
@@ -68,6 +71,7 @@ class TlsStore(Protocol):
         labels: Mapping[str, str],
         annotations: Mapping[str, str],
         owners: Sequence[OwnerReference] = (),
+        extra: Mapping[str, bytes] | None = None,
     ) -> None: ...
 
 
@@ -78,6 +82,10 @@ class CertificateLister(Protocol):
 class SecretCache:
     """The cache (DESIGN step 2) in a cluster: a kubernetes.io/tls Secret in the resource's
     namespace, named after (domain, cloudhost, build), so an Ingress can use it too.
+
+    The ACME order under way is kept in the same Secret (``pending_orders``: two more keys,
+    emptied when its certificate is written), so the order's key is where the certificate's
+    is, and nowhere else.
 
     Its owners are the namespace's ManagedCertificates of that (domain, cloudhost, build): when
     the last is deleted, the garbage collector deletes the Secret and the key in it.
@@ -92,14 +100,45 @@ class SecretCache:
 
     def read(self, namespace: str, spec: CertificateSpec) -> PemPair | None:
         found = self._secrets.read(namespace, cache_secret_name(spec))
-        return PemPair(*found) if found is not None else None
+        if found is None or found == (b"", b""):  # only an order under way is kept
+            return None
+        return PemPair(*found)
 
     def write(self, namespace: str, spec: CertificateSpec, pair: PemPair) -> None:
+        no_order = {pending_orders.ORDER_KEY: b"", pending_orders.PRIVATE_KEY_KEY: b""}
+        self._write(namespace, spec, pair.fullchain, pair.key, no_order)
+
+    def read_pending(self, namespace: str, spec: CertificateSpec) -> PendingOrder | None:
+        data = self._secrets.read_all(namespace, cache_secret_name(spec))
+        if data is None:
+            return None
+        return pending_orders.read_pending_order(
+            data.get(pending_orders.ORDER_KEY), data.get(pending_orders.PRIVATE_KEY_KEY)
+        )
+
+    def write_pending(self, namespace: str, spec: CertificateSpec, order: PendingOrder) -> None:
+        # The certificate kept so far stays (a kubernetes.io/tls Secret needs both keys).
+        fullchain, key = self._secrets.read(namespace, cache_secret_name(spec)) or (b"", b"")
+        pending = {
+            pending_orders.ORDER_KEY: pending_orders.order_document(order),
+            pending_orders.PRIVATE_KEY_KEY: order.key,
+        }
+        self._write(namespace, spec, fullchain, key, pending)
+
+    def _write(
+        self,
+        namespace: str,
+        spec: CertificateSpec,
+        fullchain: bytes,
+        key: bytes,
+        extra: Mapping[str, bytes],
+    ) -> None:
         self._secrets.write(
             namespace,
             cache_secret_name(spec),
-            pair.fullchain,
-            pair.key,
+            fullchain,
+            key,
+            extra=extra,
             labels={CACHE_LABEL: "true"},
             annotations={
                 DOMAIN_ANNOTATION: spec.domain,

@@ -9,9 +9,10 @@ Two questions, as cert-manager asks them, each answered by the core's policy cha
    renewal window, RFC 9773), or a person asked for a new certificate now.
 
 Fit and not due: reuse it (or publish it, when it is not the published one). Otherwise
-AUTOMATIC issues, MANUAL waits for a person; a published certificate that is only due keeps
-serving meanwhile (``Serving``). An order goes to the ACME server of spec.acme's list that
-``core.fallback`` picks from the failures in a row.
+AUTOMATIC issues (resuming the order the cache keeps, when a process died during one), MANUAL
+waits for a person; a published certificate that is only due keeps serving meanwhile
+(``Serving``). An order goes to the ACME server of spec.acme's list that ``core.fallback``
+picks from the failures in a row.
 
 MANUAL replacement: a person who puts a different certificate where the spec says means to
 replace the published one, as a webserver admin swaps the files. It is published as soon as
@@ -37,7 +38,7 @@ from certfleet.controller.plan import (
     Unobservable,
     Wait,
 )
-from certfleet.controller.ports import PemPair, Window
+from certfleet.controller.ports import PemPair, PendingOrder, Window
 from certfleet.core.backoff import DEFAULT_BASE_SECONDS, DEFAULT_CAP_SECONDS
 from certfleet.core.checks import Reason
 from certfleet.core.clock import rfc3339
@@ -85,7 +86,8 @@ def decide(observed: Observed | Unobservable, now: datetime, settings: DecisionS
             replacement = _manual_replacement(observed, stored, stored_verdict, now, settings)
             if replacement is not None:
                 return replacement
-            return Reuse(stored, stored_verdict, cache_it=observed.cached != stored_pair)
+            cache_it = _cache_may_take(observed, stored_pair, stored_verdict, now)
+            return Reuse(stored, stored_verdict, cache_it=cache_it)
         # What is published stays in use while the requested replacement is obtained.
         stored_verdict = Failure(
             Reason.RenewalDue,
@@ -121,6 +123,8 @@ def decide(observed: Observed | Unobservable, now: datetime, settings: DecisionS
         # A renewal tells the CA which certificate it replaces (RFC 9773 `replaces`).
         replacing=stored.fullchain if stored is not None and stored_verdict.facts else None,
         serving=serving,
+        # An order placed before (by a process that died) is carried on, never placed twice.
+        resume=observed.pending,
     )
 
 
@@ -130,12 +134,17 @@ def _issue(
     settings: DecisionSettings,
     replacing: bytes | None,
     serving: Serving | None,
+    resume: PendingOrder | None,
 ) -> Issue:
-    """An order at the ACME server the fallback rule picks after `failures` in a row."""
+    """An order at the ACME server the fallback rule picks after `failures` in a row, or
+    the one `resume` saved."""
     names = ", ".join(spec.names)
     servers = spec.acme.servers if spec.acme is not None else ("",)
     per_server = settings.failures_per_acme_server
     position = server_position(failures, len(servers), per_server)
+    if resume is not None:
+        announcement = f"resuming the ACME order for {names} placed before a restart"
+        return Issue(replacing, serving, announcement, position, None, resume)
     announcement = f"ordering a certificate for {names} through ACME"
     fallback = None
     if len(servers) > 1:
@@ -215,6 +224,23 @@ def _servable(verdict: Verdict) -> Valid | None:
     if fit_to_serve(verdict) and verdict.facts is not None and verdict.renewal is not None:
         return Valid(verdict.facts.not_after, verdict.renewal, verdict.facts)
     return None
+
+
+def _cache_may_take(
+    observed: Observed, stored_pair: PemPair | None, stored_verdict: Verdict, now: datetime
+) -> bool:
+    """Whether reusing the published certificate may copy it over the cache. Not over a
+    newer valid one: that is a renew-now's certificate not yet published (a process died),
+    which the renew-now still to come publishes; overwriting it would throw an issued
+    certificate away. (An order under way, ``observed.pending``, is left alone for the same
+    reason: a plain reconciliation may come before the renew-now's.)"""
+    cached = observed.cached
+    if cached == stored_pair:
+        return False
+    if cached is None:
+        return True
+    verdict = judge(cached, observed.spec, now, observed.cached_window)
+    return not (isinstance(verdict, Valid) and _newer(verdict, stored_verdict))
 
 
 def _newer(candidate: Valid, published: Verdict) -> bool:

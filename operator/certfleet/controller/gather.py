@@ -1,9 +1,9 @@
 """Step one of a reconciliation: read everything the decision needs, in one place.
 
 Reads, in DESIGN order: the spec, the CloudHost (which datastore), the datastore's current
-certificate, the cache, what a person supplied (MANUAL), and the CA's renewal window of each
-ACME certificate found. A read that fails ends here as `Unobservable`,
-with the reason the status will give; nothing is written.
+certificate, the cache (and the ACME order it keeps while one is under way), what a person
+supplied (MANUAL), and the CA's renewal window of each ACME certificate found. A read that
+fails ends here as `Unobservable`, with the reason the status will give; nothing is written.
 """
 
 from __future__ import annotations
@@ -123,6 +123,7 @@ def _observe(request: Request, spec: CertificateSpec, ports: Ports) -> Observed:
         supplied_name=ports.supplied.describe(namespace, spec) if manual else None,
         unreadable_reason=unreadable_reason,
         highest_revision=seen,
+        pending=None if manual else ports.cache.read_pending(namespace, spec),
     )
 
 

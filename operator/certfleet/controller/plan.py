@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any, TypeAlias
 
 from certfleet.api.spec import CertificateSpec, CloudHostConfig
-from certfleet.controller.ports import PemPair, Window
+from certfleet.controller.ports import PemPair, PendingOrder, Window
 from certfleet.core.facts import CertificateFacts
 from certfleet.core.policy import Valid
 from certfleet.datastore.location import DatastoreLocation
@@ -56,6 +56,8 @@ class Observed:
     unreadable_reason: str | None = None
     # The highest revision seen at this location (the request's, if it is about this one).
     highest_revision: int = 0
+    # An ACME order placed before (by a process that died) whose certificate is not cached.
+    pending: PendingOrder | None = None
 
 
 @dataclass(frozen=True)
@@ -103,7 +105,8 @@ class Publish:
 
 @dataclass(frozen=True)
 class Issue:
-    """Order a new certificate through ACME; ``replacing`` is the one it replaces."""
+    """Order a new certificate through ACME; ``replacing`` is the one it replaces.
+    ``resume``: the order already placed, carried on instead of placing another."""
 
     replacing: bytes | None
     serving: Serving | None
@@ -112,6 +115,7 @@ class Issue:
     # is the first at a fallback after the one before kept failing, the event that says so.
     server_position: int = 0
     fallback: str | None = None
+    resume: PendingOrder | None = None
 
 
 @dataclass(frozen=True)

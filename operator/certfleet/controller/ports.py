@@ -7,6 +7,7 @@ against in-memory fakes and the same core runs over Kubernetes or over files. Im
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
@@ -28,16 +29,39 @@ class PemPair:
     key: bytes = field(repr=False)
 
 
+@dataclass(frozen=True)
+class PendingOrder:
+    """An ACME order placed whose certificate is not in the cache yet: what resumes it after
+    a crash (the CA, the account, the order, its names, and the new private key its CSR is
+    made from). The key never shows in a repr, and is kept only where the cache keeps keys."""
+
+    directory_url: str
+    account_url: str
+    order_url: str
+    names: tuple[str, ...]
+    key: bytes = field(repr=False)
+
+
 class Cache(Protocol):
     """certfleet's own copy of each certificate it obtained (DESIGN step 2): a crash after an
-    order, or a datastore that lost it, never costs another order."""
+    order, or a datastore that lost it, never costs another order. It also keeps the order
+    under way (``PendingOrder``), from before the CA finalises it until its certificate is
+    written here."""
 
     def name(self, namespace: str, spec: CertificateSpec) -> str:
         """Where the copy lives, for the status and messages (a Secret name, a folder)."""
 
     def read(self, namespace: str, spec: CertificateSpec) -> PemPair | None: ...
 
-    def write(self, namespace: str, spec: CertificateSpec, pair: PemPair) -> None: ...
+    def write(self, namespace: str, spec: CertificateSpec, pair: PemPair) -> None:
+        """Also forgets the pending order: from here on, this certificate is the one kept."""
+
+    # -- the order under way --------------------------------------------------------------
+
+    def read_pending(self, namespace: str, spec: CertificateSpec) -> PendingOrder | None: ...
+
+    def write_pending(self, namespace: str, spec: CertificateSpec, order: PendingOrder) -> None:
+        """Durable when it returns; raises CertfleetError (the order is then not finalised)."""
 
 
 class SuppliedCertificates(Protocol):
@@ -59,9 +83,19 @@ class Datastores(Protocol):
 
 
 class Issuer(Protocol):
-    def issue(self, spec: CertificateSpec, namespace: str, replacing: bytes | None) -> PemPair:
+    def issue(
+        self,
+        spec: CertificateSpec,
+        namespace: str,
+        replacing: bytes | None,
+        resume: PendingOrder | None = None,
+        placed: Callable[[PendingOrder], None] | None = None,
+    ) -> PemPair:
         """A new certificate for ``spec.names``; ``replacing``: the PEM certificate a renewal
-        replaces (the CA may be told so). Raises CertfleetError."""
+        replaces (the CA may be told so). ``resume``: an order placed before (a crash) to
+        carry on, when the CA still can give its certificate; else a new order is placed, and
+        ``placed`` is called with it before the CA is asked to finalise it (an error there
+        stops the order). Raises CertfleetError."""
 
 
 class RenewalWindows(Protocol):

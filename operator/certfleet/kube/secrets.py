@@ -23,6 +23,11 @@ class TlsSecrets:
             return None
         return secret.value(TLS_CERT_KEY) or b"", secret.value(TLS_PRIVATE_KEY) or b""
 
+    def read_all(self, namespace: str, name: str) -> Mapping[str, bytes] | None:
+        """Every key of the Secret (certfleet keeps more than the pair in its cache)."""
+        secret = self._gateway.read_secret(namespace, name)
+        return secret.data if secret is not None else None
+
     def write(
         self,
         namespace: str,
@@ -32,12 +37,14 @@ class TlsSecrets:
         labels: Mapping[str, str],
         annotations: Mapping[str, str],
         owners: Sequence[OwnerReference] = (),
+        extra: Mapping[str, bytes] | None = None,
     ) -> None:
+        """`extra`: more keys beside the pair (merged into an existing Secret's)."""
         self._gateway.write_secret(
             namespace,
             name,
             TLS_SECRET_TYPE,
-            {TLS_CERT_KEY: fullchain, TLS_PRIVATE_KEY: key},
+            {TLS_CERT_KEY: fullchain, TLS_PRIVATE_KEY: key, **(extra or {})},
             labels,
             annotations,
             owners,

@@ -17,7 +17,7 @@ from certfleet.buildmachine.files import (
     read_bounded,
     write_atomically,
 )
-from certfleet.controller.ports import PemPair
+from certfleet.controller.ports import PemPair, PendingOrder
 
 SPEC = parse_certificate_spec(
     {
@@ -112,3 +112,37 @@ def test_a_damaged_account_file_is_an_error_naming_it(tmp_path: Path) -> None:
     path.write_text('{"key": 1}')
     with pytest.raises(FilesError, match="is not an ACME account file"):
         store.load(AccountId("https://ca/dir", None))
+
+
+def test_an_order_under_way_is_kept_private_beside_the_cache_until_its_certificate_is(
+    tmp_path: Path,
+) -> None:
+    cache = FileCache(tmp_path / "runtimedata")
+    assert cache.read_pending("any", SPEC) is None
+    key = b"-----BEGIN PRIVATE KEY-----\norder key\n-----END PRIVATE KEY-----\n"
+    order = PendingOrder(
+        "https://ca.test/dir", "https://ca.test/acct/1", "https://ca.test/order/9", ("a",), key
+    )
+    cache.write_pending("any", SPEC, order)
+    folder = cache.folder(SPEC)
+    for name in ("pending-order.json", "pending-order.key"):
+        assert mode(folder / name) == 0o600
+    assert b"PRIVATE" not in (folder / "pending-order.json").read_bytes()
+    assert cache.read_pending("any", SPEC) == order
+    assert cache.read("any", SPEC) is None  # an order is not a certificate
+
+    cache.write("any", SPEC, PAIR)
+    assert cache.read_pending("any", SPEC) is None
+    assert sorted(path.name for path in folder.iterdir()) == ["fullchain.pem", "privkey.pem"]
+
+
+def test_a_damaged_pending_order_is_no_order(tmp_path: Path) -> None:
+    cache = FileCache(tmp_path)
+    folder = cache.folder(SPEC)
+    folder.mkdir(parents=True)
+    (folder / "pending-order.json").write_bytes(b"{not json")
+    (folder / "pending-order.key").write_bytes(b"-----BEGIN PRIVATE KEY-----\n")
+    assert cache.read_pending("any", SPEC) is None
+    (folder / "pending-order.json").write_bytes(b"x" * 100_000)
+    with pytest.raises(FilesError, match="larger than"):
+        cache.read_pending("any", SPEC)

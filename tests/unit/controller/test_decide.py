@@ -29,7 +29,7 @@ from certfleet.controller.plan import (
     Unobservable,
     Wait,
 )
-from certfleet.controller.ports import PemPair
+from certfleet.controller.ports import PemPair, PendingOrder
 from certfleet.core.checks import Reason
 from certfleet.core.errors import CertfleetError
 from certfleet.core.policy import Valid
@@ -65,6 +65,16 @@ def pair(days_left: float = 89, lifetime: float = 90, key: int = 9) -> PemPair:
 VALID, DUE, EXPIRED, OTHER = pair(), pair(days_left=3), pair(days_left=-1), pair(key=4)
 # Valid for 60 more days, but issued ten days ago: before VALID (issued a day ago).
 EARLIER = pair(days_left=60, lifetime=70, key=5)
+
+
+def _leaf(not_before_days: float) -> tuple[bytes, bytes]:
+    """A certificate issued `not_before_days` from NOW (negative: before), valid 90 days."""
+    authority = pki("ec")
+    start = NOW + not_before_days * DAY
+    leaf = authority.leaf(DOMAIN, key=ec_key(n=3), not_before=start, not_after=start + 90 * DAY)
+    return pem(leaf.cert, authority.intermediate.cert), key_pem(leaf.key)
+
+
 BROKEN = PemPair(b"garbage", VALID.key)
 
 
@@ -83,6 +93,7 @@ def observed(
     window: tuple[datetime, datetime] | None = None,
     forced: bool = False,
     failures: int = 0,
+    pending: PendingOrder | None = None,
 ) -> Observed:
     parsed = parse_certificate_spec(spec)
     return Observed(
@@ -100,6 +111,7 @@ def observed(
         cached_window=window,
         supplied=supplied,
         supplied_name="the kubernetes.io/tls Secret shop/supplied",
+        pending=pending,
     )
 
 
@@ -378,3 +390,58 @@ def test_every_failed_read_or_write_has_its_reason(
 ) -> None:
     failure = unobservable(error)
     assert (failure.reason, failure.retry) == (reason, retry)
+
+
+# -- an order placed before a restart ---------------------------------------------------------
+
+PENDING = PendingOrder(
+    "https://ca.test/dir", "https://ca.test/acct/1", "https://ca.test/order/7", (DOMAIN,), b"k"
+)
+
+
+@pytest.mark.parametrize(
+    ("published", "cached", "forced"),
+    [(None, None, False), (DUE, None, False), (EXPIRED, BROKEN, False), (VALID, None, True)],
+    ids=["first issuance", "renewal", "nothing fit", "renew-now"],
+)
+def test_an_order_placed_before_a_restart_is_resumed_not_placed_again(
+    published: PemPair | None, cached: PemPair | None, forced: bool
+) -> None:
+    plan = decide(
+        observed(published=published, cached=cached, forced=forced, pending=PENDING),
+        NOW,
+        SETTINGS,
+    )
+    assert isinstance(plan, Issue) and plan.resume == PENDING
+    assert plan.announcement.startswith("resuming the ACME order")
+    fresh = decide(observed(published=published, cached=cached, forced=forced), NOW, SETTINGS)
+    assert isinstance(fresh, Issue) and fresh.resume is None
+    assert fresh.announcement.startswith("ordering a certificate")
+
+
+def test_a_plain_reconciliation_before_a_renew_nows_keeps_what_the_renewal_obtained() -> None:
+    """After a kill mid renew-now, kopf runs the plain handler first: reusing the published
+    certificate must neither forget the renewal's order nor overwrite its certificate."""
+    plan = decide(observed(published=VALID, cached=VALID, pending=PENDING), NOW, SETTINGS)
+    assert isinstance(plan, Reuse) and not plan.cache_it  # the order stays where it is
+    renewed = PemPair(*_leaf(not_before_days=-0.5))
+    plan = decide(observed(published=VALID, cached=renewed), NOW, SETTINGS)
+    assert isinstance(plan, Reuse) and not plan.cache_it, "a newer certificate overwritten"
+    forced = decide(observed(published=VALID, cached=renewed, forced=True), NOW, SETTINGS)
+    assert isinstance(forced, Publish) and forced.pair == renewed
+    for older_or_unfit in (OTHER, DUE, BROKEN, None):
+        plan = decide(observed(published=VALID, cached=older_or_unfit), NOW, SETTINGS)
+        assert isinstance(plan, Reuse) and plan.cache_it, older_or_unfit
+
+
+def test_a_cached_certificate_is_published_before_a_pending_order_is_looked_at() -> None:
+    # A crash after the download and the cache write, before the publish.
+    plan = decide(observed(published=DUE, cached=VALID, pending=PENDING), NOW, SETTINGS)
+    assert isinstance(plan, Publish) and plan.reason == CertificateReason.RestoredFromCache
+
+
+def test_a_pending_order_never_shows_its_key() -> None:
+    secret = PendingOrder("https://a", "https://b", "https://c", ("x",), b"PRIVATE KEY bytes")
+    assert "PRIVATE" not in repr(secret)
+    plan = decide(observed(published=DUE, pending=secret), NOW, SETTINGS)
+    assert "PRIVATE" not in repr(plan)

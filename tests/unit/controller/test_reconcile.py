@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -25,7 +25,7 @@ from certfleet.controller.adapters import SecretCache, SecretSuppliedCertificate
 from certfleet.controller.decide import DecisionSettings
 from certfleet.controller.gather import DatastoreNotConfiguredError
 from certfleet.controller.plan import Outcome, Request
-from certfleet.controller.ports import PemPair, Ports
+from certfleet.controller.ports import PemPair, PendingOrder, Ports
 from certfleet.controller.reconcile import OrderLease, Reconciler
 from certfleet.controller.report import events_to_post, status_from_outcome
 from certfleet.core.errors import CertfleetError, RetryLaterError
@@ -51,12 +51,23 @@ def certificate(
 
 
 class DictSecrets:
+    """kubernetes.io/tls Secrets: the pair in `items`, any other keys in `extra` (merged on
+    write, as a patch of the API server merges them)."""
+
     def __init__(self) -> None:
         self.items: dict[tuple[str, str], tuple[bytes, bytes]] = {}
+        self.extra: dict[tuple[str, str], dict[str, bytes]] = {}
         self.fail_writes = False
+        self.fail_certificate_writes = False  # writes of a pair only (not of an order alone)
 
     def read(self, namespace: str, name: str) -> tuple[bytes, bytes] | None:
         return self.items.get((namespace, name))
+
+    def read_all(self, namespace: str, name: str) -> Mapping[str, bytes] | None:
+        pair = self.items.get((namespace, name))
+        if pair is None:
+            return None
+        return {"tls.crt": pair[0], "tls.key": pair[1], **self.extra.get((namespace, name), {})}
 
     def write(
         self,
@@ -67,10 +78,12 @@ class DictSecrets:
         labels: Mapping[str, str],
         annotations: Mapping[str, str],
         owners: Sequence[OwnerReference] = (),
+        extra: Mapping[str, bytes] | None = None,
     ) -> None:
-        if self.fail_writes:
+        if self.fail_writes or (self.fail_certificate_writes and fullchain):
             raise KubernetesUnavailableError("the API server did not answer")
         self.items[(namespace, name)] = (fullchain, key)
+        self.extra.setdefault((namespace, name), {}).update(extra or {})
 
 
 @dataclass
@@ -82,7 +95,14 @@ class FakeIssuer:
     replaced: list[bytes | None] = field(default_factory=list)
     asked: list[CertificateSpec] = field(default_factory=list)
 
-    def issue(self, spec: CertificateSpec, namespace: str, replacing: bytes | None) -> PemPair:
+    def issue(
+        self,
+        spec: CertificateSpec,
+        namespace: str,
+        replacing: bytes | None,
+        resume: PendingOrder | None = None,
+        placed: Callable[[PendingOrder], None] | None = None,
+    ) -> PemPair:
         self.orders += 1
         self.asked.append(spec)
         self.replaced.append(replacing)

@@ -21,6 +21,9 @@ class Written:
     def read(self, namespace: str, name: str) -> tuple[bytes, bytes] | None:
         return None
 
+    def read_all(self, namespace: str, name: str) -> Mapping[str, bytes] | None:
+        return None
+
     def write(
         self,
         namespace: str,
@@ -30,6 +33,7 @@ class Written:
         labels: Mapping[str, str],
         annotations: Mapping[str, str],
         owners: Sequence[OwnerReference] = (),
+        extra: Mapping[str, bytes] | None = None,
     ) -> None:
         self.owners.append(owners)
 
