@@ -200,6 +200,12 @@ def _add_reconcile_arguments(reconcile: argparse.ArgumentParser) -> None:
         "its certificate",
     )
     add("--identity", default=defaults.identity, help="this machine's name in order leases")
+    add(
+        "--owner",
+        default=os.environ.get("CERTFLEET_OWNER", defaults.owner),
+        help="the owner name of this fleet's build machines: every build machine of the "
+        "fleet gives the same one, so they all act on its locations (env CERTFLEET_OWNER)",
+    )
     add("--verbose", action="store_true")
 
 
@@ -280,6 +286,7 @@ def _reconcile(args: argparse.Namespace) -> int:
             acme_ca_bundle=args.acme_ca_bundle,
             wait_for_other_order_seconds=args.wait_for_other_order_seconds,
             identity=args.identity,
+            owner=args.owner,
         )
     )
 

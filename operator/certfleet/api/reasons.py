@@ -25,6 +25,11 @@ class CertificateReason(StrEnum):
     # Another certfleet (a build machine, a cluster) holds the datastore's order lease.
     OrderedElsewhere = "OrderedElsewhere"
     InvalidSpec = "InvalidSpec"
+    # Another owner (a ManagedCertificate, build machines) claimed the location: nothing is
+    # ordered, published or copied here (core.ownership).
+    LocationClaimed = "LocationClaimed"
+    # The CloudHost does not admit the resource's namespace (spec.allowedNamespaces).
+    NamespaceNotAllowed = "NamespaceNotAllowed"
     DatastoreNotConfigured = "DatastoreNotConfigured"
     DatastoreUnavailable = "DatastoreUnavailable"
     DatastoreIntegrity = "DatastoreIntegrity"
@@ -50,6 +55,8 @@ class EventReason(StrEnum):
     IssuedCertificateRejected = "IssuedCertificateRejected"
     CacheWriteFailed = "CacheWriteFailed"
     PruneFailed = "PruneFailed"
+    LocationClaimed = "LocationClaimed"  # this resource now owns the location
+    LocationTakenOver = "LocationTakenOver"  # ... in place of an owner gone or handed over
 
 
 READY = "Ready"

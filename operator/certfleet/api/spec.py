@@ -217,6 +217,9 @@ class CloudHostConfig:
     # Old revisions kept below the current one (for a rollback by a person); older ones go.
     revision_history_limit: int = DEFAULT_REVISION_HISTORY_LIMIT
     dns01: Dns01Settings | None = None
+    # Namespaces whose ManagedCertificates may use it, beyond the operator's own and those
+    # labelled for it (api.tenancy); "*" admits every namespace.
+    allowed_namespaces: tuple[str, ...] = ()
 
 
 def _ref(spec: Mapping[str, Any], field: str) -> ObjectRef:
@@ -246,7 +249,22 @@ def parse_cloudhost(name: str, spec: Mapping[str, Any]) -> CloudHostConfig:
         dns01=parse_dns01(f"CloudHost {name}: spec.dns01", spec["dns01"], own_namespace=False)
         if spec.get("dns01")
         else None,
+        allowed_namespaces=_allowed_namespaces(name, spec.get("allowedNamespaces")),
     )
+
+
+def _allowed_namespaces(name: str, value: object) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or len(value) > 1000:
+        raise InvalidSpecError(f"CloudHost {name}: spec.allowedNamespaces must be a list")
+    for entry in value:
+        if not isinstance(entry, str) or not (entry == "*" or _NAMESPACE.fullmatch(entry)):
+            raise InvalidSpecError(
+                f"CloudHost {name}: spec.allowedNamespaces holds namespace names or '*', "
+                f"not {entry!r}"[:300]
+            )
+    return tuple(value)
 
 
 def _history_limit(name: str, value: object) -> int:

@@ -35,9 +35,11 @@ from certfleet.api.spec import (
     cache_secret_name,
     parse_cloudhost,
 )
+from certfleet.api.tenancy import admits
 from certfleet.controller.acme_issuers import SecretValue
 from certfleet.controller.gather import DatastoreNotConfiguredError
 from certfleet.controller.ports import PemPair
+from certfleet.core.ownership import LocationOwner, OwnerKind
 from certfleet.datastore.client import s3_client
 from certfleet.datastore.encryption import MASTER_KEY_BYTES, MasterKey
 from certfleet.datastore.protocol import Datastore
@@ -177,6 +179,32 @@ class CloudHostDatastores:
                     self._on_s3_client(client)
                 self._datastores[identity] = S3Datastore(client, [MasterKey(master)])
             return self._datastores[identity]
+
+
+class KubeTenancy:
+    """The Tenancy port in a cluster: a namespace's labels admit it to a CloudHost (read only
+    when the CloudHost's own list does not), and an owner of this cluster exists while a
+    ManagedCertificate of its namespace, name and uid does (and is not being deleted)."""
+
+    def __init__(self, gateway: KubernetesGateway, operator_namespace: str, cluster: str) -> None:
+        self._gateway = gateway
+        self._operator_namespace = operator_namespace
+        self._cluster = cluster
+
+    def admits(self, cloudhost: CloudHostConfig, namespace: str) -> bool:
+        if admits(cloudhost, namespace, self._operator_namespace, None):
+            return True
+        labels = self._gateway.namespace_labels(namespace)
+        return admits(cloudhost, namespace, self._operator_namespace, labels)
+
+    def owner_exists(self, owner: LocationOwner) -> bool | None:
+        # Another cluster's resources (or an unknown cluster id) cannot be looked up here.
+        if owner.kind is not OwnerKind.RESOURCE or not self._cluster:
+            return None
+        if owner.cluster != self._cluster:
+            return None
+        namespace, name = owner.name.split("/", 1)
+        return self._gateway.live_certificate_uid(namespace, name) == owner.uid
 
 
 class SecretAccountStore:

@@ -11,11 +11,12 @@ from __future__ import annotations
 from certfleet.api.reasons import CertificateReason
 from certfleet.api.spec import (
     CertificateSpec,
+    CloudHostConfig,
     GenerationMethod,
     InvalidSpecError,
     parse_certificate_spec,
 )
-from certfleet.controller.plan import Observed, Request, Unobservable
+from certfleet.controller.plan import Observed, Ownership, Request, Unobservable
 from certfleet.controller.ports import PemPair, Ports, Window
 from certfleet.core.errors import CertfleetError
 from certfleet.datastore.errors import (
@@ -25,6 +26,7 @@ from certfleet.datastore.errors import (
     DatastoreUnavailableError,
 )
 from certfleet.datastore.location import DatastoreLocation
+from certfleet.datastore.protocol import Datastore
 
 
 class DatastoreNotConfiguredError(CertfleetError):
@@ -74,6 +76,7 @@ def _observe(request: Request, spec: CertificateSpec, ports: Ports) -> Observed:
         )
     except ValueError as error:
         raise DatastoreNotConfiguredError(str(error)) from None
+    ownership = _ownership(request, cloudhost, datastore, location, ports)
     try:
         stored = datastore.read_current(location)
         pointer_etag, unreadable = (stored.pointer_etag if stored else None), None
@@ -105,7 +108,26 @@ def _observe(request: Request, spec: CertificateSpec, ports: Ports) -> Observed:
         cached_window=stored_window if same else _window(ports, spec, cached),
         supplied=ports.supplied.read(namespace, spec) if manual else None,
         supplied_name=ports.supplied.describe(namespace, spec) if manual else None,
+        ownership=ownership,
     )
+
+
+def _ownership(
+    request: Request,
+    cloudhost: CloudHostConfig,
+    datastore: Datastore,
+    location: DatastoreLocation,
+    ports: Ports,
+) -> Ownership:
+    """Read once: does the CloudHost admit the namespace, who claimed the location, and
+    does that other owner still exist (decide judges it: ``core.ownership``)."""
+    if not ports.tenancy.admits(cloudhost, request.namespace):
+        return Ownership(admitted=False, claim=None, claim_owner_exists=None)
+    claim = datastore.read_claim(location)
+    owner = claim.owner if claim is not None else None
+    other = owner is not None and owner != request.owner
+    exists = ports.tenancy.owner_exists(owner) if owner is not None and other else None
+    return Ownership(admitted=True, claim=claim, claim_owner_exists=exists)
 
 
 def _window(ports: Ports, spec: CertificateSpec, pair: PemPair | None) -> Window | None:

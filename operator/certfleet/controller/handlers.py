@@ -11,7 +11,13 @@ from typing import Any
 import kopf
 
 from certfleet.api.fleet import fleet_summary_patch
-from certfleet.api.names import GROUP, MANAGED_CERTIFICATES, RENEW_NOW_ANNOTATION, VERSION
+from certfleet.api.names import (
+    GROUP,
+    MANAGED_CERTIFICATES,
+    RENEW_NOW_ANNOTATION,
+    TAKE_OVER_ANNOTATION,
+    VERSION,
+)
 from certfleet.api.status import CertificateStatus
 from certfleet.controller.metrics import OperatorMetrics
 from certfleet.controller.plan import Outcome, Request
@@ -19,6 +25,7 @@ from certfleet.controller.reconcile import Reconciler
 from certfleet.controller.reporter import KubeReporter
 from certfleet.core.clock import Clock
 from certfleet.core.errors import CertfleetError
+from certfleet.core.ownership import LocationOwner
 from certfleet.core.schedule import seconds_after_reconciliation, seconds_until_due
 from certfleet.kube.gateway import KubernetesGateway
 
@@ -37,6 +44,7 @@ class Runtime:
     clock: Clock
     metrics: OperatorMetrics = field(default_factory=OperatorMetrics)
     recheck_seconds: float = MAX_RENEWAL_SLEEP_SECONDS
+    cluster: str = ""  # this cluster's id (kube-system's uid), in the owners it names
     _locks: dict[tuple[str, str], threading.Lock] = field(default_factory=dict)
     _guard: threading.Lock = field(default_factory=threading.Lock)
 
@@ -53,7 +61,16 @@ def reconcile_resource(
     with runtime.lock(namespace, name):
         reporter = KubeReporter(runtime.gateway, runtime.metrics, body, runtime.clock)
         failures = reporter.previous.failed_issuance_attempts
-        request = Request(namespace, dict(body.spec), failures, force_renewal)
+        owner = LocationOwner.resource(runtime.cluster, namespace, name, body.metadata.uid or "")
+        take_over = body.metadata.annotations.get(TAKE_OVER_ANNOTATION)
+        request = Request(
+            namespace,
+            dict(body.spec),
+            failures,
+            force_renewal,
+            owner=owner,
+            take_over_from=take_over if isinstance(take_over, str) else None,
+        )
         try:
             outcome = runtime.reconciler.reconcile(request, reporter)
         except CertfleetError as error:  # the status itself could not be written
@@ -80,6 +97,11 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
         if outcome.issuance_failed or not outcome.ready:
             raise kopf.TemporaryError(outcome.message, delay=outcome.retry_after or 30)
         patch.metadata.annotations[RENEW_NOW_ANNOTATION] = None  # done: a request, not a state
+
+    # A person hands a location over (core.ownership): look at once, not at the next retry.
+    @kopf.on.update(*RESOURCE, annotations={TAKE_OVER_ANNOTATION: kopf.PRESENT}, registry=registry)
+    def take_over(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
+        reconcile_resource(runtime, body, logger)
 
     # Async, so a sleeping daemon holds no thread: a sync daemon per resource would take one of
     # kopf's few worker threads each, and a handful of certificates would starve the handlers.

@@ -4,28 +4,43 @@ Outcome. Plain data: each stage reads the one before and never calls back into i
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeAlias
 
 from certfleet.api.spec import CertificateSpec, CloudHostConfig
 from certfleet.controller.ports import PemPair, Window
 from certfleet.core.facts import CertificateFacts
+from certfleet.core.ownership import ClaimVerdict, LocationOwner
 from certfleet.core.policy import Valid
 from certfleet.datastore.location import DatastoreLocation
-from certfleet.datastore.protocol import Datastore, StoredCertificate
+from certfleet.datastore.protocol import Datastore, LocationClaim, StoredCertificate
 
 
 @dataclass(frozen=True)
 class Request:
     """What one reconciliation is asked: the resource's namespace and spec, how many
     issuances failed in a row before (for the back-off), and whether a person asked for a
-    new certificate now (``force_renewal``)."""
+    new certificate now (``force_renewal``). ``owner``: who acts (the resource, or the build
+    machines), the location's owner if it may be; ``take_over_from``: the resource's
+    ``certfleet.io/take-over-from`` annotation."""
 
     namespace: str
     raw_spec: Mapping[str, Any]
     previous_failures: int = 0
     force_renewal: bool = False
+    owner: LocationOwner = field(kw_only=True)
+    take_over_from: str | None = field(default=None, kw_only=True)
+
+
+@dataclass(frozen=True)
+class Ownership:
+    """Who may act on the location, as gathered: does the CloudHost admit the namespace,
+    who claimed the location, and does that owner still exist (None: not visible here)."""
+
+    admitted: bool
+    claim: LocationClaim | None
+    claim_owner_exists: bool | None
 
 
 @dataclass(frozen=True)
@@ -48,6 +63,7 @@ class Observed:
     cached_window: Window | None
     supplied: PemPair | None  # MANUAL: what a person put where ``supplied_name`` says
     supplied_name: str | None
+    ownership: Ownership
 
 
 @dataclass(frozen=True)
@@ -114,7 +130,18 @@ class Wait:
     event_type: str | None = None  # "Normal" or "Warning": announce it; None: say nothing
 
 
-Plan: TypeAlias = Reuse | Publish | Issue | Wait
+@dataclass(frozen=True)
+class ClaimLocation:
+    """The location has no owner yet, or its owner is gone or handed it over: claim it
+    (``replacing``: the claim's ETag, None where there is none) before anything else
+    happens there, then look again."""
+
+    owner: LocationOwner
+    replacing: str | None
+    verdict: ClaimVerdict
+
+
+Plan: TypeAlias = Reuse | Publish | Issue | Wait | ClaimLocation
 
 
 # -- outcome --------------------------------------------------------------------------------

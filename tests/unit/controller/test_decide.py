@@ -20,8 +20,10 @@ from certfleet.api.spec import parse_certificate_spec, parse_cloudhost
 from certfleet.controller.decide import DecisionSettings, decide, judge, judge_issued
 from certfleet.controller.gather import DatastoreNotConfiguredError, unobservable
 from certfleet.controller.plan import (
+    ClaimLocation,
     Issue,
     Observed,
+    Ownership,
     Plan,
     Publish,
     Request,
@@ -32,6 +34,7 @@ from certfleet.controller.plan import (
 from certfleet.controller.ports import PemPair
 from certfleet.core.checks import Reason
 from certfleet.core.errors import CertfleetError
+from certfleet.core.ownership import LocationOwner
 from certfleet.core.policy import Valid
 from certfleet.datastore.errors import (
     DatastoreError,
@@ -42,13 +45,14 @@ from certfleet.datastore.errors import (
 from certfleet.datastore.location import DatastoreLocation
 from certfleet.datastore.memory import InMemoryDatastore
 from certfleet.datastore.pointer import Pointer
-from certfleet.datastore.protocol import StoredCertificate
+from certfleet.datastore.protocol import LocationClaim, StoredCertificate
 from certfleet.kube.gateway import KubernetesUnavailableError
 from unit.controller.resources import BUCKET, DOMAIN, MANUAL_SPEC, SPEC
 from unit.controller.resources import CLOUDHOST as CLOUDHOST_RESOURCE
 from unit.core.certificates import DAY, NOW, ec_key, key_pem, pem, pki
 
 CLOUDHOST = parse_cloudhost("aws", CLOUDHOST_RESOURCE["spec"])
+OWNER = LocationOwner.resource("cluster-1", "shop", "www", "uid-1")
 SETTINGS = DecisionSettings(retry_seconds=7, manual_poll_seconds=3)
 
 
@@ -79,10 +83,19 @@ def observed(
     supplied: PemPair | None = None,
     window: tuple[datetime, datetime] | None = None,
     forced: bool = False,
+    ownership: Ownership | None = None,
+    claimant: LocationOwner | None = None,
+    take_over_from: str | None = None,
 ) -> Observed:
     parsed = parse_certificate_spec(spec)
     return Observed(
-        request=Request("shop", spec, force_renewal=forced),
+        request=Request(
+            "shop",
+            spec,
+            force_renewal=forced,
+            owner=claimant or OWNER,
+            take_over_from=take_over_from,
+        ),
         spec=parsed,
         cloudhost=CLOUDHOST,
         datastore=InMemoryDatastore(),
@@ -96,6 +109,7 @@ def observed(
         cached_window=window,
         supplied=supplied,
         supplied_name="the kubernetes.io/tls Secret shop/supplied",
+        ownership=ownership or Ownership(True, LocationClaim(OWNER, '"c1"'), None),
     )
 
 

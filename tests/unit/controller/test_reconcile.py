@@ -26,6 +26,7 @@ from certfleet.controller.ports import PemPair, Ports
 from certfleet.controller.reconcile import OrderLease, Reconciler
 from certfleet.controller.report import events_to_post, status_from_outcome
 from certfleet.core.errors import CertfleetError, RetryLaterError
+from certfleet.core.ownership import LocationOwner
 from certfleet.datastore.errors import DatastoreNotSupportedError, DatastoreUnavailableError
 from certfleet.datastore.location import DatastoreLocation
 from certfleet.datastore.memory import InMemoryDatastore
@@ -33,6 +34,8 @@ from certfleet.datastore.protocol import Datastore, LeaseTaken
 from certfleet.kube.gateway import KubernetesUnavailableError
 from unit.controller.resources import BUCKET, CLOUDHOST, DOMAIN, MANUAL_SPEC, NAMESPACE, SPEC
 from unit.core.certificates import DAY, NOW, ec_key, key_pem, pem, pki
+
+OWNER = LocationOwner.resource("cluster-1", NAMESPACE, "www", "uid-1")
 
 
 def certificate(
@@ -118,6 +121,15 @@ class FakeWorld:
     ari_window: tuple[datetime, datetime] | None = None  # what the CA's ARI suggests
     ari_asked: list[bytes] = field(default_factory=list)
     announced: list[str] = field(default_factory=list)
+    # The Tenancy port: namespaces the CloudHosts refuse, owners that exist (else unknown).
+    refused_namespaces: set[str] = field(default_factory=set)
+    owners: dict[LocationOwner, bool] = field(default_factory=dict)
+
+    def admits(self, cloudhost: CloudHostConfig, namespace: str) -> bool:
+        return namespace not in self.refused_namespaces
+
+    def owner_exists(self, owner: LocationOwner) -> bool | None:
+        return self.owners.get(owner)
 
     def datastore(self, cloudhost: str) -> tuple[CloudHostConfig, Datastore]:
         if cloudhost not in self.cloudhosts:
@@ -137,6 +149,7 @@ class FakeWorld:
             supplied=SecretSuppliedCertificates(self.secrets),
             issuer=self.ca,
             windows=self,
+            tenancy=self,
         )
 
     # The Reporter port: what the status would be told.
@@ -158,6 +171,9 @@ def reconcile(
     now: datetime = NOW,
     previous_failures: int = 0,
     force_renewal: bool = False,
+    owner: LocationOwner = OWNER,
+    take_over_from: str | None = None,
+    namespace: str = NAMESPACE,
 ) -> Outcome:
     settings = DecisionSettings(
         retry_seconds=7,
@@ -166,7 +182,12 @@ def reconcile(
         issuance_backoff_cap_seconds=40,
     )
     request = Request(
-        NAMESPACE, spec, previous_failures=previous_failures, force_renewal=force_renewal
+        namespace,
+        spec,
+        previous_failures=previous_failures,
+        force_renewal=force_renewal,
+        owner=owner,
+        take_over_from=take_over_from,
     )
     return Reconciler(world.ports(), lambda: now, settings).reconcile(request, world)
 
@@ -191,7 +212,8 @@ def test_issues_caches_and_publishes_when_nothing_is_stored(world: FakeWorld) ->
     assert world.ca.orders == 1
     assert published(world) == world.ca.next_certificate == cached(world)
     assert outcome.revision == 1 and outcome.retry_after is None
-    assert [event.reason for event in outcome.events] == ["Issued", "Published"]
+    reasons = [event.reason for event in outcome.events]
+    assert reasons == ["LocationClaimed", "Issued", "Published"]
 
 
 def test_datastore_first_reuses_a_valid_certificate_without_an_order(world: FakeWorld) -> None:
@@ -426,7 +448,8 @@ def test_manual_certificates_never_ask_a_ca(world: FakeWorld) -> None:
 def test_a_repeated_state_is_announced_once(world: FakeWorld) -> None:
     first = reconcile(world, MANUAL_SPEC)
     status = status_from_outcome(first, typed({}), 1, NOW)
-    assert [e.reason for e in events_to_post(first, typed({}))] == ["WaitingForManualCertificate"]
+    told = [e.reason for e in events_to_post(first, typed({}))]
+    assert told == ["LocationClaimed", "WaitingForManualCertificate"]
     again = reconcile(world, MANUAL_SPEC)
     assert events_to_post(again, typed(status)) == ()
 
@@ -484,6 +507,7 @@ def test_an_s3_provider_without_conditional_writes_is_a_configuration_answer(
 ) -> None:
     world.store.publish_error = DatastoreNotSupportedError("PutObject: NotImplemented (HTTP 501)")
     world.secrets.items[(NAMESPACE, cache_secret_name(parse_spec(SPEC)))] = certificate()
+    world.store.claim(LOCATION, OWNER, NOW, None)  # claimed before the provider changed
     outcome = reconcile(world)
     assert (outcome.ready, outcome.reason, outcome.retry_after) == (
         False,
@@ -568,5 +592,5 @@ def test_a_lease_left_by_a_killed_run_of_the_same_holder_is_taken_at_once(
     reconciler = Reconciler(
         world.ports(), lambda: NOW, lease=OrderLease("operator certfleet-system/certfleet-operator")
     )
-    outcome = reconciler.reconcile(Request(NAMESPACE, SPEC), world)
+    outcome = reconciler.reconcile(Request(NAMESPACE, SPEC, owner=OWNER), world)
     assert outcome.reason == "Issued" and world.ca.orders == 1
