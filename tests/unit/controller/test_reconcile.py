@@ -594,3 +594,95 @@ def test_a_lease_left_by_a_killed_run_of_the_same_holder_is_taken_at_once(
     )
     outcome = reconciler.reconcile(Request(NAMESPACE, SPEC, owner=OWNER), world)
     assert outcome.reason == "Issued" and world.ca.orders == 1
+
+
+# -- an owner per location (core.ownership) -------------------------------------------------
+
+OTHER_NAMESPACE = "intruder"
+OTHER = LocationOwner.resource("cluster-1", OTHER_NAMESPACE, "www", "uid-2")
+WIDER_SPEC = {**SPEC, "alternativeNames": ["shop.example.com"]}
+
+
+def test_of_two_namespaces_claiming_one_location_one_owns_it_and_the_other_is_told(
+    world: FakeWorld,
+) -> None:
+    assert reconcile(world).reason == "Issued"
+    for _ in range(10):  # rechecks of both, different names: no flapping
+        other = reconcile(world, WIDER_SPEC, owner=OTHER, namespace=OTHER_NAMESPACE)
+        assert reconcile(world).reason == "Reused"
+    assert (other.ready, other.reason) == (False, "LocationClaimed")
+    assert "ManagedCertificate shop/www" in other.message
+    assert world.ca.orders == 1 and world.store.publishes == 1
+    stored = world.store.read_current(LOCATION)
+    assert stored is not None and stored.pointer.owner == OWNER.identity()
+    # Nothing of the location's key reached the other namespace.
+    assert not [key for key in world.secrets.items if key[0] == OTHER_NAMESPACE]
+
+
+def test_identical_duplicates_spend_one_order(world: FakeWorld) -> None:
+    assert reconcile(world).reason == "Issued"
+    assert reconcile(world, owner=OTHER, namespace=OTHER_NAMESPACE).reason == "LocationClaimed"
+    assert world.ca.orders == 1
+
+
+def test_a_non_owner_cannot_replace_the_fleets_certificate_with_a_manual_one(
+    world: FakeWorld,
+) -> None:
+    reconcile(world)
+    world.secrets.items[(OTHER_NAMESPACE, "supplied")] = certificate(key=4)
+    outcome = reconcile(
+        world, MANUAL_SPEC, force_renewal=True, owner=OTHER, namespace=OTHER_NAMESPACE
+    )
+    assert outcome.reason == "LocationClaimed" and world.store.publishes == 1
+
+
+def test_a_claimant_that_loses_the_race_is_told_who_won(world: FakeWorld) -> None:
+    class Racing(FlakyDatastore):
+        def claim(self, *args: Any, **kwargs: Any) -> Any:
+            if self.read_claim(LOCATION) is None:  # the other was a moment faster
+                super().claim(LOCATION, OTHER, NOW, None)
+            return super().claim(*args, **kwargs)
+
+    world.store = Racing()
+    outcome = reconcile(world)
+    assert (outcome.reason, world.ca.orders) == ("LocationClaimed", 0)
+    assert "ManagedCertificate intruder/www" in outcome.message
+
+
+def test_a_claim_the_provider_cannot_write_conditionally_is_a_configuration_answer(
+    world: FakeWorld,
+) -> None:
+    class NoConditionalWrites(FlakyDatastore):
+        def claim(self, *args: Any, **kwargs: Any) -> Any:
+            raise DatastoreNotSupportedError("PutObject: NotImplemented (HTTP 501)")
+
+    world.store = NoConditionalWrites()
+    outcome = reconcile(world)
+    assert (outcome.reason, world.ca.orders) == ("DatastoreNotSupported", 0)
+
+
+def test_a_deleted_owner_is_taken_over_by_the_resource_that_names_it(world: FakeWorld) -> None:
+    reconcile(world)
+    world.owners[OWNER] = False  # shop/www was deleted
+    refused = reconcile(world, WIDER_SPEC, owner=OTHER, namespace=OTHER_NAMESPACE)
+    assert refused.reason == "LocationClaimed"
+    assert "certfleet.io/take-over-from=shop/www" in refused.message
+    world.ca.next_certificate = certificate(names=(DOMAIN, "shop.example.com"))
+    taken = reconcile(
+        world, WIDER_SPEC, owner=OTHER, namespace=OTHER_NAMESPACE, take_over_from="shop/www"
+    )
+    assert (taken.ready, taken.reason) == (True, "Issued")
+    assert taken.events[0].reason == "LocationTakenOver"
+    stored = world.store.read_current(LOCATION)
+    assert stored is not None and stored.pointer.owner == OTHER.identity()
+    # The old owner, applied again with its old uid from a backup, is now the one refused.
+    world.owners[OTHER] = True
+    assert reconcile(world).reason == "LocationClaimed"
+
+
+def test_a_namespace_the_cloudhost_does_not_admit_touches_nothing(world: FakeWorld) -> None:
+    world.refused_namespaces.add(NAMESPACE)
+    outcome = reconcile(world)
+    assert (outcome.ready, outcome.reason) == (False, "NamespaceNotAllowed")
+    assert world.store.read_claim(LOCATION) is None and world.ca.orders == 0
+    assert world.secrets.items == {}
