@@ -7,7 +7,9 @@ machines of one fleet (a name their configuration shares, so that several build 
 serving the same certificate all act as one owner).
 
 The first to claim an unclaimed location owns it (a conditional write in the datastore, so of
-two claimants exactly one wins). The claim passes to another only deliberately:
+two claimants exactly one wins). A resource of the same namespace and name in another
+cluster (the cluster rebuilt, or a second one sharing the bucket) is the same owner. The
+claim passes to another only deliberately:
 
 - the owner, a ManagedCertificate of this cluster, no longer exists (deleted, or replaced by
   another object of its name: another uid) and the claimant is its re-creation (the same
@@ -89,6 +91,15 @@ class LocationOwner:
         return f"{self.kind}:{self.name}"
 
 
+def _same_name_elsewhere(claimant: LocationOwner, owner: LocationOwner) -> bool:
+    return (
+        claimant.kind is OwnerKind.RESOURCE
+        and owner.kind is OwnerKind.RESOURCE
+        and claimant.name == owner.name
+        and claimant.cluster != owner.cluster
+    )
+
+
 class Standing(enum.Enum):
     OWNER = "owner"  # the claim is the claimant's
     UNCLAIMED = "unclaimed"  # nobody claimed it: claim it first
@@ -119,6 +130,10 @@ def judge_claim(
         return ClaimVerdict(Standing.UNCLAIMED, "the location has no owner yet")
     if owner == claimant:
         return ClaimVerdict(Standing.OWNER, "this resource owns the location")
+    if _same_name_elsewhere(claimant, owner):
+        # A rebuilt cluster (or a second one sharing the bucket) applies the same resource:
+        # it is the same owner, as the datastore-first flow wants (reuse, no order).
+        return ClaimVerdict(Standing.OWNER, "this resource, by its name, owns the location")
     named = take_over_from is not None and take_over_from.strip() == owner.handle
     if owner_exists is True:
         return ClaimVerdict(
