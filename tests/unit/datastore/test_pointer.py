@@ -245,3 +245,17 @@ def test_every_valid_pointer_round_trips(
         published_at=times[2],
     )
     assert parse_pointer(pointer.to_json()) == pointer
+
+
+def test_the_owner_is_named_when_known_and_optional_when_read() -> None:
+    owned = dataclasses.replace(POINTER, owner="ManagedCertificate:c1/shop/www/uid-1")
+    assert json.loads(owned.to_json())["owner"] == "ManagedCertificate:c1/shop/www/uid-1"
+    assert parse_pointer(owned.to_json()) == owned
+    assert "owner" not in json.loads(POINTER.to_json())  # pointers from before owners
+    assert parse_pointer(POINTER.to_json()).owner == ""
+
+
+@pytest.mark.parametrize("owner", [7, "with space", "x" * 1025, "tab\there", "é"])
+def test_a_bad_owner_is_an_integrity_error(owner: Any) -> None:
+    with pytest.raises(DatastoreIntegrityError):
+        parse_pointer(encode(document(owner=owner)))
