@@ -55,7 +55,7 @@ class EventReason(StrEnum):
     IssuedCertificateRejected = "IssuedCertificateRejected"
     CacheWriteFailed = "CacheWriteFailed"
     PruneFailed = "PruneFailed"
-    LocationClaimed = "LocationClaimed"  # this resource now owns the location
+    LocationOwned = "LocationOwned"  # this resource claimed the location: it owns it now
     LocationTakenOver = "LocationTakenOver"  # ... in place of an owner gone or handed over
 
 

@@ -106,7 +106,7 @@ class Reconciler:
             failed = wait_after(unobservable(error), self._settings)
             return act(failed, observed, self._ports, self._clock, self._settings)
         if plan.replacing is None:
-            what = EventReason.LocationClaimed, f"claimed {location.s3_uri}"
+            what = EventReason.LocationOwned, f"claimed {location.s3_uri}: it owns it now"
         else:
             what = EventReason.LocationTakenOver, f"{location.s3_uri}: {plan.verdict.message}"
         return (Event("Normal", *what),)

@@ -213,7 +213,7 @@ def test_issues_caches_and_publishes_when_nothing_is_stored(world: FakeWorld) ->
     assert published(world) == world.ca.next_certificate == cached(world)
     assert outcome.revision == 1 and outcome.retry_after is None
     reasons = [event.reason for event in outcome.events]
-    assert reasons == ["LocationClaimed", "Issued", "Published"]
+    assert reasons == ["LocationOwned", "Issued", "Published"]
 
 
 def test_datastore_first_reuses_a_valid_certificate_without_an_order(world: FakeWorld) -> None:
@@ -449,7 +449,7 @@ def test_a_repeated_state_is_announced_once(world: FakeWorld) -> None:
     first = reconcile(world, MANUAL_SPEC)
     status = status_from_outcome(first, typed({}), 1, NOW)
     told = [e.reason for e in events_to_post(first, typed({}))]
-    assert told == ["LocationClaimed", "WaitingForManualCertificate"]
+    assert told == ["LocationOwned", "WaitingForManualCertificate"]
     again = reconcile(world, MANUAL_SPEC)
     assert events_to_post(again, typed(status)) == ()
 
