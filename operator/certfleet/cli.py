@@ -223,6 +223,12 @@ def _add_reconcile_arguments(reconcile: argparse.ArgumentParser) -> None:
         help="order now even where the last run's failed order is still backing off (the "
         "status file says until when; a changed spec ends the wait too)",
     )
+    add(
+        "--owner",
+        default=os.environ.get("CERTFLEET_OWNER", defaults.owner),
+        help="the owner name of this fleet's build machines: every build machine of the "
+        "fleet gives the same one, so they all act on its locations (env CERTFLEET_OWNER)",
+    )
     add("--verbose", action="store_true")
 
 
@@ -305,6 +311,7 @@ def _reconcile(args: argparse.Namespace) -> int:
             wait_for_other_order_seconds=args.wait_for_other_order_seconds,
             identity=args.identity,
             retry_now=args.retry_now,
+            owner=args.owner,
         )
     )
 

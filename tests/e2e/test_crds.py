@@ -351,6 +351,8 @@ BAD_CLOUDHOSTS: dict[str, tuple[dict[str, Any], str]] = {
         "spec.credentialsSecretRef.namespace",
     ),
     "missing encryption key": ({"encryptionKeySecretRef": DELETE}, "spec.encryptionKeySecretRef"),
+    "allowed namespace not a name": ({"allowedNamespaces": ["Shop_1"]}, "spec.allowedNamespaces"),
+    "allowed namespaces not a list": ({"allowedNamespaces": "shop"}, "spec.allowedNamespaces"),
 }
 
 

@@ -179,11 +179,13 @@ OPERATOR_CAN = [
     ("get", "leases.coordination.k8s.io", "-n", SYSTEM),
     ("update", "leases.coordination.k8s.io", "-n", SYSTEM),
     ("list", "namespaces"),
+    ("get", "namespaces"),  # their labels admit them to CloudHosts
     ("watch", "customresourcedefinitions.apiextensions.k8s.io"),
 ]
 OPERATOR_CANNOT = [
     ("delete", "namespaces"),
     ("create", "namespaces"),
+    ("patch", "namespaces"),  # it cannot label a namespace into a CloudHost
     ("create", "clusterroles.rbac.authorization.k8s.io"),
     ("bind", "clusterroles.rbac.authorization.k8s.io"),
     ("create", "managedcertificates", "-n", "{ns}"),  # users own them

@@ -71,15 +71,25 @@ class CertfleetInstall:
         self.apply(namespace)
 
     def create_cloudhost(
-        self, name: str, s3: S3Endpoint, bucket: str, master_key: bytes | None = None
+        self,
+        name: str,
+        s3: S3Endpoint,
+        bucket: str,
+        master_key: bytes | None = None,
+        allowed_namespaces: Sequence[str] | None = ("*",),
     ) -> bytes:
         """The sandbox CloudHost example, pointed at the real S3 server, with its Secrets.
-        Returns the datastore's master key (random unless given)."""
+        Returns the datastore's master key (random unless given). The test bed's CloudHosts
+        admit every namespace (each test makes its own); `allowed_namespaces` None leaves the
+        field out: the operator's namespace and labelled ones only."""
         master_key = master_key or secrets.token_bytes(32)
         cloudhost = load_example("cloudhost-sandbox.yaml")
         cloudhost["metadata"]["name"] = name
         spec = cloudhost["spec"]
         spec.update(endpoint=s3.url, region=s3.region, bucket=bucket)
+        spec.pop("allowedNamespaces", None)
+        if allowed_namespaces is not None:
+            spec["allowedNamespaces"] = list(allowed_namespaces)
         spec["credentialsSecretRef"]["name"] = f"{name}-s3-credentials"
         spec["encryptionKeySecretRef"]["name"] = f"{name}-encryption-key"
         self.apply_secret(

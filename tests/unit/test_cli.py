@@ -59,6 +59,16 @@ def test_reconcile_parses_its_files_and_folders(monkeypatch: pytest.MonkeyPatch)
     assert args.runtimedata == Path("/srv/toolkit/runtimedata")
     assert args.http01_listen == ("127.0.0.1", 9)
     assert args.manual_dir is None and args.metrics_textfile is None
+    assert args.owner == "default"  # shared by every build machine not told otherwise
+
+
+def test_reconcile_takes_the_fleets_owner_name_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CERTFLEET_OWNER", "prod-fleet")
+    assert _parser().parse_args(["reconcile", "-f", "a.yaml"]).owner == "prod-fleet"
+    given = ["reconcile", "-f", "a.yaml", "--owner", "staging"]
+    assert _parser().parse_args(given).owner == "staging"
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,12 @@ RENEW_NOW_ANNOTATION = "certfleet.io/renew-now"
 # under its storage prefix out of its diffs, so a person's certfleet.io/renew-now would go unseen.
 KOPF_ANNOTATION_PREFIX = "operator.certfleet.io"
 FINALIZER = "certfleet.io/finalizer"
+# Set by a person on a ManagedCertificate to take its location over from the owner it names
+# ("namespace/name", or "build-machines:NAME"), once that owner is gone or cannot be seen.
+TAKE_OVER_ANNOTATION = "certfleet.io/take-over-from"
+# A namespace labelled cloudhost.certfleet.io/<cloudhost>=allowed may use that CloudHost.
+CLOUDHOST_NAMESPACE_LABEL_PREFIX = "cloudhost.certfleet.io/"
+NAMESPACE_ALLOWED_VALUE = "allowed"
 
 MANAGED_BY_LABEL = {"app.kubernetes.io/managed-by": "certfleet"}
 CACHE_LABEL = "certfleet.io/cache"

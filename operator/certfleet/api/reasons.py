@@ -29,6 +29,11 @@ class CertificateReason(StrEnum):
     # Another certfleet (a build machine, a cluster) holds the datastore's order lease.
     OrderedElsewhere = "OrderedElsewhere"
     InvalidSpec = "InvalidSpec"
+    # Another owner (a ManagedCertificate, build machines) claimed the location: nothing is
+    # ordered, published or copied here (core.ownership).
+    LocationClaimed = "LocationClaimed"
+    # The CloudHost does not admit the resource's namespace (spec.allowedNamespaces).
+    NamespaceNotAllowed = "NamespaceNotAllowed"
     DatastoreNotConfigured = "DatastoreNotConfigured"
     DatastoreUnavailable = "DatastoreUnavailable"
     DatastoreIntegrity = "DatastoreIntegrity"
@@ -66,6 +71,8 @@ class EventReason(StrEnum):
     PruneFailed = "PruneFailed"
     # An ACME server kept failing: the order goes to the next of spec.acme.fallbackServers.
     AcmeServerFallback = "AcmeServerFallback"
+    LocationOwned = "LocationOwned"  # this resource claimed the location: it owns it now
+    LocationTakenOver = "LocationTakenOver"  # ... in place of an owner gone or handed over
 
 
 READY = "Ready"

@@ -274,6 +274,9 @@ class CloudHostConfig:
     dns01: Dns01Settings | None = None
     # Master keys being rotated out: read (by key id), never used to seal anything new.
     previous_encryption_keys: tuple[ObjectRef, ...] = ()
+    # Namespaces whose ManagedCertificates may use it, beyond the operator's own and those
+    # labelled for it (api.tenancy); "*" admits every namespace.
+    allowed_namespaces: tuple[str, ...] = ()
 
 
 def _ref(spec: Mapping[str, Any], field: str) -> ObjectRef:
@@ -302,6 +305,7 @@ def parse_cloudhost(name: str, spec: Mapping[str, Any]) -> CloudHostConfig:
         if spec.get("dns01")
         else None,
         previous_encryption_keys=_previous_keys(name, spec.get("previousEncryptionKeySecretRefs")),
+        allowed_namespaces=_allowed_namespaces(name, spec.get("allowedNamespaces")),
     )
 
 
@@ -338,6 +342,20 @@ def _previous_keys(name: str, value: object) -> tuple[ObjectRef, ...]:
             "Secret references"
         )
     return tuple(_ref({field: item}, field) for item in value)
+
+
+def _allowed_namespaces(name: str, value: object) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or len(value) > 1000:
+        raise InvalidSpecError(f"CloudHost {name}: spec.allowedNamespaces must be a list")
+    for entry in value:
+        if not isinstance(entry, str) or not (entry == "*" or _NAMESPACE.fullmatch(entry)):
+            raise InvalidSpecError(
+                f"CloudHost {name}: spec.allowedNamespaces holds namespace names or '*', "
+                f"not {entry!r}"[:300]
+            )
+    return tuple(value)
 
 
 def _history_limit(name: str, value: object) -> int:

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from certfleet.api.names import GROUP
+from certfleet.api.names import GROUP, TAKE_OVER_ANNOTATION
 from certfleet.api.spec import (
     CertificateSpec,
     CloudHostConfig,
@@ -39,6 +39,7 @@ class CertificateDocument:
     name: str
     raw_spec: Mapping[str, Any]
     spec: CertificateSpec
+    take_over_from: str | None = None  # its certfleet.io/take-over-from annotation
 
     @property
     def key(self) -> str:
@@ -71,7 +72,9 @@ def load_documents(paths: Sequence[Path]) -> Documents:
                 parsed = parse_certificate_spec(spec)
             except InvalidSpecError as error:
                 raise DocumentError(f"{where}: {error}") from None
-            certificate = CertificateDocument(namespace, name, spec, parsed)
+            certificate = CertificateDocument(
+                namespace, name, spec, parsed, _take_over_from(document, where)
+            )
             if certificate.key in certificates:
                 raise DocumentError(f"{where}: {certificate.key} is given twice")
             certificates[certificate.key] = certificate
@@ -121,3 +124,16 @@ def _identity(document: Mapping[str, Any], where: str) -> tuple[str, str, str]:
         if not isinstance(value, str) or not 0 < len(value) <= _NAME_LIMIT:
             raise DocumentError(f"{where}: metadata.{field} must be a name")
     return str(kind), str(namespace), str(name)
+
+
+def _take_over_from(document: Mapping[str, Any], where: str) -> str | None:
+    metadata = document.get("metadata")
+    annotations = metadata.get("annotations") if isinstance(metadata, dict) else None
+    if not isinstance(annotations, dict) or TAKE_OVER_ANNOTATION not in annotations:
+        return None
+    value = annotations[TAKE_OVER_ANNOTATION]
+    if not isinstance(value, str) or not 0 < len(value) <= 300:
+        raise DocumentError(
+            f"{where}: metadata.annotations.{TAKE_OVER_ANNOTATION} must name an owner"
+        )
+    return value

@@ -18,6 +18,7 @@ from typing import TextIO
 
 from certfleet.acme_issuer.http01 import ChallengeStore, Http01Server
 from certfleet.api.reasons import CertificateReason
+from certfleet.api.spec import CloudHostConfig
 from certfleet.buildmachine.documents import CertificateDocument, load_documents
 from certfleet.buildmachine.files import FileAccountStore, FileCache, FolderSuppliedCertificates
 from certfleet.buildmachine.report import (
@@ -36,8 +37,10 @@ from certfleet.controller.reconcile import OrderLease, Reconciler
 from certfleet.controller.renewal_windows import AriWindows
 from certfleet.core.clock import Clock, utc_now
 from certfleet.core.errors import CertfleetError
+from certfleet.core.ownership import LocationOwner
 
 EXIT_OK, EXIT_FAILED, EXIT_UNUSABLE = 0, 1, 2
+DEFAULT_OWNER = "default"
 # While another machine holds the order lease, look again this often.
 LEASE_POLL_SECONDS = 1.0
 
@@ -60,6 +63,10 @@ class BuildMachineSettings:
     # This machine's name, the same at every run: a run killed mid-order leaves a lease that
     # the next run of the same machine may take at once (others wait for it to expire).
     identity: str = field(default_factory=lambda: f"build machine {socket.gethostname()[:200]}")
+    # The owner of the locations these files name (core.ownership): shared by every build
+    # machine of one fleet, so that they all act on the same certificates, and unlike the
+    # owner name of any other fleet sharing the bucket.
+    owner: str = DEFAULT_OWNER
 
 
 class _Reporter:
@@ -76,6 +83,18 @@ class _Reporter:
 
     def report(self, outcome: Outcome) -> None:
         self.outcome = outcome
+
+
+class FilesTenancy:
+    """The Tenancy port without a cluster: the files are one person's, so every namespace
+    they name is admitted; no ManagedCertificate can be looked up (None: a person decides,
+    by certfleet.io/take-over-from)."""
+
+    def admits(self, cloudhost: CloudHostConfig, namespace: str) -> bool:
+        return True
+
+    def owner_exists(self, owner: LocationOwner) -> bool | None:
+        return None
 
 
 def _ports(
@@ -96,6 +115,7 @@ def _ports(
         supplied=FolderSuppliedCertificates(settings.manual_dir or runtimedata / "manual"),
         issuer=issuers,
         windows=AriWindows(issuers.for_directory),
+        tenancy=FilesTenancy(),
     )
     return ports, challenges
 
@@ -107,6 +127,11 @@ def run(
     out: TextIO = sys.stdout,
     err: TextIO = sys.stderr,
 ) -> int:
+    try:
+        LocationOwner.build_machines(settings.owner)
+    except ValueError as error:
+        print(f"certfleet reconcile: --owner {settings.owner!r}: {error}", file=err)
+        return EXIT_UNUSABLE
     try:
         documents = load_documents(settings.files)
     except CertfleetError as error:
@@ -195,6 +220,8 @@ def _reconcile(
         previous_failures=previous.failed_issuance_attempts,
         highest_revision=previous.datastore_revision,
         highest_revision_uri=previous.datastore_uri,
+        owner=LocationOwner.build_machines(settings.owner),
+        take_over_from=certificate.take_over_from,
     )
     deadline = time.monotonic() + settings.wait_for_other_order_seconds
     said = False

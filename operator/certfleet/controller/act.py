@@ -18,6 +18,7 @@ from certfleet.api.reasons import CertificateReason, EventReason
 from certfleet.controller.decide import DecisionSettings, judge_issued, wait_after
 from certfleet.controller.gather import unobservable
 from certfleet.controller.plan import (
+    ClaimLocation,
     Event,
     Issue,
     Observed,
@@ -43,6 +44,15 @@ def act(
     clock: Clock,
     settings: DecisionSettings,
 ) -> Outcome:
+    if isinstance(plan, ClaimLocation):
+        # The claim is written by the Reconciler, before the plan that needs it; one seen
+        # here changed under the order lease: look again rather than act for another.
+        plan = Wait(
+            CertificateReason.LocationClaimed,
+            f"the location's claim is not this resource's yet ({plan.verdict.message}); "
+            "looking again",
+            settings.retry_seconds,
+        )
     if isinstance(plan, Wait):
         return _waiting(plan, observed if isinstance(observed, Observed) else None)
     assert isinstance(observed, Observed)  # only a gathered world leads to an action
@@ -113,6 +123,7 @@ def _publish(
         not_after=facts.not_after,
         expected_pointer_etag=observed.pointer_etag,
         after_revision=observed.highest_revision,
+        owner=observed.request.owner.identity(),
     )
     if observed.unreadable is not None:
         events = (

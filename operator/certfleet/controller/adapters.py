@@ -41,11 +41,13 @@ from certfleet.api.spec import (
     parse_certificate_spec,
     parse_cloudhost,
 )
+from certfleet.api.tenancy import admits
 from certfleet.controller import pending_orders
 from certfleet.controller.acme_issuers import SecretValue
 from certfleet.controller.gather import DatastoreNotConfiguredError
 from certfleet.controller.ports import PemPair, PendingOrder
 from certfleet.core.errors import CertfleetError
+from certfleet.core.ownership import LocationOwner, OwnerKind
 from certfleet.datastore.client import s3_client
 from certfleet.datastore.encryption import MASTER_KEY_BYTES, MasterKey
 from certfleet.datastore.protocol import Datastore
@@ -276,6 +278,32 @@ class CloudHostDatastores:
                 f"{MASTER_KEY_BYTES} random bytes"
             )
         return master
+
+
+class KubeTenancy:
+    """The Tenancy port in a cluster: a namespace's labels admit it to a CloudHost (read only
+    when the CloudHost's own list does not), and an owner of this cluster exists while a
+    ManagedCertificate of its namespace, name and uid does (and is not being deleted)."""
+
+    def __init__(self, gateway: KubernetesGateway, operator_namespace: str, cluster: str) -> None:
+        self._gateway = gateway
+        self._operator_namespace = operator_namespace
+        self._cluster = cluster
+
+    def admits(self, cloudhost: CloudHostConfig, namespace: str) -> bool:
+        if admits(cloudhost, namespace, self._operator_namespace, None):
+            return True
+        labels = self._gateway.namespace_labels(namespace)
+        return admits(cloudhost, namespace, self._operator_namespace, labels)
+
+    def owner_exists(self, owner: LocationOwner) -> bool | None:
+        # Another cluster's resources (or an unknown cluster id) cannot be looked up here.
+        if owner.kind is not OwnerKind.RESOURCE or not self._cluster:
+            return None
+        if owner.cluster != self._cluster:
+            return None
+        namespace, name = owner.name.split("/", 1)
+        return self._gateway.live_certificate_uid(namespace, name) == owner.uid
 
 
 class SecretAccountStore:

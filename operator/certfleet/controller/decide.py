@@ -28,7 +28,9 @@ from datetime import datetime
 
 from certfleet.api.reasons import CertificateReason
 from certfleet.api.spec import CertificateSpec, GenerationMethod
+from certfleet.api.tenancy import refusal
 from certfleet.controller.plan import (
+    ClaimLocation,
     Issue,
     Observed,
     Plan,
@@ -44,6 +46,7 @@ from certfleet.core.checks import Reason
 from certfleet.core.clock import rfc3339
 from certfleet.core.fallback import DEFAULT_FAILURES_PER_SERVER, moves_on, server_position
 from certfleet.core.leases import StorageLease
+from certfleet.core.ownership import Standing, judge_claim
 from certfleet.core.policy import Failure, Valid, Verdict, evaluate, fit_to_serve
 from certfleet.datastore.protocol import StoredCertificate
 
@@ -64,6 +67,10 @@ class DecisionSettings:
 def decide(observed: Observed | Unobservable, now: datetime, settings: DecisionSettings) -> Plan:
     if isinstance(observed, Unobservable):
         return wait_after(observed, settings)
+    # The location's owner first: nothing else is judged, and nothing written, for another.
+    standing = _standing(observed, settings)
+    if standing is not None:
+        return standing
     spec, stored = observed.spec, observed.stored
     stored_pair = PemPair(stored.fullchain, stored.privkey) if stored else None
     stored_verdict = judge(stored_pair, spec, now, observed.stored_window)
@@ -160,6 +167,36 @@ def _issue(
 
 def _position_name(position: int) -> str:
     return "server" if position == 0 else f"fallbackServers[{position - 1}]"
+
+
+def _standing(observed: Observed, settings: DecisionSettings) -> Wait | ClaimLocation | None:
+    """None when the resource owns the location. Else a refusal (the namespace is not
+    admitted, or another owns the location: nothing is ordered, published, or cached into
+    this namespace), or the claim to write before anything else (``core.ownership``)."""
+    ownership, request = observed.ownership, observed.request
+    if not ownership.admitted:
+        return Wait(
+            CertificateReason.NamespaceNotAllowed,
+            f"{refusal(observed.cloudhost, request.namespace)}; nothing is done here",
+            settings.retry_seconds,
+        )
+    claim = ownership.claim
+    verdict = judge_claim(
+        request.owner,
+        claim.owner if claim is not None else None,
+        ownership.claim_owner_exists,
+        request.take_over_from,
+    )
+    if verdict.standing is Standing.OWNER:
+        return None
+    if verdict.may_claim:
+        return ClaimLocation(request.owner, claim.etag if claim is not None else None, verdict)
+    return Wait(
+        CertificateReason.LocationClaimed,
+        f"{observed.location.s3_uri}: {verdict.message}; nothing is ordered, published or "
+        "cached for this resource",
+        settings.retry_seconds,
+    )
 
 
 def wait_after(failure: Unobservable, settings: DecisionSettings) -> Wait:

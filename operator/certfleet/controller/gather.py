@@ -11,11 +11,12 @@ from __future__ import annotations
 from certfleet.api.reasons import CertificateReason
 from certfleet.api.spec import (
     CertificateSpec,
+    CloudHostConfig,
     GenerationMethod,
     InvalidSpecError,
     parse_certificate_spec,
 )
-from certfleet.controller.plan import Observed, Request, Unobservable
+from certfleet.controller.plan import Observed, Ownership, Request, Unobservable
 from certfleet.controller.ports import PemPair, Ports, Window
 from certfleet.core.errors import CertfleetError
 from certfleet.core.rollback import rolled_back
@@ -30,6 +31,7 @@ from certfleet.datastore.errors import (
     UnknownMasterKeyError,
 )
 from certfleet.datastore.location import DatastoreLocation
+from certfleet.datastore.protocol import Datastore
 
 
 class DatastoreNotConfiguredError(CertfleetError):
@@ -82,6 +84,7 @@ def _observe(request: Request, spec: CertificateSpec, ports: Ports) -> Observed:
     unreadable_reason: str | None = None
     # A spec moved to another location starts afresh there.
     seen = request.highest_revision if request.highest_revision_uri == location.s3_uri else 0
+    ownership = _ownership(request, cloudhost, datastore, location, ports)
     try:
         stored = datastore.read_current(location)
         pointer_etag, unreadable = (stored.pointer_etag if stored else None), None
@@ -124,6 +127,7 @@ def _observe(request: Request, spec: CertificateSpec, ports: Ports) -> Observed:
         unreadable_reason=unreadable_reason,
         highest_revision=seen,
         pending=None if manual else ports.cache.read_pending(namespace, spec),
+        ownership=ownership,
     )
 
 
@@ -138,6 +142,24 @@ def _untrusted_reason(error: DatastoreIntegrityError) -> str:
         if isinstance(error, kind):
             return reason
     return CertificateReason.DatastoreIntegrity
+
+
+def _ownership(
+    request: Request,
+    cloudhost: CloudHostConfig,
+    datastore: Datastore,
+    location: DatastoreLocation,
+    ports: Ports,
+) -> Ownership:
+    """Read once: does the CloudHost admit the namespace, who claimed the location, and
+    does that other owner still exist (decide judges it: ``core.ownership``)."""
+    if not ports.tenancy.admits(cloudhost, request.namespace):
+        return Ownership(admitted=False, claim=None, claim_owner_exists=None)
+    claim = datastore.read_claim(location)
+    owner = claim.owner if claim is not None else None
+    other = owner is not None and owner != request.owner
+    exists = ports.tenancy.owner_exists(owner) if owner is not None and other else None
+    return Ownership(admitted=True, claim=claim, claim_owner_exists=exists)
 
 
 def _window(ports: Ports, spec: CertificateSpec, pair: PemPair | None) -> Window | None:

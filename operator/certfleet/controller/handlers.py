@@ -13,7 +13,13 @@ from typing import Any, cast
 import kopf
 
 from certfleet.api.fleet import fleet_summary_patch
-from certfleet.api.names import GROUP, MANAGED_CERTIFICATES, RENEW_NOW_ANNOTATION, VERSION
+from certfleet.api.names import (
+    GROUP,
+    MANAGED_CERTIFICATES,
+    RENEW_NOW_ANNOTATION,
+    TAKE_OVER_ANNOTATION,
+    VERSION,
+)
 from certfleet.controller.metrics import OperatorMetrics
 from certfleet.controller.plan import Outcome, Request
 from certfleet.controller.reconcile import Reconciler
@@ -21,6 +27,7 @@ from certfleet.controller.renewal_timers import RenewalTimers
 from certfleet.controller.reporter import KubeReporter
 from certfleet.core.clock import Clock
 from certfleet.core.errors import CertfleetError
+from certfleet.core.ownership import LocationOwner
 from certfleet.kube.gateway import KubernetesGateway
 
 log = logging.getLogger(__name__)
@@ -40,6 +47,7 @@ class Runtime:
     clock: Clock
     metrics: OperatorMetrics = field(default_factory=OperatorMetrics)
     recheck_seconds: float = MAX_RENEWAL_SLEEP_SECONDS
+    cluster: str = ""  # this cluster's id (kube-system's uid), in the owners it names
     _locks: dict[tuple[str, str], threading.Lock] = field(default_factory=dict)
     _guard: threading.Lock = field(default_factory=threading.Lock)
     timers: RenewalTimers = field(init=False)
@@ -70,6 +78,8 @@ def reconcile_resource(
     with runtime.lock(namespace, name):
         reporter = KubeReporter(runtime.gateway, runtime.metrics, body, runtime.clock)
         previous = reporter.previous
+        owner = LocationOwner.resource(runtime.cluster, namespace, name, body.metadata.uid or "")
+        take_over = body.metadata.annotations.get(TAKE_OVER_ANNOTATION)
         request = Request(
             namespace,
             dict(body.spec),
@@ -77,6 +87,8 @@ def reconcile_resource(
             force_renewal,
             highest_revision=previous.datastore_revision,
             highest_revision_uri=previous.datastore_uri,
+            owner=owner,
+            take_over_from=take_over if isinstance(take_over, str) else None,
         )
         try:
             outcome = runtime.reconciler.reconcile(request, reporter)
@@ -114,6 +126,11 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
         if outcome.issuance_failed or not outcome.ready:
             raise kopf.TemporaryError(outcome.message, delay=outcome.retry_after or 30)
         patch.metadata.annotations[RENEW_NOW_ANNOTATION] = None  # done: a request, not a state
+
+    # A person hands a location over (core.ownership): look at once, not at the next retry.
+    @kopf.on.update(*RESOURCE, annotations={TAKE_OVER_ANNOTATION: kopf.PRESENT}, registry=registry)
+    def take_over(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
+        reconcile_and_time(runtime, body, logger)
 
     # The renewal timers are certfleet's own tasks on kopf's loop, not kopf daemons: a daemon
     # would put kopf's finalizer on every resource, and deleting one (or its namespace) would

@@ -20,6 +20,7 @@ from certfleet.api.names import FINALIZER, KOPF_ANNOTATION_PREFIX
 from certfleet.controller.acme_issuers import AcmeIssuers
 from certfleet.controller.adapters import (
     CloudHostDatastores,
+    KubeTenancy,
     SecretAccountStore,
     SecretCache,
     SecretSuppliedCertificates,
@@ -92,7 +93,10 @@ def _configure_kopf(registry: kopf.OperatorRegistry) -> None:
 
 
 def _ports(
-    settings: OperatorSettings, metrics: OperatorMetrics, challenges: ChallengeStore
+    settings: OperatorSettings,
+    metrics: OperatorMetrics,
+    challenges: ChallengeStore,
+    cluster: str,
 ) -> Ports:
     gateway = KubernetesGateway()
     secrets = TlsSecrets(gateway)
@@ -114,6 +118,7 @@ def _ports(
             settings.ari_min_ask_again_seconds,
             settings.ari_max_ask_again_seconds,
         ),
+        tenancy=KubeTenancy(gateway, settings.namespace, cluster),
     )
 
 
@@ -144,11 +149,10 @@ def _lead(
     return elector
 
 
-def _lease_holder(settings: OperatorSettings) -> str:
+def _lease_holder(settings: OperatorSettings, cluster: str | None) -> str:
     """Who holds the datastore's order lease: this operator installation, not this process.
     Within the cluster the Kubernetes Lease already lets one replica act, so a restarted or
     replaced replica takes the order lease over at once instead of waiting out its own."""
-    cluster = KubernetesGateway().cluster_id()
     if cluster is None:
         return f"operator {settings.identity}"  # no stable name: only this process
     return f"operator {settings.namespace}/{settings.lease_name} of cluster {cluster}"
@@ -168,17 +172,20 @@ def run(settings: OperatorSettings) -> int:
     challenges = ChallengeStore()
     http01 = Http01Server(challenges, *settings.http01_listen)
     http01.start()
+    # This cluster's id names it in the order leases and in the owners of locations.
+    cluster = KubernetesGateway().cluster_id()
     runtime = Runtime(
         Reconciler(
-            _ports(settings, metrics, challenges),
+            _ports(settings, metrics, challenges, cluster or ""),
             utc_now,
             settings.decisions,
-            OrderLease(holder=_lease_holder(settings)),
+            OrderLease(holder=_lease_holder(settings, cluster)),
         ),
         KubernetesGateway(),
         utc_now,
         metrics=metrics,
         recheck_seconds=settings.recheck_seconds,
+        cluster=cluster or "",
     )
     registry = kopf.OperatorRegistry()
     _configure_kopf(registry)

@@ -4,23 +4,27 @@ Outcome. Plain data: each stage reads the one before and never calls back into i
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeAlias
 
 from certfleet.api.spec import CertificateSpec, CloudHostConfig
 from certfleet.controller.ports import PemPair, PendingOrder, Window
 from certfleet.core.facts import CertificateFacts
+from certfleet.core.ownership import ClaimVerdict, LocationOwner
 from certfleet.core.policy import Valid
 from certfleet.datastore.location import DatastoreLocation
-from certfleet.datastore.protocol import Datastore, StoredCertificate
+from certfleet.datastore.protocol import Datastore, LocationClaim, StoredCertificate
 
 
 @dataclass(frozen=True)
 class Request:
     """What one reconciliation is asked: the resource's namespace and spec, how many
     issuances failed in a row before (for the back-off), whether a person asked for a
-    new certificate now (``force_renewal``), and the highest revision seen before."""
+    new certificate now (``force_renewal``), and the highest revision seen before.
+    ``owner``: who acts (the resource, or the build machines), the location's owner if
+    it may be; ``take_over_from``: the resource's ``certfleet.io/take-over-from``
+    annotation."""
 
     namespace: str
     raw_spec: Mapping[str, Any]
@@ -30,6 +34,18 @@ class Request:
     # that location, a pointer below it was rolled back, and a publish goes above it.
     highest_revision: int = 0
     highest_revision_uri: str | None = None
+    owner: LocationOwner = field(kw_only=True)
+    take_over_from: str | None = field(default=None, kw_only=True)
+
+
+@dataclass(frozen=True)
+class Ownership:
+    """Who may act on the location, as gathered: does the CloudHost admit the namespace,
+    who claimed the location, and does that owner still exist (None: not visible here)."""
+
+    admitted: bool
+    claim: LocationClaim | None
+    claim_owner_exists: bool | None
 
 
 @dataclass(frozen=True)
@@ -52,6 +68,7 @@ class Observed:
     cached_window: Window | None
     supplied: PemPair | None  # MANUAL: what a person put where ``supplied_name`` says
     supplied_name: str | None
+    ownership: Ownership
     # Why the pointer could not be followed (an event reason), with ``unreadable``.
     unreadable_reason: str | None = None
     # The highest revision seen at this location (the request's, if it is about this one).
@@ -130,7 +147,18 @@ class Wait:
     event_type: str | None = None  # "Normal" or "Warning": announce it; None: say nothing
 
 
-Plan: TypeAlias = Reuse | Publish | Issue | Wait
+@dataclass(frozen=True)
+class ClaimLocation:
+    """The location has no owner yet, or its owner is gone or handed it over: claim it
+    (``replacing``: the claim's ETag, None where there is none) before anything else
+    happens there, then look again."""
+
+    owner: LocationOwner
+    replacing: str | None
+    verdict: ClaimVerdict
+
+
+Plan: TypeAlias = Reuse | Publish | Issue | Wait | ClaimLocation
 
 
 # -- outcome --------------------------------------------------------------------------------

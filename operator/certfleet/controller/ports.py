@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
 from certfleet.api.spec import CertificateSpec, CloudHostConfig
+from certfleet.core.ownership import LocationOwner
 from certfleet.datastore.protocol import Datastore
 
 if TYPE_CHECKING:
@@ -104,6 +105,18 @@ class RenewalWindows(Protocol):
         could not be had (advisory: never an error)."""
 
 
+class Tenancy(Protocol):
+    """Who may act where: the namespaces a CloudHost admits (``api.tenancy``) and whether a
+    location's owner still exists. In a cluster: Namespace labels and ManagedCertificates;
+    a build machine's files are one person's, so it admits every namespace and sees no
+    owner but itself."""
+
+    def admits(self, cloudhost: CloudHostConfig, namespace: str) -> bool: ...
+
+    def owner_exists(self, owner: LocationOwner) -> bool | None:
+        """True/False for an owner this side can look up; None when it cannot tell."""
+
+
 @dataclass(frozen=True)
 class Ports:
     datastores: Datastores
@@ -111,6 +124,7 @@ class Ports:
     supplied: SuppliedCertificates
     issuer: Issuer
     windows: RenewalWindows
+    tenancy: Tenancy
 
 
 class Reporter(Protocol):

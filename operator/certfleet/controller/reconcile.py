@@ -3,6 +3,9 @@
 Nothing climbs back up: the decision is taken on what was gathered, the plan is announced
 before a long ACME order starts, the outcome is reported once at the end.
 
+Before anything happens at a location, the resource claims it (``core.ownership``): the
+claim is written, then the world is gathered and decided again, as the owner's.
+
 An order happens only under the datastore's order lease of the certificate's location: several
 certfleets sharing a bucket (build machines, a cluster) would otherwise each order. After the
 lease is taken the world is gathered and decided again, since another machine may have
@@ -11,6 +14,7 @@ published while this one looked; a lease held elsewhere makes the plan a Wait.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import secrets
@@ -18,6 +22,7 @@ import socket
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from certfleet.api.reasons import EventReason
 from certfleet.controller.act import act
 from certfleet.controller.decide import (
     DecisionSettings,
@@ -26,10 +31,11 @@ from certfleet.controller.decide import (
     wait_for_other_order,
 )
 from certfleet.controller.gather import gather, unobservable
-from certfleet.controller.plan import Issue, Observed, Outcome, Request
+from certfleet.controller.plan import ClaimLocation, Event, Issue, Observed, Outcome, Request
 from certfleet.controller.ports import Ports, Reporter
 from certfleet.core.clock import Clock
 from certfleet.core.errors import CertfleetError
+from certfleet.datastore.errors import DatastoreConflictError
 from certfleet.datastore.protocol import LeaseHeld
 
 log = logging.getLogger(__name__)
@@ -67,12 +73,43 @@ class Reconciler:
     def reconcile(self, request: Request, reporter: Reporter) -> Outcome:
         observed = gather(request, self._ports)
         plan = decide(observed, self._clock(), self._settings)
+        claimed: tuple[Event, ...] = ()
+        if isinstance(plan, ClaimLocation) and isinstance(observed, Observed):
+            # The claim first, then the world again: it may have changed while this one
+            # looked, and from here on the decision is the owner's.
+            written = self._claim(plan, observed)
+            if isinstance(written, Outcome):
+                reporter.report(written)
+                return written
+            claimed = written
+            observed = gather(request, self._ports)
+            plan = decide(observed, self._clock(), self._settings)
         if isinstance(plan, Issue) and isinstance(observed, Observed):
             outcome = self._order_under_lease(plan, observed, reporter)
         else:
             outcome = act(plan, observed, self._ports, self._clock, self._settings)
+        if claimed:
+            outcome = dataclasses.replace(outcome, events=(*claimed, *outcome.events))
         reporter.report(outcome)
         return outcome
+
+    def _claim(self, plan: ClaimLocation, observed: Observed) -> tuple[Event, ...] | Outcome:
+        """Writes the location's claim: its event, or the outcome of a failed write. A
+        claimant that was faster is no failure: the decision on the world gathered next
+        names it."""
+        location = observed.location
+        try:
+            observed.datastore.claim(location, plan.owner, self._clock(), plan.replacing)
+        except DatastoreConflictError:
+            return ()
+        except CertfleetError as error:
+            failed = wait_after(unobservable(error), self._settings)
+            return act(failed, observed, self._ports, self._clock, self._settings)
+        if plan.replacing is None:
+            what = EventReason.LocationOwned, f"claimed {location.s3_uri}: it owns it now"
+        else:
+            what = EventReason.LocationTakenOver, f"{location.s3_uri}: {plan.verdict.message}"
+        return (Event("Normal", *what),)
 
     def _order_under_lease(self, plan: Issue, observed: Observed, reporter: Reporter) -> Outcome:
         datastore, location, now = observed.datastore, observed.location, self._clock()

@@ -18,14 +18,11 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from certfleet.core.clock import parse_rfc3339, rfc3339
 from certfleet.core.leases import StorageLease, may_take_storage_lease, new_storage_lease
-from certfleet.datastore.errors import DatastoreError
 from certfleet.datastore.location import DatastoreLocation
 from certfleet.datastore.protocol import LeaseHeld, LeaseTaken
-from certfleet.datastore.s3_errors import is_not_found, is_precondition_failed, raise_translated
+from certfleet.datastore.s3_objects import get_bounded, put_conditional
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -113,10 +110,9 @@ class S3Leases:
         if_match: str | None = None,
     ) -> str | None:
         """The new ETag, or None when the condition did not hold."""
-        key = lease_key(location)
         request: PutObjectRequestTypeDef = {
             "Bucket": location.bucket,
-            "Key": key,
+            "Key": lease_key(location),
             "Body": lease_to_json(lease),
             "ContentType": "application/json",
             "CacheControl": "no-cache",
@@ -125,38 +121,10 @@ class S3Leases:
             request["IfNoneMatch"] = "*"
         if if_match is not None:
             request["IfMatch"] = if_match
-        try:
-            response = self._client.put_object(**request)
-        except ClientError as exc:
-            if is_precondition_failed(exc) or (if_match is not None and is_not_found(exc)):
-                return None
-            raise_translated(exc, operation="PutObject", uri=location.s3_uri_of(key))
-        except BotoCoreError as exc:
-            raise_translated(exc, operation="PutObject", uri=location.s3_uri_of(key))
-        etag = response.get("ETag")
-        if not isinstance(etag, str) or not etag:
-            raise DatastoreError(f"PutObject {location.s3_uri_of(key)}: the server sent no ETag")
-        return etag
+        return put_conditional(self._client, location, request)
 
     def _get(self, location: DatastoreLocation) -> tuple[StorageLease | None, str] | None:
-        key = lease_key(location)
-        uri = location.s3_uri_of(key)
-        try:
-            response = self._client.get_object(Bucket=location.bucket, Key=key)
-        except ClientError as exc:
-            if is_not_found(exc):
-                return None
-            raise_translated(exc, operation="GetObject", uri=uri)
-        except BotoCoreError as exc:
-            raise_translated(exc, operation="GetObject", uri=uri)
-        body = response["Body"]
-        try:
-            data = body.read(MAX_LEASE_BYTES + 1)
-        except BotoCoreError as exc:
-            raise_translated(exc, operation="GetObject", uri=uri)
-        finally:
-            body.close()
-        etag = response.get("ETag")
-        if not isinstance(etag, str) or not etag:
-            raise DatastoreError(f"GetObject {uri}: the server sent no ETag")
-        return (parse_lease(data) if len(data) <= MAX_LEASE_BYTES else None), etag
+        fetched = get_bounded(self._client, location, lease_key(location), MAX_LEASE_BYTES)
+        if fetched is None:
+            return None
+        return parse_lease(fetched.body), fetched.etag

@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 
 from certfleet.core.clock import Clock, utc_now
 from certfleet.core.leases import StorageLease, may_take_storage_lease, new_storage_lease
+from certfleet.core.ownership import LocationOwner
 from certfleet.core.retention import revisions_to_remove
 from certfleet.datastore.encryption import KeyRing, MasterKey
 from certfleet.datastore.errors import (
@@ -33,6 +34,7 @@ from certfleet.datastore.pointer import Pointer, parse_pointer
 from certfleet.datastore.protocol import (
     LeaseHeld,
     LeaseTaken,
+    LocationClaim,
     PointerPoll,
     PollStatus,
     StoredCertificate,
@@ -51,6 +53,7 @@ class _Folder:
     pointer: bytes | None = None  # as S3 would hold it
     etag: str | None = None
     lease: tuple[StorageLease, str] | None = None  # and its ETag
+    claim: LocationClaim | None = None
 
 
 class InMemoryDatastore:
@@ -144,6 +147,7 @@ class InMemoryDatastore:
         expected_pointer_etag: str | None,
         *,
         after_revision: int = 0,
+        owner: str = "",
     ) -> Pointer:
         folder = self._folder(location)
         if folder.etag != expected_pointer_etag:
@@ -160,6 +164,7 @@ class InMemoryDatastore:
             privkey_enc_sha256=_sha256(b"in memory: " + privkey),
             published_at=self._clock().replace(microsecond=0),
             key_id=key.key_id_hex,
+            owner=owner,
         )
         folder.revisions[revision] = (fullchain, privkey, key.key_id_hex)
         folder.written[revision] = self._clock()
@@ -196,3 +201,25 @@ class InMemoryDatastore:
         if folder.lease is not None and folder.lease[1] == taken.etag:
             released = StorageLease(taken.lease.holder, taken.lease.expires_at, released=True)
             folder.lease = (released, f'"{next(self._etags)}"')
+
+    def read_claim(self, location: DatastoreLocation) -> LocationClaim | None:
+        return self._folder(location).claim
+
+    def claim(
+        self,
+        location: DatastoreLocation,
+        owner: LocationOwner,
+        now: datetime,
+        replacing: str | None,
+    ) -> LocationClaim:
+        folder = self._folder(location)
+        current = folder.claim.etag if folder.claim is not None else None
+        if current != replacing:
+            raise DatastoreConflictError(f"{location.s3_uri} was claimed by another owner first")
+        folder.claim = LocationClaim(owner, f'"{next(self._etags)}"')
+        return folder.claim
+
+    def spoil_claim(self, location: DatastoreLocation) -> None:
+        """What junk in owner.json does: a claim naming no owner (for tests)."""
+        folder = self._folder(location)
+        folder.claim = LocationClaim(None, f'"{next(self._etags)}"')

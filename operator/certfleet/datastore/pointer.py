@@ -13,9 +13,13 @@ Example (format version 2; keys sorted, times in UTC to the second):
       "privkey_enc_sha256": "<64 hex>",
       "privkey_sha256": "<64 hex>",
       "published_at": "2025-12-01T12:00:05Z",
+      "owner": "ManagedCertificate:<cluster>/shop/www/<uid>",
       "revision": 3,
       "serial": "04a1b2c3"
     }
+
+``owner`` (optional: pointers written before owners existed have none) names the location's
+owner that published the revision (``core.ownership``; the claim itself is ``owner.json``).
 
 The pointer is read by every agent, possibly from a bucket others can write to, so parsing is
 strict: size-bounded, UTF-8, no duplicate keys, no NaN, exact types.
@@ -73,6 +77,8 @@ _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 _SERIAL_HEX = re.compile(r"[0-9a-f]{1,64}")
 _TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")
 _TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+MAX_OWNER_LENGTH = 1024
+_OWNER = re.compile(rf"[\x21-\x7e]{{1,{MAX_OWNER_LENGTH}}}")
 
 
 def _check_utc(name: str, value: datetime) -> datetime:
@@ -111,6 +117,9 @@ class Pointer:
     # The master key (its id) whose derived key authenticates the pointer.
     key_id: str
     format_version: int = FORMAT_VERSION
+    # The location's owner that published it (``core.ownership.LocationOwner.identity``);
+    # empty in pointers written before owners existed.
+    owner: str = ""
 
     def __post_init__(self) -> None:
         if self.format_version != FORMAT_VERSION or isinstance(self.format_version, bool):
@@ -124,10 +133,12 @@ class Pointer:
             object.__setattr__(self, name, _check_utc(name, getattr(self, name)))
         if self.not_before > self.not_after:
             raise ValueError("not_before must not be later than not_after")
+        if not isinstance(self.owner, str) or (self.owner and not _OWNER.fullmatch(self.owner)):
+            raise ValueError(f"owner must be up to {MAX_OWNER_LENGTH} printable ASCII characters")
 
     def document(self) -> dict[str, Any]:
         """The pointer's own fields as JSON values (not the location, not the tag)."""
-        return {
+        fields: dict[str, Any] = {
             "format_version": self.format_version,
             "revision": self.revision,
             "serial": self.serial,
@@ -139,6 +150,9 @@ class Pointer:
             "published_at": rfc3339(self.published_at),
             "key_id": self.key_id,
         }
+        if self.owner:  # who published it (core.ownership); absent when nobody is named
+            fields["owner"] = self.owner
+        return fields
 
     def to_json(self, location: DatastoreLocation, key: MasterKey) -> bytes:
         """The authenticated document for `location`, sealed with `key` (its id is key_id)."""
@@ -281,6 +295,7 @@ def parse_pointer(data: bytes, location: DatastoreLocation, keys: KeyRing) -> Po
             privkey_enc_sha256=_str_field(document, "privkey_enc_sha256"),
             published_at=_parse_timestamp("published_at", _field(document, "published_at")),
             key_id=_str_field(document, "key_id"),
+            owner=_str_field(document, "owner") if "owner" in document else "",
         )
     # ValueError covers bad UTF-8, bad JSON, bad values and huge integer literals;
     # RecursionError covers deeply nested arrays that fit within the size limit.

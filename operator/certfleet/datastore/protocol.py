@@ -14,7 +14,9 @@ Two implementations: ``s3_store.S3Datastore`` (the real one) and ``memory.InMemo
 - ``poll_pointer`` is a conditional read: an unchanged pointer transfers no body;
 - ``take_lease`` is a conditional write too: of two machines asking at once, one gets the
   order lease of a location (``LeaseTaken``) and the other is told who holds it
-  (``LeaseHeld``); an expired lease is taken over against the ETag read, so again by one.
+  (``LeaseHeld``); an expired lease is taken over against the ETag read, so again by one;
+- ``claim`` is a conditional write too: of two claimants of one location exactly one owns
+  it; a claim is replaced only against the ETag of the one read.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from certfleet.core.leases import StorageLease
+from certfleet.core.ownership import LocationOwner
 from certfleet.datastore.location import DatastoreLocation
 from certfleet.datastore.pointer import Pointer
 
@@ -81,6 +84,15 @@ class LeaseHeld:
     lease: StorageLease
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class LocationClaim:
+    """``<location>/owner.json``: who owns the location (``core.ownership``). ``owner`` None:
+    the object is not a claim (junk), which a claimant may replace against ``etag``."""
+
+    owner: LocationOwner | None
+    etag: str
+
+
 class Datastore(Protocol):
     def read_current(self, location: DatastoreLocation) -> StoredCertificate | None:
         """The verified current revision, or None when nothing was published yet."""
@@ -104,9 +116,11 @@ class Datastore(Protocol):
         expected_pointer_etag: str | None,
         *,
         after_revision: int = 0,
+        owner: str = "",
     ) -> Pointer:
         """Write a new revision above `after_revision` (the highest the caller has seen),
-        verify it, then flip the pointer to it."""
+        verify it, then flip the pointer to it; the pointer names `owner` (the location's
+        owner, ``LocationOwner.identity``)."""
 
     def prune(
         self, location: DatastoreLocation, current: int, keep: int, grace: timedelta
@@ -121,3 +135,17 @@ class Datastore(Protocol):
 
     def release_lease(self, location: DatastoreLocation, taken: LeaseTaken) -> None:
         """Give the lease back (only if it is still the one taken; else a no-op)."""
+
+    def read_claim(self, location: DatastoreLocation) -> LocationClaim | None:
+        """Who claimed `location` (its owner), or None when nobody did."""
+
+    def claim(
+        self,
+        location: DatastoreLocation,
+        owner: LocationOwner,
+        now: datetime,
+        replacing: str | None,
+    ) -> LocationClaim:
+        """Claim `location` for `owner`: where nobody claimed it (`replacing` None), or in
+        place of the claim whose ETag is `replacing`. DatastoreConflictError when another
+        claim was written first."""

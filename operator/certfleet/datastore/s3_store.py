@@ -27,7 +27,9 @@ from typing import TYPE_CHECKING
 from botocore.exceptions import BotoCoreError, ClientError
 
 from certfleet.core.clock import utc_now
+from certfleet.core.ownership import LocationOwner
 from certfleet.core.retention import revisions_to_remove
+from certfleet.datastore.claim import S3Claims
 from certfleet.datastore.encryption import (
     ENVELOPE_OVERHEAD_BYTES,
     ENVELOPE_SCHEME,
@@ -39,7 +41,6 @@ from certfleet.datastore.encryption import (
 )
 from certfleet.datastore.errors import (
     DatastoreConflictError,
-    DatastoreError,
     DatastoreIntegrityError,
     DatastoreVerificationError,
 )
@@ -49,20 +50,23 @@ from certfleet.datastore.pointer import MAX_POINTER_BYTES, Pointer, parse_pointe
 from certfleet.datastore.protocol import (
     LeaseHeld,
     LeaseTaken,
+    LocationClaim,
     PointerPoll,
     PollStatus,
     StoredCertificate,
 )
 from certfleet.datastore.s3_errors import (
     is_not_found,
-    is_not_modified,
     is_precondition_failed,
     raise_translated,
 )
+from certfleet.datastore.s3_objects import Fetched as _Fetched
+from certfleet.datastore.s3_objects import NotModifiedError as _NotModifiedError
+from certfleet.datastore.s3_objects import get_bounded
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
-    from mypy_boto3_s3.type_defs import GetObjectRequestTypeDef, PutObjectRequestTypeDef
+    from mypy_boto3_s3.type_defs import PutObjectRequestTypeDef
 
 log = logging.getLogger(__name__)
 
@@ -87,16 +91,6 @@ def _bare_etag(etag: str) -> str:
     if value.startswith("W/"):
         value = value[2:]
     return value.strip('"')
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Fetched:
-    body: bytes
-    etag: str
-
-
-class _NotModifiedError(Exception):
-    """A conditional GET answered 304 (internal: poll_pointer turns it into UNCHANGED)."""
 
 
 class S3Datastore:
@@ -223,8 +217,10 @@ class S3Datastore:
         expected_pointer_etag: str | None,
         *,
         after_revision: int = 0,
+        owner: str = "",
     ) -> Pointer:
-        """Write a new revision, verify it, then flip the pointer to it.
+        """Write a new revision, verify it, then flip the pointer to it (naming `owner`, the
+        location's owner, ``LocationOwner.identity``).
 
         `expected_pointer_etag` is the ETag of the pointer the caller's decision was based on
         (from read_current), None when it saw no pointer. `after_revision` is the highest
@@ -263,6 +259,7 @@ class S3Datastore:
             privkey_enc_sha256="0" * 64,
             published_at=self._now(),
             key_id=self._keys.current.key_id_hex,
+            owner=owner,
         )
         revision, blob = self._write_revision(location, previous_revision, fullchain, privkey)
         self._verify_revision(location, revision, fullchain_sha256, _sha256(blob), privkey_sha256)
@@ -459,6 +456,20 @@ class S3Datastore:
     def release_lease(self, location: DatastoreLocation, taken: LeaseTaken) -> None:
         S3Leases(self._client).release(location, taken)
 
+    # -- the location's claim (datastore.claim) -----------------------------------------
+
+    def read_claim(self, location: DatastoreLocation) -> LocationClaim | None:
+        return S3Claims(self._client).read(location)
+
+    def claim(
+        self,
+        location: DatastoreLocation,
+        owner: LocationOwner,
+        now: datetime,
+        replacing: str | None,
+    ) -> LocationClaim:
+        return S3Claims(self._client).write(location, owner, now, replacing)
+
     # -- S3 calls -----------------------------------------------------------------------
 
     def _put(
@@ -501,37 +512,4 @@ class S3Datastore:
 
         With `if_none_match`, raises _NotModifiedError when the server answers 304.
         """
-        uri = location.s3_uri_of(key)
-        request: GetObjectRequestTypeDef = {"Bucket": location.bucket, "Key": key}
-        if if_none_match is not None:
-            request["IfNoneMatch"] = if_none_match
-        try:
-            response = self._client.get_object(**request)
-        except ClientError as exc:
-            if if_none_match is not None and is_not_modified(exc):
-                raise _NotModifiedError from None
-            if is_not_found(exc):
-                return None
-            raise_translated(exc, operation="GetObject", uri=uri)
-        except BotoCoreError as exc:
-            raise_translated(exc, operation="GetObject", uri=uri)
-
-        body = response["Body"]
-        try:
-            # Refuse before reading when the server says it is too big; read with a bound in
-            # case it does not say, or says wrong.
-            length = response.get("ContentLength")
-            if isinstance(length, int) and length > limit:
-                raise DatastoreIntegrityError(f"{uri} is {length} bytes, over the {limit} limit")
-            try:
-                data = body.read(limit + 1)
-            except BotoCoreError as exc:
-                raise_translated(exc, operation="GetObject", uri=uri)
-            if len(data) > limit:
-                raise DatastoreIntegrityError(f"{uri} is over the {limit} byte limit")
-        finally:
-            body.close()
-        etag = response.get("ETag")
-        if not isinstance(etag, str) or not etag:
-            raise DatastoreError(f"GetObject {uri}: the server sent no ETag")
-        return _Fetched(body=data, etag=etag)
+        return get_bounded(self._client, location, key, limit, if_none_match=if_none_match)

@@ -217,6 +217,43 @@ class KubernetesGateway:
             return None
         return uid if isinstance(uid, str) and 0 < len(uid) <= 64 else None
 
+    def namespace_labels(self, namespace: str) -> Mapping[str, str] | None:
+        """A namespace's labels (None when it does not exist): they admit it to CloudHosts."""
+        try:
+            found = self._core.read_namespace(namespace, _request_timeout=REQUEST_TIMEOUT)
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise KubernetesUnavailableError(
+                f"reading namespace {namespace}: {error.status} {error.reason}"
+            ) from None
+        labels = found.metadata.labels or {}
+        return {str(key): str(value) for key, value in labels.items()}
+
+    def live_certificate_uid(self, namespace: str, name: str) -> str | None:
+        """The uid of ManagedCertificate namespace/name; None when there is none or it is
+        being deleted (a location's owner that is gone)."""
+        try:
+            found: Mapping[str, Any] = self._custom.get_namespaced_custom_object(
+                GROUP,
+                VERSION,
+                namespace,
+                MANAGED_CERTIFICATES,
+                name,
+                _request_timeout=REQUEST_TIMEOUT,
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise KubernetesUnavailableError(
+                f"reading ManagedCertificate {namespace}/{name}: {error.status} {error.reason}"
+            ) from None
+        metadata = found.get("metadata")
+        if not isinstance(metadata, Mapping) or metadata.get("deletionTimestamp"):
+            return None
+        uid = metadata.get("uid")
+        return uid if isinstance(uid, str) else None
+
     def request_renewal(self, namespace: str, name: str, now: datetime) -> None:
         """Sets the renew-now annotation; the operator renews and removes it."""
         patch = {"metadata": {"annotations": {RENEW_NOW_ANNOTATION: now.isoformat()}}}

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import yaml
 
+from certfleet.api.names import TAKE_OVER_ANNOTATION as TAKE_OVER
 from certfleet.buildmachine.backoff import backoff_entry
 from certfleet.buildmachine.main import (
     EXIT_FAILED,
@@ -22,6 +23,7 @@ from certfleet.buildmachine.main import (
     run,
 )
 from certfleet.core.clock import utc_now
+from certfleet.core.ownership import LocationOwner
 from certfleet.datastore.encryption import MasterKey
 from certfleet.datastore.lease import lease_key
 from certfleet.datastore.location import DatastoreLocation
@@ -273,3 +275,40 @@ def test_a_rolled_back_pointer_is_replaced_at_the_next_run_above_the_highest(
     status_file = machine.tmp_path / "runtimedata" / "certfleet-status.json"
     status = json.loads(status_file.read_text())["certificates"]["default/shop"]["status"]
     assert status["datastore"]["revision"] == 3
+
+
+def test_build_machines_of_one_fleet_share_an_owner_and_another_fleet_is_refused(
+    machine: Machine,
+) -> None:
+    pair = ManualCA().leaf(DOMAIN)
+    machine.supply(pair.fullchain, pair.key)
+    assert machine.run(CLOUDHOST, MANUAL, owner="prod-fleet") == EXIT_OK
+    claim = machine.store.read_claim(LOCATION)
+    assert claim is not None and claim.owner == LocationOwner.build_machines("prod-fleet")
+    # Another machine of the same fleet (same --owner, another host) acts on it too.
+    assert machine.run(CLOUDHOST, MANUAL, owner="prod-fleet", identity="build machine b") == 0
+    assert "Reused" in machine.out.getvalue()
+    other = ManualCA().leaf(DOMAIN)
+    machine.supply(other.fullchain, other.key)
+    assert machine.run(CLOUDHOST, MANUAL, owner="staging") == EXIT_FAILED
+    assert "LocationClaimed" in machine.err.getvalue()
+    assert "build-machines:prod-fleet" in machine.err.getvalue()
+    stored = machine.store.read_current(LOCATION)
+    assert stored is not None and stored.fullchain == pair.fullchain
+    assert stored.pointer.owner == "BuildMachines:prod-fleet"
+
+
+def test_a_document_naming_the_owner_takes_its_location_over(machine: Machine) -> None:
+    machine.store.claim(LOCATION, LocationOwner.resource("c", "shop", "www", "u"), utc_now(), None)
+    pair = ManualCA().leaf(DOMAIN)
+    machine.supply(pair.fullchain, pair.key)
+    assert machine.run(CLOUDHOST, MANUAL) == EXIT_FAILED  # a cluster's: not without a word
+    handed = {**MANUAL, "metadata": {"name": "shop", "annotations": {TAKE_OVER: "shop/www"}}}
+    assert machine.run(CLOUDHOST, handed) == EXIT_OK
+    claim = machine.store.read_claim(LOCATION)
+    assert claim is not None and claim.owner == LocationOwner.build_machines("default")
+
+
+def test_a_bad_owner_name_is_exit_2(machine: Machine) -> None:
+    assert machine.run(CLOUDHOST, MANUAL, owner="a b") == EXIT_UNUSABLE
+    assert "--owner" in machine.err.getvalue()

@@ -20,8 +20,10 @@ from certfleet.api.spec import parse_certificate_spec, parse_cloudhost
 from certfleet.controller.decide import DecisionSettings, decide, judge, judge_issued
 from certfleet.controller.gather import DatastoreNotConfiguredError, unobservable
 from certfleet.controller.plan import (
+    ClaimLocation,
     Issue,
     Observed,
+    Ownership,
     Plan,
     Publish,
     Request,
@@ -32,6 +34,7 @@ from certfleet.controller.plan import (
 from certfleet.controller.ports import PemPair, PendingOrder
 from certfleet.core.checks import Reason
 from certfleet.core.errors import CertfleetError
+from certfleet.core.ownership import LocationOwner
 from certfleet.core.policy import Valid
 from certfleet.datastore.errors import (
     DatastoreError,
@@ -42,7 +45,7 @@ from certfleet.datastore.errors import (
 from certfleet.datastore.location import DatastoreLocation
 from certfleet.datastore.memory import InMemoryDatastore
 from certfleet.datastore.pointer import Pointer
-from certfleet.datastore.protocol import StoredCertificate
+from certfleet.datastore.protocol import LocationClaim, StoredCertificate
 from certfleet.kube.gateway import KubernetesUnavailableError
 from unit.controller.resources import BUCKET, DOMAIN, MANUAL_SPEC, SPEC
 from unit.controller.resources import CLOUDHOST as CLOUDHOST_RESOURCE
@@ -50,6 +53,10 @@ from unit.core.certificates import DAY, NOW, ec_key, key_pem, pem, pki
 
 CLOUDHOST = parse_cloudhost("aws", CLOUDHOST_RESOURCE["spec"])
 FALLBACK_SPEC = {**SPEC, "acme": {**SPEC["acme"], "fallbackServers": ["letsencrypt"]}}
+OWNER = LocationOwner.resource("cluster-1", "shop", "www", "uid-1")
+CLAIM_BY_OTHER = LocationClaim(LocationOwner.resource("cluster-1", "other", "www", "uid-2"), '"c2"')
+OLD_SELF = LocationOwner.resource("cluster-1", "shop", "www", "uid-0")
+MACHINES = LocationOwner.build_machines("prod")
 SETTINGS = DecisionSettings(retry_seconds=7, manual_poll_seconds=3)
 
 
@@ -94,10 +101,20 @@ def observed(
     forced: bool = False,
     failures: int = 0,
     pending: PendingOrder | None = None,
+    ownership: Ownership | None = None,
+    claimant: LocationOwner | None = None,
+    take_over_from: str | None = None,
 ) -> Observed:
     parsed = parse_certificate_spec(spec)
     return Observed(
-        request=Request("shop", spec, previous_failures=failures, force_renewal=forced),
+        request=Request(
+            "shop",
+            spec,
+            previous_failures=failures,
+            force_renewal=forced,
+            owner=claimant or OWNER,
+            take_over_from=take_over_from,
+        ),
         spec=parsed,
         cloudhost=CLOUDHOST,
         datastore=InMemoryDatastore(),
@@ -112,6 +129,7 @@ def observed(
         supplied=supplied,
         supplied_name="the kubernetes.io/tls Secret shop/supplied",
         pending=pending,
+        ownership=ownership or Ownership(True, LocationClaim(OWNER, '"c1"'), None),
     )
 
 
@@ -324,6 +342,105 @@ ROWS = [
         CertificateReason.DatastoreIntegrity,
         check=lambda plan: plan.retry_after == 7 and plan.event_type == "Warning",
     ),
+    # -- the location's owner (core.ownership), before anything else ----------------------
+    Row(
+        "a namespace the CloudHost does not admit gets nothing, even for a valid certificate",
+        lambda: observed(published=VALID, ownership=Ownership(False, None, None)),
+        Wait,
+        CertificateReason.NamespaceNotAllowed,
+        check=lambda plan: (
+            "spec.allowedNamespaces" in plan.message
+            and "cloudhost.certfleet.io/aws=allowed" in plan.message
+            and plan.retry_after == 7
+            and plan.serving is None
+        ),
+    ),
+    Row(
+        "a location nobody claimed is claimed before anything is reused there",
+        lambda: observed(published=VALID, ownership=Ownership(True, None, None)),
+        ClaimLocation,
+        check=lambda plan: plan.owner == OWNER and plan.replacing is None,
+    ),
+    Row(
+        "an owner.json that is not a claim is replaced against its ETag",
+        lambda: observed(ownership=Ownership(True, LocationClaim(None, '"junk"'), None)),
+        ClaimLocation,
+        check=lambda plan: plan.replacing == '"junk"',
+    ),
+    Row(
+        "another namespace's live resource owns the location: nothing here, its name told",
+        lambda: observed(published=VALID, ownership=Ownership(True, CLAIM_BY_OTHER, True)),
+        Wait,
+        CertificateReason.LocationClaimed,
+        check=lambda plan: (
+            "ManagedCertificate other/www" in plan.message
+            and plan.serving is None
+            and plan.retry_after == 7
+        ),
+    ),
+    Row(
+        "renew-now from a resource that does not own the location orders nothing",
+        lambda: observed(
+            published=DUE, forced=True, ownership=Ownership(True, CLAIM_BY_OTHER, True)
+        ),
+        Wait,
+        CertificateReason.LocationClaimed,
+    ),
+    Row(
+        "a MANUAL certificate supplied to a non-owner is not published",
+        lambda: observed(
+            MANUAL_SPEC, supplied=VALID, ownership=Ownership(True, CLAIM_BY_OTHER, True)
+        ),
+        Wait,
+        CertificateReason.LocationClaimed,
+    ),
+    Row(
+        "a live owner is never taken over, even by an annotation naming it",
+        lambda: observed(
+            ownership=Ownership(True, CLAIM_BY_OTHER, True), take_over_from="other/www"
+        ),
+        Wait,
+        CertificateReason.LocationClaimed,
+        check=lambda plan: "only once that resource is deleted" in plan.message,
+    ),
+    Row(
+        "a deleted owner is not taken over by another resource without a person's word",
+        lambda: observed(ownership=Ownership(True, CLAIM_BY_OTHER, False)),
+        Wait,
+        CertificateReason.LocationClaimed,
+        check=lambda plan: "certfleet.io/take-over-from=other/www" in plan.message,
+    ),
+    Row(
+        "a deleted owner is taken over by the resource that names it in take-over-from",
+        lambda: observed(
+            ownership=Ownership(True, CLAIM_BY_OTHER, False), take_over_from="other/www"
+        ),
+        ClaimLocation,
+        check=lambda plan: plan.replacing == '"c2"' and plan.owner == OWNER,
+    ),
+    Row(
+        "a resource deleted and applied again (a new uid) takes its own location back",
+        lambda: observed(
+            ownership=Ownership(True, LocationClaim(OLD_SELF, '"c3"'), False),
+        ),
+        ClaimLocation,
+        check=lambda plan: plan.replacing == '"c3"',
+    ),
+    Row(
+        "build machines' location is taken over only when a person names them",
+        lambda: observed(
+            ownership=Ownership(True, LocationClaim(MACHINES, '"c4"'), None),
+            take_over_from="build-machines:prod",
+        ),
+        ClaimLocation,
+    ),
+    Row(
+        "build machines' location is not taken by a resource that does not name them",
+        lambda: observed(ownership=Ownership(True, LocationClaim(MACHINES, '"c4"'), None)),
+        Wait,
+        CertificateReason.LocationClaimed,
+        check=lambda plan: "certfleet cannot see from here" in plan.message,
+    ),
 ]
 
 
@@ -337,7 +454,7 @@ def test_the_decision(row: Row) -> None:
 
 
 def test_every_plan_is_reached() -> None:
-    assert {row.plan for row in ROWS} == {Reuse, Publish, Issue, Wait}
+    assert {row.plan for row in ROWS} == {Reuse, Publish, Issue, Wait, ClaimLocation}
 
 
 def test_the_decision_takes_the_time_it_is_given() -> None:

@@ -29,6 +29,7 @@ from certfleet.controller.ports import PemPair, PendingOrder, Ports
 from certfleet.controller.reconcile import OrderLease, Reconciler
 from certfleet.controller.report import events_to_post, status_from_outcome
 from certfleet.core.errors import CertfleetError, RetryLaterError
+from certfleet.core.ownership import LocationOwner
 from certfleet.datastore.encryption import MasterKey
 from certfleet.datastore.errors import DatastoreNotSupportedError, DatastoreUnavailableError
 from certfleet.datastore.location import DatastoreLocation
@@ -37,6 +38,8 @@ from certfleet.datastore.protocol import Datastore, LeaseTaken
 from certfleet.kube.gateway import KubernetesUnavailableError, OwnerReference
 from unit.controller.resources import BUCKET, CLOUDHOST, DOMAIN, MANUAL_SPEC, NAMESPACE, SPEC
 from unit.core.certificates import DAY, NOW, ec_key, key_pem, pem, pki
+
+OWNER = LocationOwner.resource("cluster-1", NAMESPACE, "www", "uid-1")
 
 
 def certificate(
@@ -146,6 +149,15 @@ class FakeWorld:
     ari_asked: list[bytes] = field(default_factory=list)
     ari_servers: list[str] = field(default_factory=list)  # whose window was asked
     announced: list[str] = field(default_factory=list)
+    # The Tenancy port: namespaces the CloudHosts refuse, owners that exist (else unknown).
+    refused_namespaces: set[str] = field(default_factory=set)
+    owners: dict[LocationOwner, bool] = field(default_factory=dict)
+
+    def admits(self, cloudhost: CloudHostConfig, namespace: str) -> bool:
+        return namespace not in self.refused_namespaces
+
+    def owner_exists(self, owner: LocationOwner) -> bool | None:
+        return self.owners.get(owner)
 
     def datastore(self, cloudhost: str) -> tuple[CloudHostConfig, Datastore]:
         if cloudhost not in self.cloudhosts:
@@ -166,6 +178,7 @@ class FakeWorld:
             supplied=SecretSuppliedCertificates(self.secrets),
             issuer=self.ca,
             windows=self,
+            tenancy=self,
         )
 
     # The Reporter port: what the status would be told.
@@ -187,6 +200,9 @@ def reconcile(
     now: datetime = NOW,
     previous_failures: int = 0,
     force_renewal: bool = False,
+    owner: LocationOwner = OWNER,
+    take_over_from: str | None = None,
+    namespace: str = NAMESPACE,
 ) -> Outcome:
     settings = DecisionSettings(
         retry_seconds=7,
@@ -195,7 +211,12 @@ def reconcile(
         issuance_backoff_cap_seconds=40,
     )
     request = Request(
-        NAMESPACE, spec, previous_failures=previous_failures, force_renewal=force_renewal
+        namespace,
+        spec,
+        previous_failures=previous_failures,
+        force_renewal=force_renewal,
+        owner=owner,
+        take_over_from=take_over_from,
     )
     return Reconciler(world.ports(), lambda: now, settings).reconcile(request, world)
 
@@ -220,7 +241,8 @@ def test_issues_caches_and_publishes_when_nothing_is_stored(world: FakeWorld) ->
     assert world.ca.orders == 1
     assert published(world) == world.ca.next_certificate == cached(world)
     assert outcome.revision == 1 and outcome.retry_after is None
-    assert [event.reason for event in outcome.events] == ["Issued", "Published"]
+    reasons = [event.reason for event in outcome.events]
+    assert reasons == ["LocationOwned", "Issued", "Published"]
 
 
 def test_datastore_first_reuses_a_valid_certificate_without_an_order(world: FakeWorld) -> None:
@@ -455,7 +477,8 @@ def test_manual_certificates_never_ask_a_ca(world: FakeWorld) -> None:
 def test_a_repeated_state_is_announced_once(world: FakeWorld) -> None:
     first = reconcile(world, MANUAL_SPEC)
     status = status_from_outcome(first, typed({}), 1, NOW)
-    assert [e.reason for e in events_to_post(first, typed({}))] == ["WaitingForManualCertificate"]
+    told = [e.reason for e in events_to_post(first, typed({}))]
+    assert told == ["LocationOwned", "WaitingForManualCertificate"]
     again = reconcile(world, MANUAL_SPEC)
     assert events_to_post(again, typed(status)) == ()
 
@@ -513,6 +536,7 @@ def test_an_s3_provider_without_conditional_writes_is_a_configuration_answer(
 ) -> None:
     world.store.publish_error = DatastoreNotSupportedError("PutObject: NotImplemented (HTTP 501)")
     world.secrets.items[(NAMESPACE, cache_secret_name(parse_spec(SPEC)))] = certificate()
+    world.store.claim(LOCATION, OWNER, NOW, None)  # claimed before the provider changed
     outcome = reconcile(world)
     assert (outcome.ready, outcome.reason, outcome.retry_after) == (
         False,
@@ -597,7 +621,7 @@ def test_a_lease_left_by_a_killed_run_of_the_same_holder_is_taken_at_once(
     reconciler = Reconciler(
         world.ports(), lambda: NOW, lease=OrderLease("operator certfleet-system/certfleet-operator")
     )
-    outcome = reconciler.reconcile(Request(NAMESPACE, SPEC), world)
+    outcome = reconciler.reconcile(Request(NAMESPACE, SPEC, owner=OWNER), world)
     assert outcome.reason == "Issued" and world.ca.orders == 1
 
 
@@ -635,12 +659,14 @@ def test_a_server_that_kept_failing_falls_back_with_an_event_and_the_status_says
     assert acme.eab_key_id is None and acme.eab_hmac_secret is None  # the first CA's binding
     assert (outcome.ready, outcome.reason) == (True, "Issued")
     assert outcome.issued_by == ("https://second.example/dir", 1)
+    # The first reconciliation claims the location, then falls back.
     assert [event.reason for event in outcome.events] == [
+        "LocationOwned",
         "AcmeServerFallback",
         "Issued",
         "Published",
     ]
-    assert "https://first.example/dir failed 2 time(s)" in outcome.events[0].message
+    assert "https://first.example/dir failed 2 time(s)" in outcome.events[1].message
     status = status_from_outcome(outcome, typed({}), 1, NOW)
     assert status["issuedBy"] == {"server": "https://second.example/dir", "position": 1}
     assert status["failedIssuanceAttempts"] == 0
@@ -653,7 +679,11 @@ def test_a_failing_fallback_still_says_it_fell_back_and_names_no_issuer(
     world.ca.fail = True
     outcome = reconcile(world, FALLBACK_SPEC, previous_failures=2)
     assert (outcome.ready, outcome.issuance_failed, outcome.issued_by) == (False, True, None)
-    assert [event.reason for event in outcome.events] == ["AcmeServerFallback", "IssuanceFailed"]
+    assert [event.reason for event in outcome.events] == [
+        "LocationOwned",
+        "AcmeServerFallback",
+        "IssuanceFailed",
+    ]
     assert "issuing through ACME at https://second.example/dir failed" in outcome.message
     assert "issuedBy" not in status_from_outcome(outcome, typed({}), 1, NOW)
     # The next failure stays at the fallback, without another fallback event.
@@ -683,6 +713,7 @@ def reconcile_after(world: FakeWorld, before: Outcome, spec: Mapping[str, Any] =
         spec,
         highest_revision=status.datastore_revision,
         highest_revision_uri=status.datastore_uri,
+        owner=OWNER,
     )
     return Reconciler(world.ports(), lambda: NOW).reconcile(request, world)
 
@@ -829,3 +860,95 @@ def test_an_untrusted_pointer_is_replaced_from_the_cache_naming_why(
     assert reason in [event.reason for event in outcome.events]
     assert world.ca.orders == 1
     assert published(world) == cached(world)
+
+
+# -- an owner per location (core.ownership) -------------------------------------------------
+
+OTHER_NAMESPACE = "intruder"
+OTHER = LocationOwner.resource("cluster-1", OTHER_NAMESPACE, "www", "uid-2")
+WIDER_SPEC = {**SPEC, "alternativeNames": ["shop.example.com"]}
+
+
+def test_of_two_namespaces_claiming_one_location_one_owns_it_and_the_other_is_told(
+    world: FakeWorld,
+) -> None:
+    assert reconcile(world).reason == "Issued"
+    for _ in range(10):  # rechecks of both, different names: no flapping
+        other = reconcile(world, WIDER_SPEC, owner=OTHER, namespace=OTHER_NAMESPACE)
+        assert reconcile(world).reason == "Reused"
+    assert (other.ready, other.reason) == (False, "LocationClaimed")
+    assert "ManagedCertificate shop/www" in other.message
+    assert world.ca.orders == 1 and world.store.publishes == 1
+    stored = world.store.read_current(LOCATION)
+    assert stored is not None and stored.pointer.owner == OWNER.identity()
+    # Nothing of the location's key reached the other namespace.
+    assert not [key for key in world.secrets.items if key[0] == OTHER_NAMESPACE]
+
+
+def test_identical_duplicates_spend_one_order(world: FakeWorld) -> None:
+    assert reconcile(world).reason == "Issued"
+    assert reconcile(world, owner=OTHER, namespace=OTHER_NAMESPACE).reason == "LocationClaimed"
+    assert world.ca.orders == 1
+
+
+def test_a_non_owner_cannot_replace_the_fleets_certificate_with_a_manual_one(
+    world: FakeWorld,
+) -> None:
+    reconcile(world)
+    world.secrets.items[(OTHER_NAMESPACE, "supplied")] = certificate(key=4)
+    outcome = reconcile(
+        world, MANUAL_SPEC, force_renewal=True, owner=OTHER, namespace=OTHER_NAMESPACE
+    )
+    assert outcome.reason == "LocationClaimed" and world.store.publishes == 1
+
+
+def test_a_claimant_that_loses_the_race_is_told_who_won(world: FakeWorld) -> None:
+    class Racing(FlakyDatastore):
+        def claim(self, *args: Any, **kwargs: Any) -> Any:
+            if self.read_claim(LOCATION) is None:  # the other was a moment faster
+                super().claim(LOCATION, OTHER, NOW, None)
+            return super().claim(*args, **kwargs)
+
+    world.store = Racing()
+    outcome = reconcile(world)
+    assert (outcome.reason, world.ca.orders) == ("LocationClaimed", 0)
+    assert "ManagedCertificate intruder/www" in outcome.message
+
+
+def test_a_claim_the_provider_cannot_write_conditionally_is_a_configuration_answer(
+    world: FakeWorld,
+) -> None:
+    class NoConditionalWrites(FlakyDatastore):
+        def claim(self, *args: Any, **kwargs: Any) -> Any:
+            raise DatastoreNotSupportedError("PutObject: NotImplemented (HTTP 501)")
+
+    world.store = NoConditionalWrites()
+    outcome = reconcile(world)
+    assert (outcome.reason, world.ca.orders) == ("DatastoreNotSupported", 0)
+
+
+def test_a_deleted_owner_is_taken_over_by_the_resource_that_names_it(world: FakeWorld) -> None:
+    reconcile(world)
+    world.owners[OWNER] = False  # shop/www was deleted
+    refused = reconcile(world, WIDER_SPEC, owner=OTHER, namespace=OTHER_NAMESPACE)
+    assert refused.reason == "LocationClaimed"
+    assert "certfleet.io/take-over-from=shop/www" in refused.message
+    world.ca.next_certificate = certificate(names=(DOMAIN, "shop.example.com"))
+    taken = reconcile(
+        world, WIDER_SPEC, owner=OTHER, namespace=OTHER_NAMESPACE, take_over_from="shop/www"
+    )
+    assert (taken.ready, taken.reason) == (True, "Issued")
+    assert taken.events[0].reason == "LocationTakenOver"
+    stored = world.store.read_current(LOCATION)
+    assert stored is not None and stored.pointer.owner == OTHER.identity()
+    # The old owner, applied again with its old uid from a backup, is now the one refused.
+    world.owners[OTHER] = True
+    assert reconcile(world).reason == "LocationClaimed"
+
+
+def test_a_namespace_the_cloudhost_does_not_admit_touches_nothing(world: FakeWorld) -> None:
+    world.refused_namespaces.add(NAMESPACE)
+    outcome = reconcile(world)
+    assert (outcome.ready, outcome.reason) == (False, "NamespaceNotAllowed")
+    assert world.store.read_claim(LOCATION) is None and world.ca.orders == 0
+    assert world.secrets.items == {}

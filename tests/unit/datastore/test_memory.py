@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from certfleet.core.ownership import LocationOwner
 from certfleet.datastore.encryption import MasterKey
 from certfleet.datastore.errors import (
     DatastoreConflictError,
@@ -231,3 +232,45 @@ def test_a_tampered_pointer_fails_alike_on_both(
         store.read_current(LOCATION)
     with pytest.raises(error):
         store.poll_pointer(LOCATION, None)
+
+
+# -- the location's claim (owner.json) ------------------------------------------------------
+
+SHOP = LocationOwner.resource("cluster-1", "shop", "www", "uid-1")
+OTHER = LocationOwner.resource("cluster-1", "other", "www", "uid-2")
+
+
+def test_nobody_claimed_a_fresh_location(store: Datastore) -> None:
+    assert store.read_claim(LOCATION) is None
+
+
+def test_of_two_claimants_exactly_one_owns_the_location(store: Datastore) -> None:
+    won = store.claim(LOCATION, SHOP, NOW, None)
+    with pytest.raises(DatastoreConflictError):
+        store.claim(LOCATION, OTHER, NOW, None)  # saw no claim either: too late
+    read = store.read_claim(LOCATION)
+    assert read is not None and read.owner == SHOP and read.etag == won.etag
+
+
+def test_a_claim_is_taken_over_only_against_the_etag_read(store: Datastore) -> None:
+    first = store.claim(LOCATION, SHOP, NOW, None)
+    machines = LocationOwner.build_machines("prod")
+    taken = store.claim(LOCATION, OTHER, NOW, first.etag)
+    with pytest.raises(DatastoreConflictError):
+        store.claim(LOCATION, machines, NOW, first.etag)  # judged on the old claim
+    read = store.read_claim(LOCATION)
+    assert read is not None and read.owner == OTHER and read.etag == taken.etag
+
+
+def test_a_claim_elsewhere_does_not_claim_this_location(store: Datastore) -> None:
+    other = DatastoreLocation("certfleet-unit", "certfleet", "aws", "build-8", "www.example.com")
+    store.claim(other, OTHER, NOW, None)
+    assert store.read_claim(LOCATION) is None
+
+
+def test_the_pointer_names_the_owner_that_published(store: Datastore) -> None:
+    store.publish(
+        LOCATION, CHAIN, KEY, "0a", NOW, NOW + timedelta(days=90), None, owner=SHOP.identity()
+    )
+    stored = store.read_current(LOCATION)
+    assert stored is not None and stored.pointer.owner == SHOP.identity()

@@ -112,10 +112,9 @@ def test_the_canonical_form_is_the_sorted_compact_document_without_the_tag() -> 
 
 
 def test_a_field_added_by_a_newer_writer_is_covered_by_the_tag() -> None:
-    owner = {"namespace": "team-a", "name": "www", "uid": "1234"}
-    doc = document(owner=owner)
+    doc = document(ari_window={"start": "2026-03-01T00:00:00Z"})  # a field not known here
     assert parse_pointer(encode(doc)) == POINTER
-    doc["owner"] = {**owner, "namespace": "team-b"}  # changed after signing
+    doc["ari_window"] = {"start": "2026-02-01T00:00:00Z"}  # changed after signing
     with pytest.raises(PointerMacError):
         parse_pointer(encode(doc))
 
@@ -383,3 +382,26 @@ def test_every_valid_pointer_round_trips(
         key_id=KEY.key_id_hex,
     )
     assert parse_pointer(pointer.to_json(LOCATION, KEY)) == pointer
+
+
+def test_the_owner_is_named_when_known_and_optional_when_read() -> None:
+    owned = dataclasses.replace(POINTER, owner="ManagedCertificate:c1/shop/www/uid-1")
+    owner = json.loads(owned.to_json(LOCATION, KEY))["owner"]
+    assert owner == "ManagedCertificate:c1/shop/www/uid-1"
+    assert parse_pointer(owned.to_json(LOCATION, KEY)) == owned
+    assert "owner" not in json.loads(POINTER.to_json(LOCATION, KEY))  # pointers from before owners
+    assert parse_pointer(POINTER.to_json(LOCATION, KEY)).owner == ""
+
+
+@pytest.mark.parametrize("owner", [7, "with space", "x" * 1025, "tab\there", "é"])
+def test_a_bad_owner_is_an_integrity_error(owner: Any) -> None:
+    with pytest.raises(DatastoreIntegrityError):
+        parse_pointer(encode(document(owner=owner)))
+
+
+def test_the_owner_is_covered_by_the_tag() -> None:
+    owned = dataclasses.replace(POINTER, owner="ManagedCertificate:c1/shop/www/uid-1")
+    doc = json.loads(owned.to_json(LOCATION, KEY))
+    doc["owner"] = "ManagedCertificate:c1/other/www/uid-2"  # not signed again
+    with pytest.raises(PointerMacError):
+        parse_pointer(encode(doc))
