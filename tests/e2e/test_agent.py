@@ -668,7 +668,7 @@ def test_every_agent_refuses_a_bad_revision_and_keeps_serving(
         "flipped bytes": "DatastoreIntegrity",
         "key of another certificate": "KeyMismatch",
         "expired": "Expired",
-        "rolled back": "Downgrade",
+        "rolled back": "RolledBack",
     }[case]
     if case == "flipped bytes":
         fleet.datastore.publish_with_flipped_bytes(fleet.ca.leaf(fleet.domain))
