@@ -30,6 +30,8 @@ class CertificateReason(StrEnum):
     DatastoreIntegrity = "DatastoreIntegrity"
     DatastoreFailed = "DatastoreFailed"
     DatastoreNotSupported = "DatastoreNotSupported"
+    # The CloudHost's spec.trustBundle Secret is missing or holds no PEM certificates.
+    TrustBundleNotConfigured = "TrustBundleNotConfigured"
     KubernetesUnavailable = "KubernetesUnavailable"
     ReconcileFailed = "ReconcileFailed"
 

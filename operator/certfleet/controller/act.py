@@ -150,7 +150,8 @@ def _issue(
     except CertfleetError as error:
         reason = error.reason or CertificateReason.IssuanceFailed
         return _backed_off(plan, observed, settings, "issuing through ACME failed", error, reason)
-    verdict = judge_issued(issued, spec, clock(), ports.windows.window(spec, issued.fullchain))
+    window = ports.windows.window(spec, issued.fullchain)
+    verdict = judge_issued(issued, spec, clock(), window, observed.trust_roots)
     if not isinstance(verdict, Valid):
         message = f"the CA issued a certificate that fails the policy: {verdict.message}"
         retry = _backoff_seconds(observed, settings, None)

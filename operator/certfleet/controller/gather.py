@@ -64,6 +64,7 @@ def unobservable(error: CertfleetError) -> Unobservable:
 def _observe(request: Request, spec: CertificateSpec, ports: Ports) -> Observed:
     namespace = request.namespace
     cloudhost, datastore = ports.datastores.datastore(spec.cloudhost)
+    trust_roots = ports.trust.roots(cloudhost)
     try:
         location = DatastoreLocation(
             bucket=cloudhost.bucket,
@@ -105,6 +106,7 @@ def _observe(request: Request, spec: CertificateSpec, ports: Ports) -> Observed:
         cached_window=stored_window if same else _window(ports, spec, cached),
         supplied=ports.supplied.read(namespace, spec) if manual else None,
         supplied_name=ports.supplied.describe(namespace, spec) if manual else None,
+        trust_roots=trust_roots,
     )
 
 

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeAlias
 
+from cryptography import x509
+
 from certfleet.api.spec import CertificateSpec, CloudHostConfig
 from certfleet.controller.ports import PemPair, Window
 from certfleet.core.facts import CertificateFacts
@@ -48,6 +50,8 @@ class Observed:
     cached_window: Window | None
     supplied: PemPair | None  # MANUAL: what a person put where ``supplied_name`` says
     supplied_name: str | None
+    # What every certificate judged here must chain to (the CloudHost's TrustBundles).
+    trust_roots: tuple[x509.Certificate, ...]
 
 
 @dataclass(frozen=True)

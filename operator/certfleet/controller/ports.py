@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
+from cryptography import x509
+
 from certfleet.api.spec import CertificateSpec, CloudHostConfig
 from certfleet.datastore.protocol import Datastore
 
@@ -70,6 +72,13 @@ class RenewalWindows(Protocol):
         could not be had (advisory: never an error)."""
 
 
+class TrustBundles(Protocol):
+    def roots(self, cloudhost: CloudHostConfig) -> tuple[x509.Certificate, ...]:
+        """The roots a certificate of this cloudhost must chain to: the system's and its
+        spec.trustBundle. Raises CertfleetError (TrustBundleNotConfigured) when the bundle
+        it names cannot be read."""
+
+
 @dataclass(frozen=True)
 class Ports:
     datastores: Datastores
@@ -77,6 +86,7 @@ class Ports:
     supplied: SuppliedCertificates
     issuer: Issuer
     windows: RenewalWindows
+    trust: TrustBundles
 
 
 class Reporter(Protocol):

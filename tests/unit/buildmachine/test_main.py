@@ -50,6 +50,8 @@ CLOUDHOST = document(
         "bucket": BUCKET,
         "credentialsSecretRef": {"namespace": "ops", "name": "creds"},
         "encryptionKeySecretRef": {"namespace": "ops", "name": "key"},
+        # SECRETS_DIR/ops/trust/ca.crt: the root of the MANUAL certificates' CA.
+        "trustBundle": {"secretRef": {"namespace": "ops", "name": "trust"}},
     },
 )
 COMMON = {"domain": DOMAIN, "cloudhost": "prod", "buildIdentifier": "build-1"}
@@ -73,6 +75,10 @@ class Machine:
         key = tmp_path / "secrets" / "ops" / "key"
         key.mkdir(parents=True)
         (key / "key").write_bytes(self.master_key)  # no creds folder: the AWS chain (moto's)
+        self.ca = ManualCA()
+        trust = tmp_path / "secrets" / "ops" / "trust"
+        trust.mkdir()
+        (trust / "ca.crt").write_bytes(self.ca.root_pem)
         self.store = S3Datastore(s3, [MasterKey(self.master_key)])
         self.out, self.err = io.StringIO(), io.StringIO()
 
@@ -108,7 +114,7 @@ def machine(tmp_path: Path, moto_s3: S3Client) -> Machine:
 
 
 def test_all_good_is_exit_0_and_says_a_line_per_certificate(machine: Machine) -> None:
-    pair = ManualCA().leaf(DOMAIN)
+    pair = machine.ca.leaf(DOMAIN)
     machine.supply(pair.fullchain, pair.key)
     assert machine.run(CLOUDHOST, MANUAL) == EXIT_OK
     assert machine.err.getvalue() == ""
@@ -141,7 +147,7 @@ def test_a_certificate_that_needs_a_person_is_exit_1_with_one_line_on_stderr(
 
 
 def test_a_bad_document_is_exit_2_and_nothing_is_published(machine: Machine) -> None:
-    pair = ManualCA().leaf(DOMAIN)
+    pair = machine.ca.leaf(DOMAIN)
     machine.supply(pair.fullchain, pair.key)
     broken = document("ManagedCertificate", "www", {**COMMON, "generationMethod": "SOMETIMES"})
     assert machine.run(CLOUDHOST, MANUAL, broken) == EXIT_UNUSABLE
