@@ -77,6 +77,7 @@ def test_one_agent_serves_three_certificates_to_lighttpd_with_one_reload_per_bat
         "--build-identifier=b1",
         f"--domain={','.join(domains)}",
         f"--cert-root={root}",
+        f"--trust-bundle={trust}",
         "--metrics-port=0",
         "--node-name=vm-1",
     ]
