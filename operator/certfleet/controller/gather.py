@@ -1,6 +1,7 @@
 """Step one of a reconciliation: read everything the decision needs, in one place.
 
-Reads, in DESIGN order: the spec, the CloudHost (which datastore), the datastore's current
+Reads, in DESIGN order: the spec, the CloudHost (which datastore, and the roots every
+certificate must chain to: the system's and its spec.trustBundle), the datastore's current
 certificate, the cache, what a person supplied (MANUAL), and the CA's renewal window of each
 ACME certificate found. A read that fails ends here as `Unobservable`,
 with the reason the status will give; nothing is written.
