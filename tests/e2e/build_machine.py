@@ -19,6 +19,7 @@ from certfleet.datastore.lease import lease_key, lease_to_json
 from certfleet.datastore.location import DatastoreLocation
 from certfleet.datastore.protocol import StoredCertificate
 from certfleet.datastore.s3_store import S3Datastore
+from e2e.certificates import ManualCA
 from testbed.acme_ca import AcmeCA
 from testbed.certfleet_install import REPO
 from testbed.processes import free_port
@@ -114,13 +115,22 @@ class BuildMachine:
         key = self.secrets / "certfleet-system" / "prod-encryption-key"
         key.mkdir(parents=True)
         (key / "key").write_bytes(datastore.master_key)
+        # The CloudHost's spec.trustBundle as a file: pebble's root and the MANUAL CA's.
+        self.manual_ca = ManualCA()
+        trust = self.secrets / "certfleet-system" / "prod-trust-bundle"
+        trust.mkdir(parents=True)
+        (trust / "ca.crt").write_bytes(ca.issuing_roots_pem() + self.manual_ca.root_pem)
 
     def documents(self, **certificates: dict[str, Any]) -> Path:
         """The example's CloudHost on the test bed's S3, and its certificates by name with
         the given spec fields (the ACME server: this test's pebble)."""
         cloudhost, *examples = example_documents()
         cloudhost["spec"].update(
-            endpoint=self.datastore.bucket.endpoint.url, bucket=self.datastore.bucket.name
+            endpoint=self.datastore.bucket.endpoint.url,
+            bucket=self.datastore.bucket.name,
+            trustBundle={
+                "secretRef": {"namespace": "certfleet-system", "name": "prod-trust-bundle"}
+            },
         )
         documents = [cloudhost]
         for example in examples:

@@ -45,6 +45,11 @@ class ManualCA:
             .sign(self.key, hashes.SHA256())
         )
 
+    @property
+    def root_pem(self) -> bytes:
+        """The root, for a trust bundle (a CloudHost's spec.trustBundle, --trust-bundle)."""
+        return self.certificate.public_bytes(serialization.Encoding.PEM)
+
     def leaf(
         self,
         domain: str,

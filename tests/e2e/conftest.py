@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from e2e.certificates import ManualCA
 from e2e.fleet import Fleet
 from testbed.acme_ca import AcmeCA
 from testbed.certfleet_install import CertfleetInstall
@@ -42,14 +43,20 @@ def start_fleet(
         install.install_crds()
         suffix = secrets.token_hex(3)
         cloudhost, namespace = f"host-{suffix}", f"test-{suffix}"
-        master_key = install.create_cloudhost(cloudhost, s3_bucket.endpoint, s3_bucket.name)
+        manual_ca = ManualCA()
+        trust_bundle = ca.issuing_roots_pem() + manual_ca.root_pem
+        master_key = install.create_cloudhost(
+            cloudhost, s3_bucket.endpoint, s3_bucket.name, trust_bundle=trust_bundle
+        )
         plane.kubectl("create", "namespace", namespace)
         nginx = start_nginx(
             http_port=ca.http_port, challenge_proxy=f"http://127.0.0.1:{install.http01_port}"
         )
         for _ in range(replicas):
             install.start_operator(ca, *operator_args)
-        fleet = Fleet(install, ca, nginx, s3_bucket, namespace, cloudhost, master_key)
+        fleet = Fleet(
+            install, ca, nginx, s3_bucket, namespace, cloudhost, master_key, manual_ca, trust_bundle
+        )
         started.append(fleet)
         return fleet
 

@@ -12,6 +12,7 @@ from certfleet.datastore.encryption import MasterKey
 from certfleet.datastore.location import DatastoreLocation
 from certfleet.datastore.protocol import StoredCertificate
 from certfleet.datastore.s3_store import S3Datastore
+from e2e.certificates import ManualCA
 from testbed.acme_ca import AcmeCA
 from testbed.certfleet_install import CertfleetInstall, load_example
 from testbed.s3 import S3Bucket
@@ -31,6 +32,10 @@ class Fleet:
     namespace: str
     cloudhost: str
     master_key: bytes
+    # The CA of the fleet's MANUAL certificates; its root and pebble's are the CloudHost's
+    # spec.trustBundle (`trust_bundle`), so both kinds chain to a trusted root.
+    manual_ca: ManualCA
+    trust_bundle: bytes
     closed: bool = False
 
     def apply_certificate(self, example: str, name: str, domain: str, **spec: Any) -> None:

@@ -283,6 +283,8 @@ def agent_flags(
         f"--build-identifier={location.build_identifier}",
         f"--domain={location.domain}",
         f"--cert-root={root}",
+        # What it installs must chain to the test's CA (the CloudHost's trust bundle).
+        f"--trust-bundle={trust}",
         f"--poll-interval={INTERVAL}",
         "--max-backoff=2",
         f"--node-name={name}",
@@ -834,7 +836,9 @@ def test_the_operator_publishes_and_the_status_says_every_node_serves_it(
     cloudhost, namespace = f"host-{suffix}", f"fleet-{suffix}"
     datastore = _datastore(s3_bucket, tmp_path, cloudhost)
     domain = datastore.location.domain
-    install.create_cloudhost(cloudhost, s3_bucket.endpoint, s3_bucket.name, datastore.master_key)
+    install.create_cloudhost(
+        cloudhost, s3_bucket.endpoint, s3_bucket.name, datastore.master_key, ca.root_pem
+    )
     control_plane.kubectl("create", "namespace", namespace)
     control_plane.kubectl("apply", "-f", "-", stdin=agent_rbac(namespace))
     install.start_operator(start_acme_ca())

@@ -23,7 +23,6 @@ from e2e.build_machine import (
     Run,
     challenge_site,
 )
-from e2e.certificates import ManualCA
 from e2e.fleet import new_domain
 from testbed.acme_ca import AcmeCA
 from testbed.s3 import S3Bucket
@@ -181,7 +180,7 @@ def test_a_manual_certificate_is_taken_from_its_folder(
     assert str(machine.manual / "auth-example-tls") in waiting.stderr
     assert datastore.stored(domain) is None
 
-    pair = ManualCA().leaf(domain)
+    pair = machine.manual_ca.leaf(domain)
     folder = machine.manual / "auth-example-tls"
     folder.mkdir(parents=True)
     (folder / "fullchain.pem").write_bytes(pair.fullchain)

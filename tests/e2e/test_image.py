@@ -136,6 +136,7 @@ def _on_the_test_bed(
         "CERTFLEET_NODE_NAME": node,
         "CERTFLEET_PROBE_ADDRESS": f"{nginx.address}:{nginx.https_port}",
         "CERTFLEET_PROBE_CA_FILE": "/var/run/certfleet/trust/roots.pem",
+        "CERTFLEET_TRUST_BUNDLE": "/var/run/certfleet/trust/roots.pem",
         "CERTFLEET_POLL_INTERVAL": "1",
         "CERTFLEET_METRICS_PORT": "0",
     }

@@ -13,7 +13,6 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.verification import PolicyBuilder, Store
 
-from e2e.certificates import ManualCA
 from e2e.fleet import Fleet, new_domain
 from testbed.certfleet_install import CertfleetInstall, load_example
 from testbed.control_plane import ControlPlane
@@ -93,7 +92,11 @@ def test_fresh_control_plane_reuses_the_datastore_without_an_order(
         install = CertfleetInstall(fresh, tmp_path / "second-certfleet")
         install.install_crds()
         install.create_cloudhost(
-            fleet.cloudhost, fleet.bucket.endpoint, fleet.bucket.name, fleet.master_key
+            fleet.cloudhost,
+            fleet.bucket.endpoint,
+            fleet.bucket.name,
+            fleet.master_key,
+            fleet.trust_bundle,
         )
         fresh.kubectl("create", "namespace", fleet.namespace)
         fleet.install.stop_operator()
@@ -128,7 +131,7 @@ def test_manual_certificate_waits_then_is_accepted_and_published(fleet: Fleet) -
     assert "shop-tls" in waiting["status"]["conditions"][0]["message"]
     assert fleet.stored(domain) is None
 
-    pair = ManualCA().leaf(domain)
+    pair = fleet.manual_ca.leaf(domain)
     fleet.install.apply_secret(
         fleet.namespace,
         "shop-tls",
@@ -157,7 +160,7 @@ def test_bad_manual_certificate_is_refused_and_not_published(
     fleet: Fleet, case: str, reason: str
 ) -> None:
     domain = new_domain()
-    ca = ManualCA()
+    ca = fleet.manual_ca
     if case == "mismatched pair":
         crt, key = ca.leaf(domain).fullchain, ca.leaf(domain).key
     elif case == "expired":

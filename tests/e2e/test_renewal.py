@@ -73,6 +73,7 @@ def start_node(
         f"--build-identifier={location.build_identifier}",
         f"--domain={domain}",
         f"--cert-root={root}",
+        f"--trust-bundle={roots}",  # pebble's root, as the CloudHost's trust bundle
         f"--node-name=node-{index}",
         f"--poll-interval={POLL}",
         "--max-backoff=2",

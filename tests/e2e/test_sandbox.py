@@ -20,7 +20,11 @@ from testbed.waiting import wait_for
 pytestmark = pytest.mark.testbed
 
 SANDBOX = [sys.executable, "-m", "testbed.sandbox"]
-ENV = {"PYTHONPATH": str(REPO / "tests"), "PYTHONUNBUFFERED": "1"}
+# This checkout's certfleet (operator/), whatever the virtualenv has installed.
+ENV = {
+    "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), str(REPO / "operator")]),
+    "PYTHONUNBUFFERED": "1",
+}
 
 
 def test_the_sandbox_shows_the_example_certificate_served_by_both_nodes() -> None:

@@ -64,6 +64,7 @@ class Vm:
             "CERTFLEET_DOMAINS": ",".join(domains),
             "CERTFLEET_METRICS_PORT": "0",
             "CERTFLEET_NODE_NAME": "vm-1",
+            "CERTFLEET_TRUST_BUNDLE": str(self.trust),  # the test CA is no public root
         }
         self.flags = [
             f"--s3-endpoint={endpoint.url}",
@@ -77,6 +78,7 @@ class Vm:
             f"--domain={','.join(domains)}",
             "--metrics-port=0",
             "--node-name=vm-1",
+            f"--trust-bundle={self.trust}",
         ]
         self._published = 0
 

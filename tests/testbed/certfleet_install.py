@@ -76,12 +76,15 @@ class CertfleetInstall:
         s3: S3Endpoint,
         bucket: str,
         master_key: bytes | None = None,
+        trust_bundle: bytes | None = None,
         allowed_namespaces: Sequence[str] | None = ("*",),
     ) -> bytes:
         """The sandbox CloudHost example, pointed at the real S3 server, with its Secrets.
         Returns the datastore's master key (random unless given). The test bed's CloudHosts
         admit every namespace (each test makes its own); `allowed_namespaces` None leaves the
-        field out: the operator's namespace and labelled ones only."""
+        field out: the operator's namespace and labelled ones only. `trust_bundle`: the PEM
+        roots its certificates may chain to (pebble's root: it is new at every pebble start,
+        AcmeCA.issuing_roots_pem); None: the system roots alone, so pebble's are refused."""
         master_key = master_key or secrets.token_bytes(32)
         cloudhost = load_example("cloudhost-sandbox.yaml")
         cloudhost["metadata"]["name"] = name
@@ -92,6 +95,11 @@ class CertfleetInstall:
             spec["allowedNamespaces"] = list(allowed_namespaces)
         spec["credentialsSecretRef"]["name"] = f"{name}-s3-credentials"
         spec["encryptionKeySecretRef"]["name"] = f"{name}-encryption-key"
+        if trust_bundle is None:
+            del spec["trustBundle"]
+        else:
+            spec["trustBundle"]["secretRef"]["name"] = f"{name}-trust-bundle"
+            self.apply_secret(OPERATOR_NAMESPACE, f"{name}-trust-bundle", {"ca.crt": trust_bundle})
         self.apply_secret(
             OPERATOR_NAMESPACE,
             f"{name}-s3-credentials",

@@ -53,7 +53,10 @@ def main() -> int:
         install = CertfleetInstall(plane, workdir / "certfleet")
         install.install_crds()
         bucket = s3.endpoint.new_bucket()
-        master_key = install.create_cloudhost("sandbox", s3.endpoint, bucket)
+        # pebble's root is new at every start: the CloudHost's trust bundle names this one.
+        master_key = install.create_cloudhost(
+            "sandbox", s3.endpoint, bucket, trust_bundle=ca.issuing_roots_pem()
+        )
         # The agents' credentials (agentCredentialsSecretRef): read-only on the CloudHost's prefix.
         reader = s3.read_only_user(bucket, "certfleet/sandbox")
         install.apply_secret(

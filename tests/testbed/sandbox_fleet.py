@@ -97,6 +97,7 @@ class SandboxFleet:
                 f"--build-identifier={certificate.build_identifier}",
                 f"--domain={certificate.domain}",
                 f"--cert-root={root}",
+                f"--trust-bundle={self.trust}",  # pebble's root: the CloudHost's bundle
                 f"--node-name={name}",
                 "--poll-interval=2",
                 "--metrics-port=0",

@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from certfleet.agent.decision import Action, NodeReason, SyncReason, decide, judge
+from cryptography import x509
+
+from certfleet.agent.decision import Action, Judged, NodeReason, SyncReason, decide, judge
 from certfleet.agent.installer import CertificateInstaller, InstallError, Origin, Switch
 from certfleet.agent.metrics import DomainMetrics
 from certfleet.agent.probe import ProbeError, ServedCertificate
@@ -165,6 +167,7 @@ class CertificateSync:
         reporter: StatusReporter,
         metrics: DomainMetrics,
         *,
+        trust_roots: Sequence[x509.Certificate],
         clock: Callable[[], datetime] = utc_now,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -178,9 +181,13 @@ class CertificateSync:
         self._metrics = metrics
         self._clock = clock
         self._monotonic = monotonic
+        self._roots = tuple(trust_roots)
         self.state = _State()
         # Rollback protection: the highest revision accepted, kept with the installed files.
         self.revisions = RevisionMemory(installer.store)
+
+    def _judge(self, fullchain: bytes, privkey: bytes, now: datetime) -> Judged:
+        return judge(fullchain, privkey, domain=self.domain, now=now, trust_roots=self._roots)
 
     # -- gather -------------------------------------------------------------------------
 
@@ -241,9 +248,7 @@ class CertificateSync:
             )
         now = self._clock()
         files = self.installer.read_installed()
-        installed = (
-            judge(files.fullchain, files.privkey, domain=self.domain, now=now) if files else None
-        )
+        installed = self._judge(files.fullchain, files.privkey, now) if files else None
         self.state.installed_serial = (
             installed.facts.serial if installed and installed.facts else None
         )
@@ -261,7 +266,7 @@ class CertificateSync:
                 return SyncResult(
                     False, datastore_reason(error), f"refused revision {pointer.revision}: {error}"
                 )
-            candidate = judge(stored.fullchain, stored.privkey, domain=self.domain, now=now)
+            candidate = self._judge(stored.fullchain, stored.privkey, now)
 
         origin = files.origin if files is not None else None
         decision = decide(
@@ -381,11 +386,7 @@ class CertificateSync:
             files = self.installer.read_installed()
         except InstallError:
             files = None
-        previous = (
-            judge(files.fullchain, files.privkey, domain=self.domain, now=self._clock())
-            if files
-            else None
-        )
+        previous = self._judge(files.fullchain, files.privkey, self._clock()) if files else None
         self.state.installed_serial = previous.facts.serial if previous and previous.facts else None
         return said
 

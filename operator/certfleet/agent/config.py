@@ -16,9 +16,12 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from cryptography import x509
+
 from certfleet.agent.installer import DEFAULT_MODES, FileModes, directory_name
 from certfleet.agent.loop import AgentSettings
 from certfleet.agent.probe import TlsProber
+from certfleet.agent.trust import TrustBundleFileError, trust_roots
 from certfleet.agent.webserver import DEFAULT_TIMEOUT_SECONDS, Webserver, WebserverKind
 from certfleet.agent.webserver_config import (
     WebserverConfig,
@@ -224,6 +227,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "CERTFLEET_PROBE_CA_FILE",
         "also verify the served chain and name against this CA file",
     )
+    _option(  # verified chains (agent/trust.py)
+        node,
+        "--trust-bundle",
+        "CERTFLEET_TRUST_BUNDLE",
+        "PEM roots, beside the system's (certifi), that every certificate installed must chain "
+        "to: the CloudHost's spec.trustBundle, for a private CA",
+    )
     _option(
         node,
         "--probe-timeout",
@@ -367,6 +377,8 @@ class AgentConfig:
     kubeconfig: str | None
     watch: bool
     metrics: tuple[str, int] | None
+    # What every installed certificate must chain to (--trust-bundle and the system's).
+    trust_roots: tuple[x509.Certificate, ...] = field(repr=False)
 
     # The first certificate's, for a single domain (the common case).
     @property
@@ -601,4 +613,12 @@ def config_from_args(args: argparse.Namespace) -> AgentConfig:
         kubeconfig=args.kubeconfig,
         watch=args.watch and reporting and not args.once,
         metrics=(args.metrics_address, args.metrics_port) if args.metrics_port else None,
+        trust_roots=_trust_roots(args),
     )
+
+
+def _trust_roots(args: argparse.Namespace) -> tuple[x509.Certificate, ...]:
+    try:
+        return trust_roots(args.trust_bundle)
+    except TrustBundleFileError as error:
+        raise AgentConfigError(f"--trust-bundle: {error}") from None

@@ -4,7 +4,8 @@ datastore offers, the force flag and the clock (passed in). No files, no network
 The order of the rules is part of the API, since it decides which reason is reported:
 
 1. The candidate must pass the certificate policy (PEM parses, the key matches, it covers the
-   domain, the chain links, it is neither expired nor not yet valid). A certificate that is
+   domain, it may serve TLS, the chain links and leads to a trusted root, it is neither
+   expired nor not yet valid). A certificate that is
    only due for renewal is still installed: it is the best there is. Nothing overrides this.
 2. The candidate's serial must be the one the pointer names (the pointer and the files were
    written together; a difference means someone changed one of them).
@@ -21,9 +22,12 @@ The order of the rules is part of the API, since it decides which reason is repo
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+
+from cryptography import x509
 
 from certfleet.core.checks import Reason
 from certfleet.core.facts import CertificateFacts
@@ -97,11 +101,19 @@ class Decision:
     message: str
 
 
-def judge(fullchain: bytes, privkey: bytes, *, domain: str, now: datetime) -> Judged:
-    """The policy's verdict on a pair, for `domain` at `now` (no trust roots: the chain is the
-    CA's business; the agent checks it links and covers the domain)."""
+def judge(
+    fullchain: bytes,
+    privkey: bytes,
+    *,
+    domain: str,
+    now: datetime,
+    trust_roots: Sequence[x509.Certificate],
+) -> Judged:
+    """The policy's verdict on a pair, for `domain` at `now`: the operator's own checks, the
+    chain's trust included (``trust_roots``: agent/trust.py), so a certificate someone else
+    put in the bucket, signed by their own CA, is refused here too."""
     return Judged(
-        verdict=evaluate(fullchain, privkey, names=[domain], now=now),
+        verdict=evaluate(fullchain, privkey, names=[domain], now=now, trust_roots=trust_roots),
         fullchain_sha256=hashlib.sha256(fullchain).hexdigest(),
         privkey_sha256=hashlib.sha256(privkey).hexdigest(),
     )

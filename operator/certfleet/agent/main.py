@@ -152,6 +152,7 @@ def build_agent(
             certificate.probe,
             reporter or kubernetes_reporter(config, index),
             metrics.for_domain(certificate.location.domain),
+            trust_roots=config.trust_roots,
         )
         for index, certificate in enumerate(config.certificates)
     ]

@@ -39,6 +39,8 @@ class CertificateReason(StrEnum):
     DatastoreIntegrity = "DatastoreIntegrity"
     DatastoreFailed = "DatastoreFailed"
     DatastoreNotSupported = "DatastoreNotSupported"
+    # The CloudHost's spec.trustBundle Secret is missing or holds no PEM certificates.
+    TrustBundleNotConfigured = "TrustBundleNotConfigured"
     KubernetesUnavailable = "KubernetesUnavailable"
     ReconcileFailed = "ReconcileFailed"
     # Ready=True: the published certificate, published again under the current master key

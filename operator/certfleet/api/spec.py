@@ -277,6 +277,46 @@ class CloudHostConfig:
     # Namespaces whose ManagedCertificates may use it, beyond the operator's own and those
     # labelled for it (api.tenancy); "*" admits every namespace.
     allowed_namespaces: tuple[str, ...] = ()
+    # Roots trusted beside the system's (spec.trustBundle); None: the system roots alone.
+    trust_bundle: TrustBundleRef | None = None
+
+
+# -- spec.trustBundle (verified chains) -------------------------------------------------------
+
+DEFAULT_TRUST_BUNDLE_KEY = "ca.crt"
+_SECRET_KEY = re.compile(r"[-._a-zA-Z0-9]{1,253}")
+
+
+@dataclass(frozen=True, slots=True)
+class TrustBundleRef:
+    """The PEM roots, beside the system's, that the CloudHost's certificates may chain to:
+    the key ``key`` of the Secret ``secret`` (on a build machine, its file in SECRETS_DIR)."""
+
+    secret: ObjectRef
+    key: str = DEFAULT_TRUST_BUNDLE_KEY
+
+
+def _trust_bundle(name: str, raw: object) -> TrustBundleRef | None:
+    """`{secretRef: {namespace, name}, key}`; absent: the system roots alone."""
+    if raw is None:
+        return None
+    field = f"CloudHost {name}: spec.trustBundle"
+    if not isinstance(raw, Mapping):
+        raise InvalidSpecError(f"{field} must be an object")
+    ref = raw.get("secretRef")
+    namespace = ref.get("namespace") if isinstance(ref, Mapping) else None
+    secret = ref.get("name") if isinstance(ref, Mapping) else None
+    if not isinstance(namespace, str) or not _NAMESPACE.fullmatch(namespace):
+        raise InvalidSpecError(f"{field}.secretRef.namespace must name a namespace")
+    if not isinstance(secret, str) or not _SECRET_NAME.fullmatch(secret):
+        raise InvalidSpecError(f"{field}.secretRef.name must name a Secret")
+    key = raw.get("key", DEFAULT_TRUST_BUNDLE_KEY)
+    if not isinstance(key, str) or not _SECRET_KEY.fullmatch(key) or key in (".", ".."):
+        raise InvalidSpecError(f"{field}.key must be a key of the Secret")
+    return TrustBundleRef(ObjectRef(namespace, secret), key)
+
+
+# -- end of spec.trustBundle ------------------------------------------------------------------
 
 
 def _ref(spec: Mapping[str, Any], field: str) -> ObjectRef:
@@ -306,6 +346,7 @@ def parse_cloudhost(name: str, spec: Mapping[str, Any]) -> CloudHostConfig:
         else None,
         previous_encryption_keys=_previous_keys(name, spec.get("previousEncryptionKeySecretRefs")),
         allowed_namespaces=_allowed_namespaces(name, spec.get("allowedNamespaces")),
+        trust_bundle=_trust_bundle(name, spec.get("trustBundle")),
     )
 
 

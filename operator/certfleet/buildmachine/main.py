@@ -35,6 +35,7 @@ from certfleet.controller.plan import Outcome, Request
 from certfleet.controller.ports import Ports
 from certfleet.controller.reconcile import OrderLease, Reconciler
 from certfleet.controller.renewal_windows import AriWindows
+from certfleet.controller.trust_bundles import SecretTrustBundles, system_roots
 from certfleet.core.clock import Clock, utc_now
 from certfleet.core.errors import CertfleetError
 from certfleet.core.ownership import LocationOwner
@@ -116,6 +117,8 @@ def _ports(
         issuer=issuers,
         windows=AriWindows(issuers.for_directory),
         tenancy=FilesTenancy(),
+        # spec.trustBundle's Secret as a file of SECRETS_DIR, like the CloudHost's others.
+        trust=SecretTrustBundles(secrets.value, system_roots()),
     )
     return ports, challenges
 

@@ -197,7 +197,7 @@ def _order(
     cached = _cache(observed, ports, issued, wanted=True)
     # The renewal window from the CA that issued it (a fallback, maybe).
     window = ports.windows.window(ordered, issued.fullchain)
-    verdict = judge_issued(issued, spec, clock(), window)
+    verdict = judge_issued(issued, spec, clock(), window, observed.trust_roots)
     if not isinstance(verdict, Valid):
         message = f"the CA issued a certificate that fails the policy: {verdict.message}"
         retry = _backoff_seconds(observed, settings, None)

@@ -23,8 +23,11 @@ leaves the published one serving, with a warning that says why.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+
+from cryptography import x509
 
 from certfleet.api.reasons import CertificateReason
 from certfleet.api.spec import CertificateSpec, GenerationMethod
@@ -73,7 +76,8 @@ def decide(observed: Observed | Unobservable, now: datetime, settings: DecisionS
         return standing
     spec, stored = observed.spec, observed.stored
     stored_pair = PemPair(stored.fullchain, stored.privkey) if stored else None
-    stored_verdict = judge(stored_pair, spec, now, observed.stored_window)
+    roots = observed.trust_roots
+    stored_verdict = judge(stored_pair, spec, now, observed.stored_window, roots)
     forced = observed.request.force_renewal
     resealable = _servable(stored_verdict)
     stale_key = stored is not None and not stored.sealed_with_current_key
@@ -106,7 +110,7 @@ def decide(observed: Observed | Unobservable, now: datetime, settings: DecisionS
         cached_verdict = (
             stored_verdict  # the same certificate: judged once
             if observed.cached == stored_pair
-            else judge(observed.cached, spec, now, observed.cached_window)
+            else judge(observed.cached, spec, now, observed.cached_window, roots)
         )
         # Renew-now is satisfied by a newer certificate already obtained but not yet
         # published (a publish that failed after the order): never order it again.
@@ -226,10 +230,15 @@ def wait_for_other_order(
 
 
 def judge(
-    pair: PemPair | None, spec: CertificateSpec, now: datetime, window: Window | None
+    pair: PemPair | None,
+    spec: CertificateSpec,
+    now: datetime,
+    window: Window | None,
+    trust_roots: Sequence[x509.Certificate],
 ) -> Verdict:
     """The policy's verdict, with the CA's renewal window when there is one: the window can
-    only make a certificate due earlier, and the message then names it as the rule."""
+    only make a certificate due earlier, and the message then names it as the rule. Every
+    certificate, issued or supplied, must chain to ``trust_roots`` (the CloudHost's)."""
     fullchain, key = (pair.fullchain, pair.key) if pair else (None, None)
     return evaluate(
         fullchain,
@@ -237,19 +246,24 @@ def judge(
         names=spec.names,
         now=now,
         renew_before=spec.renew_before,
+        trust_roots=trust_roots,
         ari_window=window,
     )
 
 
 def judge_issued(
-    pair: PemPair, spec: CertificateSpec, now: datetime, window: Window | None
+    pair: PemPair,
+    spec: CertificateSpec,
+    now: datetime,
+    window: Window | None,
+    trust_roots: Sequence[x509.Certificate],
 ) -> Verdict:
     """A certificate the CA just issued. Its renewal time follows the CA's window at once;
     but a window that would make a brand-new certificate due is not obeyed by ordering yet
     another one (a confused CA would otherwise make certfleet order in a loop)."""
-    verdict = judge(pair, spec, now, window)
+    verdict = judge(pair, spec, now, window, trust_roots)
     if window is not None and not isinstance(verdict, Valid):
-        verdict = judge(pair, spec, now, None)
+        verdict = judge(pair, spec, now, None, trust_roots)
     return verdict
 
 
@@ -276,7 +290,7 @@ def _cache_may_take(
         return False
     if cached is None:
         return True
-    verdict = judge(cached, observed.spec, now, observed.cached_window)
+    verdict = judge(cached, observed.spec, now, observed.cached_window, observed.trust_roots)
     return not (isinstance(verdict, Valid) and _newer(verdict, stored_verdict))
 
 
@@ -303,7 +317,7 @@ def _manual_replacement(
         return None
     described = observed.supplied_name or "the supplied certificate"
     old = published.facts.serial
-    verdict = judge(supplied, observed.spec, now, None)
+    verdict = judge(supplied, observed.spec, now, None, observed.trust_roots)
     if isinstance(verdict, Valid):
         return Publish(
             supplied,
@@ -340,7 +354,7 @@ def _manual(
         reason: str = CertificateReason.WaitingForManualCertificate
         message = f"waiting for {described}"
     else:
-        verdict = judge(observed.supplied, observed.spec, now, None)
+        verdict = judge(observed.supplied, observed.spec, now, None, observed.trust_roots)
         if isinstance(verdict, Valid):
             return Publish(
                 observed.supplied,

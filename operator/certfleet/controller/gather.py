@@ -1,6 +1,7 @@
 """Step one of a reconciliation: read everything the decision needs, in one place.
 
-Reads, in DESIGN order: the spec, the CloudHost (which datastore), the datastore's current
+Reads, in DESIGN order: the spec, the CloudHost (which datastore, and the roots every
+certificate must chain to: the system's and its spec.trustBundle), the datastore's current
 certificate, the cache (and the ACME order it keeps while one is under way), what a person
 supplied (MANUAL), and the CA's renewal window of each ACME certificate found. A read that
 fails ends here as `Unobservable`, with the reason the status will give; nothing is written.
@@ -71,6 +72,7 @@ def unobservable(error: CertfleetError) -> Unobservable:
 def _observe(request: Request, spec: CertificateSpec, ports: Ports) -> Observed:
     namespace = request.namespace
     cloudhost, datastore = ports.datastores.datastore(spec.cloudhost)
+    trust_roots = ports.trust.roots(cloudhost)
     try:
         location = DatastoreLocation(
             bucket=cloudhost.bucket,
@@ -128,6 +130,7 @@ def _observe(request: Request, spec: CertificateSpec, ports: Ports) -> Observed:
         highest_revision=seen,
         pending=None if manual else ports.cache.read_pending(namespace, spec),
         ownership=ownership,
+        trust_roots=trust_roots,
     )
 
 

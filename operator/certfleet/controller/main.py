@@ -34,6 +34,7 @@ from certfleet.controller.ports import Ports
 from certfleet.controller.reconcile import OrderLease, Reconciler
 from certfleet.controller.renewal_windows import AriWindows
 from certfleet.controller.solvers import ChallengeSolvers, Dns01Options
+from certfleet.controller.trust_bundles import SecretTrustBundles, system_roots
 from certfleet.core.clock import utc_now
 from certfleet.kube.gateway import KubernetesGateway
 from certfleet.kube.leader_label import LeaderLabel
@@ -119,6 +120,7 @@ def _ports(
             settings.ari_max_ask_again_seconds,
         ),
         tenancy=KubeTenancy(gateway, settings.namespace, cluster),
+        trust=SecretTrustBundles(secret_value(gateway), system_roots()),
     )
 
 

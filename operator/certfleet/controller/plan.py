@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeAlias
 
+from cryptography import x509
+
 from certfleet.api.spec import CertificateSpec, CloudHostConfig
 from certfleet.controller.ports import PemPair, PendingOrder, Window
 from certfleet.core.facts import CertificateFacts
@@ -69,6 +71,8 @@ class Observed:
     supplied: PemPair | None  # MANUAL: what a person put where ``supplied_name`` says
     supplied_name: str | None
     ownership: Ownership
+    # What every certificate judged here must chain to (the CloudHost's TrustBundles).
+    trust_roots: tuple[x509.Certificate, ...]
     # Why the pointer could not be followed (an event reason), with ``unreadable``.
     unreadable_reason: str | None = None
     # The highest revision seen at this location (the request's, if it is about this one).

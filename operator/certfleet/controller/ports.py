@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
+from cryptography import x509
+
 from certfleet.api.spec import CertificateSpec, CloudHostConfig
 from certfleet.core.ownership import LocationOwner
 from certfleet.datastore.protocol import Datastore
@@ -117,6 +119,13 @@ class Tenancy(Protocol):
         """True/False for an owner this side can look up; None when it cannot tell."""
 
 
+class TrustBundles(Protocol):
+    def roots(self, cloudhost: CloudHostConfig) -> tuple[x509.Certificate, ...]:
+        """The roots a certificate of this cloudhost must chain to: the system's and its
+        spec.trustBundle. Raises CertfleetError (TrustBundleNotConfigured) when the bundle
+        it names cannot be read."""
+
+
 @dataclass(frozen=True)
 class Ports:
     datastores: Datastores
@@ -125,6 +134,7 @@ class Ports:
     issuer: Issuer
     windows: RenewalWindows
     tenancy: Tenancy
+    trust: TrustBundles
 
 
 class Reporter(Protocol):

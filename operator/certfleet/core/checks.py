@@ -14,10 +14,18 @@ from enum import StrEnum
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.verification import (
+    Criticality,
+    ExtensionPolicy,
+    Policy,
+    PolicyBuilder,
+    Store,
+    VerificationError,
+)
 
 from certfleet.core.clock import rfc3339
 from certfleet.core.domains import domain_matches, validate_domain
-from certfleet.core.facts import dns_names, fingerprint_sha256
+from certfleet.core.facts import dns_names
 from certfleet.core.keys import PrivateKey, describe_key, public_key_info
 
 MIN_RSA_BITS = 2048
@@ -161,29 +169,95 @@ def check_chain_links(chain: Sequence[x509.Certificate]) -> Finding | None:
 
 
 def check_trust(
-    chain: Sequence[x509.Certificate], trust_roots: Sequence[x509.Certificate]
+    chain: Sequence[x509.Certificate],
+    trust_roots: Sequence[x509.Certificate],
+    now: datetime,
+    name: str,
 ) -> Finding | None:
-    """The chain leads to one of ``trust_roots``: it contains one, or one signed its top.
+    """The chain leads to one of ``trust_roots`` as a TLS client sees it, for ``name``.
 
-    Only signatures and names are followed here; link order and CA flags are
-    check_chain_links' business, validity dates check_expired's.
+    The path is built by cryptography's X.509 verifier (RFC 5280 and the Web PKI's rules),
+    not by hand: certificates beyond the path and cross-signed intermediates, as a CA's
+    answer may hold, are fine; every CA on the path must be a CA that may sign. A private
+    CA's habits TLS clients accept (no keyUsage, no key identifiers) are accepted too.
+
+    A chain that verifies at a moment when all its certificates are valid, but not at
+    ``now``, is judged on its dates (NotYetValid, Expired, a root from the bundle included),
+    so an expired certificate is called expired, not untrusted.
     """
+    now = _aware(now)
     if not trust_roots:
         return Finding(Reason.UntrustedChain, "the trust bundle is empty; nothing is trusted")
-    pinned = {fingerprint_sha256(root) for root in trust_roots}
-    for index, cert in enumerate(chain):
-        if fingerprint_sha256(cert) in pinned:
-            return None
-        if any(_signed_by(cert, root) for root in trust_roots):
-            return None
-        is_last = index + 1 == len(chain)
-        if is_last or not _signed_by(cert, chain[index + 1]):
-            break
+    try:
+        subject = x509.DNSName(name.replace("*", "certfleet-trust-check", 1))
+    except ValueError:
+        return Finding(Reason.UntrustedChain, f"{name!r} cannot be verified as a server name")
+    store = Store(list(trust_roots))
+    try:
+        _verify(chain, store, now, subject)
+        return None
+    except VerificationError as error:
+        problem = _verification_problem(error)
+    moment = max(cert.not_valid_before_utc for cert in chain)
+    if moment != now and moment <= min(cert.not_valid_after_utc for cert in chain):
+        try:
+            path = _verify(chain, store, moment, subject)
+        except VerificationError:
+            pass
+        else:
+            dated = check_not_yet_valid(path, now) or check_expired(path, now)
+            if dated is not None:
+                return dated
     return Finding(
         Reason.UntrustedChain,
         f"the chain does not lead to any of the {len(trust_roots)} trusted root certificates; "
-        f"its top was issued by {_name(chain[-1].issuer)}",
+        f"its top was issued by {_name(chain[-1].issuer)}{problem}",
     )
+
+
+def _may_sign_certificates(
+    _policy: Policy, _cert: x509.Certificate, usage: x509.KeyUsage | None
+) -> None:
+    if usage is not None and not usage.key_cert_sign:
+        raise ValueError("its keyUsage does not allow signing certificates (keyCertSign)")
+
+
+# The Web PKI's rules, minus what a private CA commonly leaves out and TLS clients accept.
+_CA_EXTENSIONS = (
+    ExtensionPolicy.webpki_defaults_ca()
+    .may_be_present(x509.KeyUsage, Criticality.AGNOSTIC, _may_sign_certificates)
+    .may_be_present(x509.AuthorityKeyIdentifier, Criticality.AGNOSTIC, None)
+    .may_be_present(x509.SubjectKeyIdentifier, Criticality.AGNOSTIC, None)
+)
+_LEAF_EXTENSIONS = ExtensionPolicy.webpki_defaults_ee().may_be_present(
+    x509.AuthorityKeyIdentifier, Criticality.AGNOSTIC, None
+)
+_MAX_PROBLEM_CHARS = 300
+
+
+def _verify(
+    chain: Sequence[x509.Certificate], store: Store, moment: datetime, subject: x509.DNSName
+) -> list[x509.Certificate]:
+    """The verified path, leaf first and the trusted root last; raises VerificationError."""
+    verifier = (
+        PolicyBuilder()
+        .store(store)
+        .time(moment)
+        .extension_policies(ca_policy=_CA_EXTENSIONS, ee_policy=_LEAF_EXTENSIONS)
+        .build_server_verifier(subject)
+    )
+    return verifier.verify(chain[0], list(chain[1:]))
+
+
+def _verification_problem(error: VerificationError) -> str:
+    """The verifier's words, when they say more than "no path": " (what failed)"."""
+    problem = str(error).removeprefix("validation failed: ")
+    problem = problem.removeprefix("candidates exhausted: ")
+    if "no interior errors" in problem or "exceeds max depth" in problem:
+        return ""
+    if len(problem) > _MAX_PROBLEM_CHARS:
+        problem = problem[:_MAX_PROBLEM_CHARS] + "..."
+    return f" ({problem})"
 
 
 def check_not_yet_valid(chain: Sequence[x509.Certificate], now: datetime) -> Finding | None:

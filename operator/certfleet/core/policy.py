@@ -97,8 +97,9 @@ def evaluate(
     """Judge the PEM files as read from a store (None or empty: not there).
 
     ``names`` are the spec's domain and alternative names; an invalid one raises
-    InvalidDomainError (a spec error, not a certificate error). ``trust_roots`` None skips
-    the trust check. ``now`` must be timezone-aware.
+    InvalidDomainError (a spec error, not a certificate error). ``trust_roots``: the roots
+    the chain must lead to (``core.trust``); None skips the trust check (only the tests and
+    a caller that judges something already verified do). ``now`` must be timezone-aware.
     """
     _check_arguments(names, now)
     if not fullchain:
@@ -140,7 +141,11 @@ def evaluate_bundle(
         lambda: checks.check_names(bundle.leaf, wanted),
         lambda: checks.check_server_certificate(bundle.leaf),
         lambda: checks.check_chain_links(chain),
-        lambda: None if trust_roots is None else checks.check_trust(chain, trust_roots),
+        lambda: (
+            None
+            if trust_roots is None
+            else checks.check_trust(chain, trust_roots, now, wanted[0] if wanted else "")
+        ),
         lambda: checks.check_not_yet_valid(chain, now),
         lambda: checks.check_expired(chain, now),
     )

@@ -90,3 +90,8 @@ def leaf(
         serialization.Encoding.PEM
     )
     return Pair(fullchain, _pem_key(key), certificate)
+
+
+def roots() -> tuple[x509.Certificate, ...]:
+    """What the agent trusts in these tests: the test CA that leaf() signs with."""
+    return (_ca()[1],)

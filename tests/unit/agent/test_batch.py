@@ -24,7 +24,7 @@ from certfleet.core.facts import certificate_facts
 from certfleet.datastore import DatastoreLocation, PointerPoll
 from certfleet.datastore.memory import InMemoryDatastore
 
-from .pki import NOW, Pair, leaf
+from .pki import NOW, Pair, leaf, roots
 
 DOMAINS = ("www.example.com", "auth.example.com", "proxy.example.com")
 
@@ -156,6 +156,7 @@ def make_node(tmp_path: Path, domains: Sequence[str] = DOMAINS) -> Node:
             Prober(webserver, domain),
             reports[domain],
             metrics.for_domain(domain),
+            trust_roots=roots(),
             clock=lambda: NOW,
         )
         for domain in domains

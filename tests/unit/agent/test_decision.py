@@ -11,13 +11,15 @@ import certfleet.agent.decision
 from certfleet.agent.decision import Action, SyncReason, decide, judge
 from certfleet.core.checks import Reason
 
-from .pki import DAY, DOMAIN, NOW, leaf
+from .pki import DAY, DOMAIN, NOW, leaf, roots
 
 
 def test_a_valid_candidate_is_installed_on_an_empty_node() -> None:
     new = leaf()
     decision = decide(
-        judge(new.fullchain, new.key, domain=DOMAIN, now=NOW), None, pointer_serial=new.serial
+        judge(new.fullchain, new.key, domain=DOMAIN, now=NOW, trust_roots=roots()),
+        None,
+        pointer_serial=new.serial,
     )
     assert decision.action is Action.INSTALL
     assert decision.reason is SyncReason.Installed
@@ -26,7 +28,7 @@ def test_a_valid_candidate_is_installed_on_an_empty_node() -> None:
 
 def test_the_same_files_are_kept() -> None:
     pair = leaf()
-    judged = judge(pair.fullchain, pair.key, domain=DOMAIN, now=NOW)
+    judged = judge(pair.fullchain, pair.key, domain=DOMAIN, now=NOW, trust_roots=roots())
     decision = decide(judged, judged, pointer_serial=pair.serial)
     assert (decision.action, decision.reason) == (Action.KEEP, SyncReason.UpToDate)
 
@@ -35,8 +37,8 @@ def test_a_newer_certificate_replaces_the_installed_one() -> None:
     old = leaf(not_before=NOW - 30 * DAY)
     new = leaf(not_before=NOW - DAY)
     decision = decide(
-        judge(new.fullchain, new.key, domain=DOMAIN, now=NOW),
-        judge(old.fullchain, old.key, domain=DOMAIN, now=NOW),
+        judge(new.fullchain, new.key, domain=DOMAIN, now=NOW, trust_roots=roots()),
+        judge(old.fullchain, old.key, domain=DOMAIN, now=NOW, trust_roots=roots()),
         pointer_serial=new.serial,
     )
     assert decision.action is Action.INSTALL
@@ -71,10 +73,10 @@ def test_a_bad_candidate_is_refused_even_when_forced(case: str, reason: Reason) 
         fullchain = b"\x00\x01 flipped bytes"
     else:
         fullchain = good.key
-    installed = judge(good.fullchain, good.key, domain=DOMAIN, now=NOW)
+    installed = judge(good.fullchain, good.key, domain=DOMAIN, now=NOW, trust_roots=roots())
     for force in (False, True):
         decision = decide(
-            judge(fullchain, key, domain=DOMAIN, now=NOW),
+            judge(fullchain, key, domain=DOMAIN, now=NOW, trust_roots=roots()),
             installed,
             pointer_serial=serial,
             force=force,
@@ -87,7 +89,9 @@ def test_a_certificate_due_for_renewal_is_still_installed() -> None:
     # Three days left: the operator's renewal is due, but it is the best the datastore has.
     due = leaf(not_before=NOW - 87 * DAY, not_after=NOW + 3 * DAY)
     decision = decide(
-        judge(due.fullchain, due.key, domain=DOMAIN, now=NOW), None, pointer_serial=due.serial
+        judge(due.fullchain, due.key, domain=DOMAIN, now=NOW, trust_roots=roots()),
+        None,
+        pointer_serial=due.serial,
     )
     assert decision.action is Action.INSTALL
 
@@ -95,7 +99,9 @@ def test_a_certificate_due_for_renewal_is_still_installed() -> None:
 def test_a_pointer_naming_another_serial_is_refused() -> None:
     pair = leaf()
     decision = decide(
-        judge(pair.fullchain, pair.key, domain=DOMAIN, now=NOW), None, pointer_serial="0abc"
+        judge(pair.fullchain, pair.key, domain=DOMAIN, now=NOW, trust_roots=roots()),
+        None,
+        pointer_serial="0abc",
     )
     assert (decision.action, decision.reason) == (Action.REFUSE, SyncReason.PointerMismatch)
     assert "0abc" in decision.message and pair.serial in decision.message
@@ -104,8 +110,8 @@ def test_a_pointer_naming_another_serial_is_refused() -> None:
 def test_a_pointer_below_the_installed_revision_is_a_rollback_unless_forced() -> None:
     installed = leaf(not_before=NOW - 20 * DAY)
     newer = leaf(not_before=NOW - DAY)  # a newer certificate, in an older revision
-    candidate = judge(newer.fullchain, newer.key, domain=DOMAIN, now=NOW)
-    current = judge(installed.fullchain, installed.key, domain=DOMAIN, now=NOW)
+    candidate = judge(newer.fullchain, newer.key, domain=DOMAIN, now=NOW, trust_roots=roots())
+    current = judge(installed.fullchain, installed.key, domain=DOMAIN, now=NOW, trust_roots=roots())
 
     refused = decide(
         candidate, current, pointer_serial=newer.serial, pointer_revision=4, installed_revision=5
@@ -137,8 +143,8 @@ def test_a_certificate_issued_earlier_in_a_newer_revision_is_installed(
     installed = leaf(not_before=NOW - DAY)
     replacement = leaf(not_before=NOW - 20 * DAY)
     decision = decide(
-        judge(replacement.fullchain, replacement.key, domain=DOMAIN, now=NOW),
-        judge(installed.fullchain, installed.key, domain=DOMAIN, now=NOW),
+        judge(replacement.fullchain, replacement.key, domain=DOMAIN, now=NOW, trust_roots=roots()),
+        judge(installed.fullchain, installed.key, domain=DOMAIN, now=NOW, trust_roots=roots()),
         pointer_serial=replacement.serial,
         pointer_revision=pointer_revision,
         installed_revision=installed_revision,
@@ -151,22 +157,26 @@ def test_an_unacceptable_installed_certificate_protects_nothing(installed_case: 
     # A fresh webserver's self-signed placeholder is often newer than the real certificate.
     if installed_case == "placeholder for another name":
         placeholder = leaf("placeholder", not_before=NOW)
-        installed = judge(placeholder.fullchain, placeholder.key, domain=DOMAIN, now=NOW)
+        installed = judge(
+            placeholder.fullchain, placeholder.key, domain=DOMAIN, now=NOW, trust_roots=roots()
+        )
     elif installed_case == "expired":
         gone = leaf(not_before=NOW - 10 * DAY, not_after=NOW - DAY)
-        installed = judge(gone.fullchain, gone.key, domain=DOMAIN, now=NOW)
+        installed = judge(gone.fullchain, gone.key, domain=DOMAIN, now=NOW, trust_roots=roots())
     else:
-        installed = judge(b"garbage", b"", domain=DOMAIN, now=NOW)
+        installed = judge(b"garbage", b"", domain=DOMAIN, now=NOW, trust_roots=roots())
     new = leaf(not_before=NOW - 30 * DAY)
     decision = decide(
-        judge(new.fullchain, new.key, domain=DOMAIN, now=NOW), installed, pointer_serial=new.serial
+        judge(new.fullchain, new.key, domain=DOMAIN, now=NOW, trust_roots=roots()),
+        installed,
+        pointer_serial=new.serial,
     )
     assert decision.action is Action.INSTALL
 
 
 def test_an_installed_certificate_that_expired_is_reported_not_kept_silently() -> None:
     gone = leaf(not_before=NOW - 10 * DAY, not_after=NOW - DAY)
-    judged = judge(gone.fullchain, gone.key, domain=DOMAIN, now=NOW)
+    judged = judge(gone.fullchain, gone.key, domain=DOMAIN, now=NOW, trust_roots=roots())
     decision = decide(judged, judged, pointer_serial=gone.serial)
     assert (decision.action, decision.reason) == (Action.REFUSE, Reason.Expired)
 
@@ -188,7 +198,9 @@ def test_the_decision_module_does_no_io() -> None:
         for node in ast.walk(tree)
         if isinstance(node, ast.ImportFrom)
     }
-    assert imported <= {"__future__", "hashlib", "dataclasses", "datetime", "enum", "certfleet"}
+    # collections.abc and cryptography: the trust roots' types (no I/O in either).
+    pure = {"__future__", "hashlib", "dataclasses", "datetime", "enum", "certfleet"}
+    assert imported <= pure | {"collections", "cryptography"}
     from_imports = {
         node.module
         for node in ast.walk(tree)

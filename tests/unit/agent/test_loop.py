@@ -42,7 +42,7 @@ from certfleet.datastore.encryption import envelope_encrypt
 from certfleet.datastore.pointer import Pointer
 from certfleet.datastore.protocol import StoredCertificate
 
-from .pki import DAY, DOMAIN, NOW, Pair, leaf
+from .pki import DAY, DOMAIN, NOW, Pair, leaf, roots
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -278,6 +278,7 @@ class World:
             prober if reload else None,
             reporter,
             metrics.for_domain(DOMAIN),
+            trust_roots=roots(),
             clock=lambda: clock.now,
             monotonic=clock.monotonic,
         )

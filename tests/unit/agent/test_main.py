@@ -16,7 +16,7 @@ from certfleet.core.facts import certificate_facts
 from certfleet.datastore import DatastoreLocation, MasterKey, S3Datastore
 
 from .flags import MASTER, parse, required
-from .pki import DAY, leaf
+from .pki import DAY, ca_pem, leaf
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -53,6 +53,8 @@ def test_once_through_the_cli_installs_and_exits_zero(
         location, pair.fullchain, pair.key, facts.serial, facts.not_before, facts.not_after, None
     )
     marker = tmp_path / "reloaded"
+    trust = tmp_path / "roots.pem"
+    trust.write_bytes(ca_pem())
     argv = [
         "agent",
         *required(key_file),
@@ -61,6 +63,7 @@ def test_once_through_the_cli_installs_and_exits_zero(
         "--test-command=true",
         f"--reload-command=touch {marker}",
         "--probe-address=none",
+        f"--trust-bundle={trust}",
         "--once",
     ]
     assert cli.main(argv) == 0

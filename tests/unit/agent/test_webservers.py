@@ -18,7 +18,7 @@ from certfleet.agent.metrics import AgentMetrics
 from certfleet.core.facts import certificate_facts
 from certfleet.datastore import DatastoreLocation
 
-from .pki import NOW, leaf
+from .pki import NOW, leaf, roots
 from .test_batch import CountingStore, Prober, Reports, Webserver
 
 SITE, AUTH, PROXY = "www.example.com", "auth.example.com", "proxy.example.com"
@@ -52,6 +52,7 @@ class TwoWebservers:
                 Prober(self.webservers[SERVED_BY[domain]], domain),
                 Reports(),
                 metrics.for_domain(domain),
+                trust_roots=roots(),
                 clock=lambda: NOW,
             )
             for domain in SERVED_BY

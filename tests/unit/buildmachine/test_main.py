@@ -54,6 +54,8 @@ CLOUDHOST = document(
         "bucket": BUCKET,
         "credentialsSecretRef": {"namespace": "ops", "name": "creds"},
         "encryptionKeySecretRef": {"namespace": "ops", "name": "key"},
+        # SECRETS_DIR/ops/trust/ca.crt: the root of the MANUAL certificates' CA.
+        "trustBundle": {"secretRef": {"namespace": "ops", "name": "trust"}},
     },
 )
 COMMON = {"domain": DOMAIN, "cloudhost": "prod", "buildIdentifier": "build-1"}
@@ -78,6 +80,10 @@ class Machine:
         key = tmp_path / "secrets" / "ops" / "key"
         key.mkdir(parents=True)
         (key / "key").write_bytes(self.master_key)  # no creds folder: the AWS chain (moto's)
+        self.ca = ManualCA()
+        trust = tmp_path / "secrets" / "ops" / "trust"
+        trust.mkdir()
+        (trust / "ca.crt").write_bytes(self.ca.root_pem)
         self.store = S3Datastore(s3, [MasterKey(self.master_key)])
         self.out, self.err = io.StringIO(), io.StringIO()
 
@@ -113,7 +119,7 @@ def machine(tmp_path: Path, moto_s3: S3Client) -> Machine:
 
 
 def test_all_good_is_exit_0_and_says_a_line_per_certificate(machine: Machine) -> None:
-    pair = ManualCA().leaf(DOMAIN)
+    pair = machine.ca.leaf(DOMAIN)
     machine.supply(pair.fullchain, pair.key)
     assert machine.run(CLOUDHOST, MANUAL) == EXIT_OK
     assert machine.err.getvalue() == ""
@@ -146,7 +152,7 @@ def test_a_certificate_that_needs_a_person_is_exit_1_with_one_line_on_stderr(
 
 
 def test_a_bad_document_is_exit_2_and_nothing_is_published(machine: Machine) -> None:
-    pair = ManualCA().leaf(DOMAIN)
+    pair = machine.ca.leaf(DOMAIN)
     machine.supply(pair.fullchain, pair.key)
     broken = document("ManagedCertificate", "www", {**COMMON, "generationMethod": "SOMETIMES"})
     assert machine.run(CLOUDHOST, MANUAL, broken) == EXIT_UNUSABLE
@@ -251,7 +257,7 @@ def test_a_rolled_back_pointer_is_replaced_at_the_next_run_above_the_highest(
     machine: Machine, moto_s3: S3Client
 ) -> None:
     """The status file is the build machine's memory of the highest revision."""
-    pair = ManualCA().leaf(DOMAIN)
+    pair = machine.ca.leaf(DOMAIN)
     machine.supply(pair.fullchain, pair.key)
     assert machine.run(CLOUDHOST, MANUAL) == EXIT_OK  # revision 1
     old_pointer = moto_s3.get_object(Bucket=BUCKET, Key=LOCATION.pointer_key)["Body"].read()
@@ -280,7 +286,7 @@ def test_a_rolled_back_pointer_is_replaced_at_the_next_run_above_the_highest(
 def test_build_machines_of_one_fleet_share_an_owner_and_another_fleet_is_refused(
     machine: Machine,
 ) -> None:
-    pair = ManualCA().leaf(DOMAIN)
+    pair = machine.ca.leaf(DOMAIN)
     machine.supply(pair.fullchain, pair.key)
     assert machine.run(CLOUDHOST, MANUAL, owner="prod-fleet") == EXIT_OK
     claim = machine.store.read_claim(LOCATION)
@@ -288,7 +294,7 @@ def test_build_machines_of_one_fleet_share_an_owner_and_another_fleet_is_refused
     # Another machine of the same fleet (same --owner, another host) acts on it too.
     assert machine.run(CLOUDHOST, MANUAL, owner="prod-fleet", identity="build machine b") == 0
     assert "Reused" in machine.out.getvalue()
-    other = ManualCA().leaf(DOMAIN)
+    other = machine.ca.leaf(DOMAIN)
     machine.supply(other.fullchain, other.key)
     assert machine.run(CLOUDHOST, MANUAL, owner="staging") == EXIT_FAILED
     assert "LocationClaimed" in machine.err.getvalue()
@@ -300,7 +306,7 @@ def test_build_machines_of_one_fleet_share_an_owner_and_another_fleet_is_refused
 
 def test_a_document_naming_the_owner_takes_its_location_over(machine: Machine) -> None:
     machine.store.claim(LOCATION, LocationOwner.resource("c", "shop", "www", "u"), utc_now(), None)
-    pair = ManualCA().leaf(DOMAIN)
+    pair = machine.ca.leaf(DOMAIN)
     machine.supply(pair.fullchain, pair.key)
     assert machine.run(CLOUDHOST, MANUAL) == EXIT_FAILED  # a cluster's: not without a word
     handed = {**MANUAL, "metadata": {"name": "shop", "annotations": {TAKE_OVER: "shop/www"}}}

@@ -58,6 +58,7 @@ CLAIM_BY_OTHER = LocationClaim(LocationOwner.resource("cluster-1", "other", "www
 OLD_SELF = LocationOwner.resource("cluster-1", "shop", "www", "uid-0")
 MACHINES = LocationOwner.build_machines("prod")
 SETTINGS = DecisionSettings(retry_seconds=7, manual_poll_seconds=3)
+ROOTS = (pki("ec").root.cert,)  # the CloudHost's trust: what pair() makes chains to it
 
 
 def pair(days_left: float = 89, lifetime: float = 90, key: int = 9) -> PemPair:
@@ -130,6 +131,7 @@ def observed(
         supplied_name="the kubernetes.io/tls Secret shop/supplied",
         pending=pending,
         ownership=ownership or Ownership(True, LocationClaim(OWNER, '"c1"'), None),
+        trust_roots=ROOTS,
     )
 
 
@@ -476,16 +478,16 @@ def test_a_ca_window_brings_the_renewal_time_earlier_but_never_later() -> None:
 
 def test_the_verdict_says_when_the_ca_asked_for_renewal() -> None:
     spec = parse_certificate_spec(SPEC)
-    asked = judge(VALID, spec, NOW, (NOW - 2 * DAY, NOW - DAY))
-    due = judge(DUE, spec, NOW, (NOW - 2 * DAY, NOW - DAY))
+    asked = judge(VALID, spec, NOW, (NOW - 2 * DAY, NOW - DAY), ROOTS)
+    due = judge(DUE, spec, NOW, (NOW - 2 * DAY, NOW - DAY), ROOTS)
     assert not asked.ok and "(the CA's renewal window, RFC 9773)" in asked.message
     assert not due.ok and "(the CA's renewal window" not in due.message, "due by its own rule"
 
 
 def test_a_fresh_certificate_follows_a_ca_window_unless_it_would_be_due_at_once() -> None:
     spec = parse_certificate_spec(SPEC)
-    followed = judge_issued(VALID, spec, NOW, (NOW + 10 * DAY, NOW + 12 * DAY))
-    ignored = judge_issued(VALID, spec, NOW, (NOW - 2 * DAY, NOW - DAY))
+    followed = judge_issued(VALID, spec, NOW, (NOW + 10 * DAY, NOW + 12 * DAY), ROOTS)
+    ignored = judge_issued(VALID, spec, NOW, (NOW - 2 * DAY, NOW - DAY), ROOTS)
     assert isinstance(followed, Valid) and followed.renew_at == NOW + 11 * DAY
     assert isinstance(ignored, Valid) and ignored.renew_at > NOW + 50 * DAY
 

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from cryptography import x509
 
 from certfleet.api.spec import CertificateSpec, CloudHostConfig, cache_secret_name, parse_cloudhost
 from certfleet.api.spec import parse_certificate_spec as parse_spec
@@ -37,7 +38,7 @@ from certfleet.datastore.memory import InMemoryDatastore
 from certfleet.datastore.protocol import Datastore, LeaseTaken
 from certfleet.kube.gateway import KubernetesUnavailableError, OwnerReference
 from unit.controller.resources import BUCKET, CLOUDHOST, DOMAIN, MANUAL_SPEC, NAMESPACE, SPEC
-from unit.core.certificates import DAY, NOW, ec_key, key_pem, pem, pki
+from unit.core.certificates import DAY, NOW, ec_key, issue, key_pem, pem, pki
 
 OWNER = LocationOwner.resource("cluster-1", NAMESPACE, "www", "uid-1")
 
@@ -51,6 +52,16 @@ def certificate(
     authority = pki("ec")
     leaf = authority.leaf(*names, key=ec_key(n=key), not_before=not_before, not_after=not_after)
     return pem(leaf.cert, authority.intermediate.cert), key_pem(leaf.key)
+
+
+def untrusted(self_signed: bool = False) -> tuple[bytes, bytes]:
+    """A certificate for DOMAIN from a CA the CloudHost does not trust (or nobody's)."""
+    if self_signed:
+        leaf = issue(subject=DOMAIN, key=ec_key(n=9), dns_names=[DOMAIN])
+        return pem(leaf.cert), key_pem(leaf.key)
+    other = pki("ec", 1)
+    leaf = other.leaf(DOMAIN, key=ec_key(n=9), not_before=NOW - DAY, not_after=NOW + 89 * DAY)
+    return pem(leaf.cert, other.intermediate.cert, other.root.cert), key_pem(leaf.key)
 
 
 class DictSecrets:
@@ -171,6 +182,9 @@ class FakeWorld:
         self.ari_servers.append(spec.acme.server if spec.acme else "")
         return self.ari_window
 
+    def roots(self, cloudhost: CloudHostConfig) -> tuple[x509.Certificate, ...]:
+        return (pki("ec").root.cert,)  # what the fake CA's chains lead to
+
     def ports(self) -> Ports:
         return Ports(
             datastores=self,
@@ -179,6 +193,7 @@ class FakeWorld:
             issuer=self.ca,
             windows=self,
             tenancy=self,
+            trust=self,
         )
 
     # The Reporter port: what the status would be told.
@@ -328,7 +343,18 @@ def test_manual_waits_for_its_secret(world: FakeWorld) -> None:
         (lambda: certificate(NOW - 100 * DAY, NOW - DAY), "Expired"),
         (lambda: certificate(names=("shop.example.org",)), "NameMismatch"),
         (lambda: (b"garbage", certificate()[1]), "InvalidPEM"),
+        (lambda: untrusted(), "UntrustedChain"),
+        (lambda: untrusted(self_signed=True), "UntrustedChain"),
+        (
+            lambda: (
+                certificate()[0].split(b"-----END CERTIFICATE-----")[0]
+                + b"-----END CERTIFICATE-----\n",
+                certificate()[1],
+            ),
+            "UntrustedChain",
+        ),
     ],
+    ids=["wrong-key", "expired", "wrong-name", "garbage", "another-ca", "self-signed", "leaf-only"],
 )
 def test_manual_refuses_a_bad_secret_and_publishes_nothing(
     world: FakeWorld, supplied: Any, reason: str
@@ -338,6 +364,15 @@ def test_manual_refuses_a_bad_secret_and_publishes_nothing(
     assert (outcome.ready, outcome.reason) == (False, reason)
     assert "supplied" in outcome.message and "PRIVATE KEY" not in outcome.message
     assert published(world) is None
+
+
+def test_a_ca_answer_that_does_not_chain_to_the_roots_is_never_published(
+    world: FakeWorld,
+) -> None:
+    world.ca.next_certificate = untrusted()
+    outcome = reconcile(world)
+    assert (outcome.ready, outcome.reason) == (False, "UntrustedChain")
+    assert outcome.issuance_failed and published(world) is None
 
 
 def test_manual_accepts_a_valid_secret(world: FakeWorld) -> None:

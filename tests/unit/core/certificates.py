@@ -68,6 +68,7 @@ def issue(
     ca: bool = False,
     serial: int | None = None,
     usages: Sequence[x509.ObjectIdentifier] | None = None,
+    key_usage: x509.KeyUsage | None = None,
 ) -> Issued:
     """A certificate for ``key``, signed by ``issuer`` (self-signed when None)."""
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
@@ -89,6 +90,8 @@ def issue(
         )
     if usages is not None:
         builder = builder.add_extension(x509.ExtendedKeyUsage(list(usages)), critical=False)
+    if key_usage is not None:
+        builder = builder.add_extension(key_usage, critical=True)
     algorithm = None if isinstance(signer_key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
     return Issued(builder.sign(signer_key, algorithm), key)
 

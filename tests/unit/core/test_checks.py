@@ -256,7 +256,7 @@ REISSUED_ROOT = issue(  # same name and key as RSA's root, other dates: trusted 
 def test_trust(
     chain: list[x509.Certificate], roots: Sequence[x509.Certificate], problem: str | None
 ) -> None:
-    found = check_trust(chain, roots)
+    found = check_trust(chain, roots, NOW, "a.example")
     if problem is None:
         assert found is None
     else:
