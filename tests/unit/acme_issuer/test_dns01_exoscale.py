@@ -347,6 +347,22 @@ def test_a_request_after_the_operations_time_is_not_sent() -> None:
 
 
 @responses.activate
+def test_each_operation_has_its_own_time() -> None:
+    clock = Clock()
+    records = _writer(clock, timeout=5.0)
+    responses.get(f"{API}/dns-domain", json=_domains())
+    listing = f"{API}/dns-domain/{DOMAIN_ID}/record"
+    responses.get(listing, json=_records())
+    responses.post(listing, json=_operation("success"))
+    records.add_txt(ZONE, FQDN, VALUE)
+    clock.now += 60.0  # the propagation wait and the CA's validation, between add and remove
+    responses.replace(responses.GET, listing, json=_records(_record(OURS_ID, VALUE)))
+    responses.delete(f"{listing}/{OURS_ID}", json=_operation("success"))
+    records.remove_txt(ZONE, FQDN, VALUE)
+    assert [method for method, _ in _calls()][-1] == "DELETE"
+
+
+@responses.activate
 def test_an_oversized_answer_is_not_read() -> None:
     responses.get(f"{API}/dns-domain", body=b"[" * (MAX_RESPONSE_BYTES + 1))
     with pytest.raises(Dns01Error, match="longer than"):

@@ -116,7 +116,7 @@ def exoscale_records(data: Mapping[str, bytes]) -> ExoscaleRecords:
 
 class ExoscaleRecords:
     """One issuance's TXT records at Exoscale (not shared between threads: each operation
-    mounts its own deadline on the client's session)."""
+    sets its deadline on the client's session)."""
 
     def __init__(
         self,
@@ -147,6 +147,10 @@ class ExoscaleRecords:
             raise Dns01Error(
                 f"exoscale {API_ZONE} {api_zone!r}: {error}", retryable=False
             ) from None
+        # Mounted once (its connections are reused); each operation sets its deadline.
+        self._adapter = _BoundedAdapter(monotonic)
+        self._api.http_client.mount("https://", self._adapter)
+        self._api.http_client.mount("http://", self._adapter)
         self.api_zone = api_zone
         self.timeout = timeout
         self.poll_interval = poll_interval
@@ -194,12 +198,9 @@ class ExoscaleRecords:
             raise _as_dns01_error(error, what, self.timeout) from None
 
     def _start(self) -> float:
-        """This operation's deadline, mounted on the SDK's session for every request."""
-        deadline = self._monotonic() + self.timeout
-        adapter = _BoundedAdapter(deadline, self._monotonic)
-        self._api.http_client.mount("https://", adapter)
-        self._api.http_client.mount("http://", adapter)
-        return deadline
+        """This operation's deadline, for every request it makes."""
+        self._adapter.deadline = self._monotonic() + self.timeout
+        return self._adapter.deadline
 
     def _domain_id(self, zone: str) -> str:
         wanted = _ascii(zone)
@@ -266,9 +267,9 @@ class _BoundedAdapter(HTTPAdapter):
     """Every request of one operation: a timeout no longer than what is left of it, and a
     body of at most MAX_RESPONSE_BYTES."""
 
-    def __init__(self, deadline: float, monotonic: Callable[[], float]) -> None:
+    def __init__(self, monotonic: Callable[[], float]) -> None:
         super().__init__()
-        self._deadline = deadline
+        self.deadline = monotonic()  # none left until an operation sets its own
         self._monotonic = monotonic
 
     def send(
@@ -280,7 +281,7 @@ class _BoundedAdapter(HTTPAdapter):
         cert: Any = None,
         proxies: dict[str, str] | None = None,
     ) -> Response:
-        left = self._deadline - self._monotonic()
+        left = self.deadline - self._monotonic()
         if left <= 0:
             raise requests.Timeout("the Exoscale operation's time is up")
         response = super().send(
