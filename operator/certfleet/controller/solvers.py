@@ -15,6 +15,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
+from certfleet.acme_issuer.dns01.exoscale import exoscale_records
 from certfleet.acme_issuer.dns01.lexicon_records import LexiconRecords, provider_options
 from certfleet.acme_issuer.dns01.lookup import DnsLookup, Server, system_resolver
 from certfleet.acme_issuer.dns01.records import TxtRecords
@@ -36,7 +37,8 @@ from certfleet.kube.gateway import KubernetesGateway
 
 RECORDS_KEY = "records.json"
 LEDGER_LABEL = "certfleet.io/dns01-records"
-# Secret keys of the rfc2136 provider (lexicon providers take lexicon's option names).
+# Secret keys of the rfc2136 provider (exoscale's are in dns01.exoscale; lexicon providers
+# take lexicon's option names).
 RFC2136_SERVER = "server"
 RFC2136_KEY_NAME = "tsigKeyName"
 RFC2136_SECRET = "tsigSecret"  # noqa: S105 - the name of a key, not a password
@@ -145,6 +147,8 @@ class ChallengeSolvers:
         if name == "rfc2136":
             return _rfc2136(data, f"{secret_namespace}/{secret_name}")
         try:
+            if name == "exoscale":  # API v2 through Exoscale's SDK; lexicon's speaks v1
+                return exoscale_records(data)
             return LexiconRecords(name, provider_options(data))
         except Dns01Error as error:
             raise SolverNotConfiguredError(str(error)) from None

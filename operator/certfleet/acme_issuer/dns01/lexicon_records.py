@@ -1,6 +1,7 @@
 """TXT records through dns-lexicon's providers (Cloudflare, DigitalOcean, Linode `linode4`,
-Vultr, Exoscale, Route 53, PowerDNS and every other provider lexicon has), with the
-provider's options from a Secret.
+Vultr, Route 53, PowerDNS and every other provider lexicon has), with the provider's options
+from a Secret. Not Exoscale: lexicon's provider speaks its deprecated DNS API v1, so
+`exoscale` goes to `exoscale.ExoscaleRecords` (API v2) instead.
 
 The zone comes from certfleet's own SOA lookup (`lookup.DnsLookup.zone_of`), so the provider
 is built directly instead of through `lexicon.client.Client`, which would guess the zone with

@@ -2,8 +2,9 @@
 at the same name alone (two challenges of one order may share `_acme-challenge.example.com`,
 and other clients may keep their own values there).
 
-Implementations: `rfc2136.Rfc2136Records` (dynamic updates with TSIG) and
-`lexicon_records.LexiconRecords` (the cloud providers lexicon supports).
+Implementations: `rfc2136.Rfc2136Records` (dynamic updates with TSIG),
+`exoscale.ExoscaleRecords` (Exoscale's DNS API v2 through its SDK) and
+`lexicon_records.LexiconRecords` (the other cloud providers, through lexicon).
 """
 
 from __future__ import annotations
