@@ -12,7 +12,9 @@ import socket
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 AUDIT_POLICY = """\
 apiVersion: audit.k8s.io/v1
@@ -67,8 +69,10 @@ class AuditLog(_LogFrom):
     """kube-apiserver's audit log: requests by user ("who": a user name, or a user name and a
     user-agent prefix)."""
 
-    def tally(self, mark: int, user: str, exclude_agents: tuple[str, ...] = ()) -> Tally:
-        tally = Tally()
+    def events(self, mark: int, user: str, exclude_agents: tuple[str, ...] = ()) -> list[Any]:
+        """The audit events of `user`'s requests since `mark`, but those of user agents
+        starting with one of `exclude_agents`."""
+        found = []
         for line in self.lines_since(mark):
             try:
                 event = json.loads(line)
@@ -78,6 +82,12 @@ class AuditLog(_LogFrom):
                 continue
             if str(event.get("userAgent", "")).startswith(exclude_agents):
                 continue
+            found.append(event)
+        return found
+
+    def tally(self, mark: int, user: str, exclude_agents: tuple[str, ...] = ()) -> Tally:
+        tally = Tally()
+        for event in self.events(mark, user, exclude_agents):
             ref = event.get("objectRef", {})
             resource = ref.get("resource", event.get("requestURI", "?").split("?")[0])
             if ref.get("subresource"):
@@ -90,6 +100,11 @@ class AuditLog(_LogFrom):
 # versitygw's access log (S3 server access log format):
 # owner bucket [time] ip requester request-id operation key uri status error ...
 _ACCESS_LINE = re.compile(r"^\S+ \S+ \[[^\]]*\] \S+ (\S+) \S+ s3_(\S+) \S+ \S+ (\d{3}) ")
+
+
+def seconds(timestamp: str) -> float:
+    """An audit timestamp (RFC 3339, microseconds) as Unix seconds."""
+    return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
 
 
 class S3AccessLog(_LogFrom):
