@@ -37,7 +37,12 @@ def _until_all_ready(
     assert port is not None
     first: list[float] = []
 
+    operator = bed.install.operator
+    assert operator is not None
+
     def all_ready() -> bool:
+        if not operator.alive():
+            raise AssertionError("the operator exited:\n" + operator.log_tail(20))
         ready = ready_names(port, NAMESPACE)
         if ready and not first:
             first.append(time.monotonic() - started)
