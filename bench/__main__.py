@@ -1,7 +1,7 @@
 """`make bench`: certfleet's benchmarks on the test bed's real servers, one run, every figure
 against a baseline measured in the same run.
 
-    PYTHONPATH=tests:. .venv/bin/python -m bench [--n N] [--fleet 10|30] [--only SECTION ...]
+    PYTHONPATH=tests:. .venv/bin/python -m bench [--n N] [--fleet 10|30] [--only PART ...] [--keep]
 
 BENCH_N sets the cold start's size (default 50), BENCH_FLEET the nodes of the fleet
 (default 10). Prints the table, writes bench/results/latest.json. The benchmark asserts
@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import shutil
 import sys
 import tempfile
 import time
@@ -35,6 +36,9 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=12, help="apply -> Ready samples")
     parser.add_argument("--only", nargs="*", choices=SECTIONS, default=list(SECTIONS))
     parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the servers' logs and data after a success"
+    )
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="certfleet-bench-"))
     print(f"bench: N={args.n}, fleet={args.fleet}, working in {workdir}", flush=True)
@@ -62,6 +66,8 @@ def main() -> int:
         "python": platform.python_version(),
     }
     report.write(args.output, run)
+    if not args.keep:  # after a failure they stay, for its logs
+        shutil.rmtree(workdir, ignore_errors=True)
     print(f"\n{report.table()}\n\nbench: {took:.0f} s; figures in {args.output}", flush=True)
     return 0
 

@@ -217,7 +217,7 @@ def run(bed: Bed, report: Report, n: int) -> None:
     report.add(
         Figure(
             section,
-            "operator RSS peak after the idle period",
+            "the restarted operator's peak RSS (restart and idle)",
             ProcessStats(operator.pid).peak_rss_mib(),
             "MiB",
         )
