@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ssl
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 from testbed import binaries
@@ -38,9 +39,11 @@ current-context: testbed
 
 
 class ControlPlane(Servers):
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, extra_apiserver_args: Sequence[str] = ()) -> None:
+        """`extra_apiserver_args`: more kube-apiserver flags (the benchmarks' audit log)."""
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
+        self.extra_apiserver_args = list(extra_apiserver_args)
         self.pki = TestCA(workdir / "pki", "testbed")
         self.etcd: ServerProcess | None = None
         self.apiserver: ServerProcess | None = None
@@ -92,6 +95,7 @@ class ControlPlane(Servers):
             f"--service-account-signing-key-file={signing_key}",
             "--disable-admission-plugins=ServiceAccount",
             "--allow-privileged=true",
+            *self.extra_apiserver_args,
         ]
         admin = self.pki.client_pair("admin", "testbed-admin", ("system:masters",))
         self._write_kubeconfig(self.admin_kubeconfig, "testbed-admin", admin.cert, admin.key)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the test bed's servers that Debian provides, when missing: pebble and pebble-challtestsrv
 # (Let's Encrypt's test CA), nginx, apache2, lighttpd (with its OpenSSL module), haproxy, bind9,
-# PowerDNS (with its sqlite3 backend) and prometheus (for promtool). Services are not started:
+# PowerDNS (with its sqlite3 backend), prometheus (for promtool) and wrk (the benchmarks' load). Services are not started:
 # the tests start their own instances on free ports.
 set -euo pipefail
 
@@ -18,6 +18,7 @@ declare -A package_of=(
   [/usr/sbin/pdns_server]=pdns-server
   [/usr/share/doc/pdns-backend-sqlite3/schema.sqlite3.sql]=pdns-backend-sqlite3
   [/usr/bin/promtool]=prometheus
+  [/usr/bin/wrk]=wrk
 )
 missing=()
 for path in "${!package_of[@]}"; do

@@ -51,8 +51,11 @@ class S3Bucket:
 
 
 class S3Server(Servers):
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, access_log: Path | None = None) -> None:
+        """`access_log`: where versitygw writes a line per request (the benchmarks count
+        them); none by default."""
         self.workdir = workdir
+        self.access_log = access_log
         self.root = workdir / "s3-root"
         self.root.mkdir(parents=True, exist_ok=True)
         self.iam = workdir / "iam"
@@ -78,6 +81,7 @@ class S3Server(Servers):
                 # Its own accounts and bucket policies, for read-only agent credentials.
                 f"--iam-dir={self.iam}",
                 "--quiet",
+                *([f"--access-log={self.access_log}"] if self.access_log else []),
                 "posix",
                 str(self.root),
             ],
