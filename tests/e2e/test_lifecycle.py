@@ -10,7 +10,6 @@ from collections.abc import Callable
 import pytest
 
 from certfleet.api.spec import cache_secret_name, parse_certificate_spec
-from e2e.certificates import ManualCA
 from e2e.fleet import Fleet, new_domain
 from testbed.waiting import wait_for
 
@@ -59,7 +58,7 @@ def test_a_manual_replacement_issued_earlier_is_published_at_the_next_recheck(
     # A supplied Secret is not watched: the renewal timer's recheck looks at it again.
     fleet = start_fleet(operator_args=["--recheck-seconds=2"])
     domain = new_domain()
-    ca = ManualCA()
+    ca = fleet.manual_ca  # a CA the fleet's CloudHost trusts
     first, replacement = ca.leaf(domain, valid_from_days=-1), ca.leaf(domain, valid_from_days=-5)
     fleet.install.apply_secret(
         fleet.namespace,

@@ -24,7 +24,6 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from certfleet.api.names import ACCOUNT_KEY, ACCOUNT_LABEL
 from certfleet.api.spec import cache_secret_name, parse_certificate_spec
 from certfleet.datastore.encryption import MasterKey, envelope_decrypt
-from e2e.certificates import ManualCA
 from e2e.fleet import Fleet, new_domain
 from testbed.certfleet_install import OPERATOR_NAMESPACE
 from testbed.processes import ServerProcess, free_port
@@ -184,7 +183,7 @@ def test_no_secret_reaches_any_log_event_status_metric_or_s3_object(
     agent, agent_metrics, init_output = start_agent(fleet, domain, roots, start_nginx, tmp_path)
 
     # MANUAL, accepted; and a refused one (the key of another certificate).
-    manual_ca = ManualCA()
+    manual_ca = fleet.manual_ca  # a CA the fleet's CloudHost trusts
     manual, stranger = manual_ca.leaf(manual_domain), manual_ca.leaf(broken_domain)
     wrong_key = manual_ca.leaf(broken_domain)
     fleet.install.apply_secret(
