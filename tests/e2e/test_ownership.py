@@ -173,7 +173,13 @@ def test_a_deleted_owners_location_is_handed_over_deliberately(
     plane.kubectl(
         "annotate", "mcert", "web", "-n", heir, f"certfleet.io/take-over-from={fleet.namespace}/web"
     )
-    fleet.install.wait_for_condition(heir, "web", "True", "Issued", timeout=60)
+    # Ready after its own order (with the short recheck, the next look already says Reused:
+    # the revision and the order count below say it issued).
+    wait_for(
+        lambda: f"{heir}/web: {ready(fleet, heir, 'web')}",
+        lambda: ready(fleet, heir, "web").get("status") == "True",
+        timeout=60,
+    )
     stored = fleet.stored(domain)
     assert stored is not None and stored.pointer.revision == 2
     uid = fleet.install.managed_certificate(heir, "web")["metadata"]["uid"]
