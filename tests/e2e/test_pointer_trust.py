@@ -258,7 +258,11 @@ class OperatorFleet:
         self.datastore = _datastore(s3_bucket, tmp_path, self.cloudhost)
         self.bucket = s3_bucket
         self.install.create_cloudhost(
-            self.cloudhost, s3_bucket.endpoint, s3_bucket.name, self.datastore.master_key
+            self.cloudhost,
+            s3_bucket.endpoint,
+            s3_bucket.name,
+            self.datastore.master_key,
+            trust_bundle=ca.root_pem,  # the test CA of the MANUAL certificate
         )
         control_plane.kubectl("create", "namespace", self.namespace)
         self.start_nginx = start_nginx
