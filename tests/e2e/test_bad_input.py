@@ -79,13 +79,14 @@ class Bed:
 
     def nothing_under(self, domain: str) -> list[str]:
         """What is published for `domain` in any location: its pointer and revisions
-        (expected: none). The order lease (lease.json) is not a certificate: an order that
-        was refused leaves it released."""
+        (expected: none). The order lease (lease.json) and the location's claim (owner.json,
+        written before anything else is done there) are no certificate."""
         listed = self.bucket.endpoint.client().list_objects_v2(Bucket=self.bucket.name)
         return [
             item["Key"]
             for item in listed.get("Contents", [])
-            if f"/{domain}/" in item["Key"] and not item["Key"].endswith("/lease.json")
+            if f"/{domain}/" in item["Key"]
+            and not item["Key"].endswith(("/lease.json", "/owner.json"))
         ]
 
     def secret_exists(self, name: str) -> bool:

@@ -214,5 +214,12 @@ def test_a_cloudhost_refuses_namespaces_it_does_not_admit_until_one_is_labelled(
 
     label = f"cloudhost.certfleet.io/{fleet.cloudhost}=allowed"
     plane.kubectl("label", "namespace", fleet.namespace, label)
-    fleet.install.wait_for_condition(fleet.namespace, "web", "True", "Issued", timeout=60)
+    # Ready after its order (the one-second recheck soon says Reused instead of Issued).
+    wait_for(
+        lambda: f"{fleet.namespace}/web: {ready(fleet, fleet.namespace, 'web')}",
+        lambda: ready(fleet, fleet.namespace, "web").get("status") == "True",
+        timeout=60,
+    )
+    stored = fleet.stored(domain)
+    assert stored is not None and stored.pointer.revision == 1
     assert fleet.ca.orders_created() == 1

@@ -32,6 +32,7 @@ from certfleet.datastore.location import REVISIONS_DIR
 from certfleet.datastore.protocol import StoredCertificate
 from certfleet.datastore.s3_store import S3Datastore
 from e2e.fleet import Fleet, new_domain
+from testbed.certfleet_install import OPERATOR_NAMESPACE
 from testbed.s3 import S3Server
 from testbed.waiting import wait_for
 
@@ -337,6 +338,13 @@ def test_the_ca_down_mid_order_backs_off_and_recovers_by_itself(fleet: Fleet) ->
         assert "unreachable" in resource["status"]["conditions"][0]["message"]
     finally:
         fleet.ca.restart_pebble()  # same ports: the spec's directory URL stays right
+    # A restarted pebble signs under a new root: the CloudHost's bundle names it, as an
+    # admin's would after a private CA's rotation.
+    fleet.install.apply_secret(
+        OPERATOR_NAMESPACE,
+        f"{fleet.cloudhost}-trust-bundle",
+        {"ca.crt": fleet.ca.issuing_roots_pem() + fleet.manual_ca.root_pem},
+    )
     fleet.install.wait_for_condition(fleet.namespace, "web", "True", timeout=90)
     stored = fleet.stored(domain)
     assert stored is not None
