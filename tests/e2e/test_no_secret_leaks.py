@@ -120,6 +120,7 @@ def start_agent(
         "--poll-interval=0.5",
         "--max-backoff=2",
         "--metrics-address=127.0.0.1",
+        f"--trust-bundle={roots}",  # pebble's root: no public one
         "--verbose",
     ]
     agent = [sys.executable, "-m", "certfleet.cli", "agent"]
