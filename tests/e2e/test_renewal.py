@@ -6,9 +6,10 @@ a failing CA that is retried with back-off while the old certificate stays in us
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
+import itertools
+import re
 import shlex
 import socket
 import ssl
@@ -289,20 +290,33 @@ def test_a_failing_ca_is_retried_with_backoff_while_the_old_certificate_stays(
     )
     assert renew.returncode == 0, renew.stderr
 
-    failures: list[tuple[float, int]] = []  # (when, failedIssuanceAttempts)
+    # (failedIssuanceAttempts, the delay the operator announced for the next attempt)
+    failures: list[tuple[int, int]] = []
+    seen_at: list[float] = []  # when each was first seen
 
     def four_failures_seen() -> dict[str, Any] | None:
         status: dict[str, Any] = fleet.install.managed_certificate(fleet.namespace, "web")["status"]
         count = int(status.get("failedIssuanceAttempts") or 0)
-        if count and (not failures or failures[-1][1] != count):
-            failures.append((time.monotonic(), count))
+        if count and (not failures or failures[-1][0] != count):
+            announced = re.search(r"next attempt in (\d+) s", status["conditions"][0]["message"])
+            assert announced is not None, status["conditions"][0]["message"]
+            failures.append((count, int(announced.group(1))))
+            seen_at.append(time.monotonic())
         return status if len(failures) >= 4 else None
 
     status = wait_for(lambda: f"four failures (seen {failures})", four_failures_seen, 30, 0.02)
-    gaps = [later[0] - earlier[0] for earlier, later in itertools.pairwise(failures)]
-    # 1 s, 2 s, 4 s: each wait about twice the one before.
-    assert all(after > 1.5 * previous for previous, after in itertools.pairwise(gaps)), gaps
-    assert fleet.ca.orders_created() - orders_before == failures[-1][1]
+    # Counted, not timed: after the 1st, 2nd, 3rd ... failure in a row the operator waits
+    # 1 s, 2 s, 4 s ... (the base, doubling up to the cap), and it said so each time.
+    assert all(delay == min(2 ** (count - 1), 8) for count, delay in failures), failures
+    assert [count for count, _ in failures] == list(range(1, len(failures) + 1)), failures
+    # And it kept to them: no attempt came before its announced time (a lower bound only: a
+    # loaded machine makes the gaps longer, never shorter).
+    gaps = [later - earlier for earlier, later in itertools.pairwise(seen_at)]
+    assert all(gap >= delay - 0.1 for gap, (_, delay) in zip(gaps, failures, strict=False)), (
+        gaps,
+        failures,
+    )
+    assert fleet.ca.orders_created() - orders_before == failures[-1][0]
 
     ready = status["conditions"][0]
     assert (ready["status"], ready["reason"]) == ("True", "IssuanceFailed"), ready
@@ -317,7 +331,7 @@ def test_a_failing_ca_is_retried_with_backoff_while_the_old_certificate_stays(
         "certfleet_certificate_failed_issuance_attempts",
         {"namespace": fleet.namespace, "name": "web"},
     )
-    assert seen is not None and seen >= failures[-1][1]
+    assert seen is not None and seen >= failures[-1][0]
 
     # The CA recovers: the next attempt (within the 8 s cap) renews, and the request is done.
     fleet.nginx.challenge_proxy = working_proxy
