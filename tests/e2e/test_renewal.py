@@ -6,9 +6,9 @@ a failing CA that is retried with back-off while the old certificate stays in us
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
-import itertools
 import re
 import shlex
 import socket
@@ -304,7 +304,7 @@ def test_a_failing_ca_is_retried_with_backoff_while_the_old_certificate_stays(
             seen_at.append(time.monotonic())
         return status if len(failures) >= 4 else None
 
-    status = wait_for(lambda: f"four failures (seen {failures})", four_failures_seen, 30, 0.02)
+    status = wait_for(lambda: f"four failures (seen {failures})", four_failures_seen, 90, 0.02)
     # Counted, not timed: after the 1st, 2nd, 3rd ... failure in a row the operator waits
     # 1 s, 2 s, 4 s ... (the base, doubling up to the cap), and it said so each time.
     assert all(delay == min(2 ** (count - 1), 8) for count, delay in failures), failures
