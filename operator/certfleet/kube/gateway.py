@@ -233,21 +233,9 @@ class KubernetesGateway:
     def live_certificate_uid(self, namespace: str, name: str) -> str | None:
         """The uid of ManagedCertificate namespace/name; None when there is none or it is
         being deleted (a location's owner that is gone)."""
-        try:
-            found: Mapping[str, Any] = self._custom.get_namespaced_custom_object(
-                GROUP,
-                VERSION,
-                namespace,
-                MANAGED_CERTIFICATES,
-                name,
-                _request_timeout=REQUEST_TIMEOUT,
-            )
-        except ApiException as error:
-            if error.status == 404:
-                return None
-            raise KubernetesUnavailableError(
-                f"reading ManagedCertificate {namespace}/{name}: {error.status} {error.reason}"
-            ) from None
+        found = self.read_certificate(namespace, name)
+        if found is None:
+            return None
         metadata = found.get("metadata")
         if not isinstance(metadata, Mapping) or metadata.get("deletionTimestamp"):
             return None
