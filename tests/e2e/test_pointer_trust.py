@@ -182,6 +182,12 @@ def test_every_node_refuses_an_untrusted_pointer(nodes: AgentFleet, case: str) -
     for name in ("node-a", "node-b"):
         nodes.add(name)
     nodes.wait_serving(second_serial)
+    # nginx serves the new leaf a moment before the agent records its handshake's verdict.
+    wait_for(
+        lambda: f"the nodes' reasons are {reasons(nodes)}",
+        lambda: set(reasons(nodes)) <= {"Installed", "UpToDate"},
+        timeout=15,
+    )
     versions = {
         node.name: CertificateInstaller(node.root, nodes.domain).versions() for node in nodes.nodes
     }
