@@ -20,7 +20,7 @@ from pathlib import Path
 from certfleet.acme_issuer.accounts import AccountId, StoredAccount
 from certfleet.api.spec import CertificateSpec
 from certfleet.controller import pending_orders
-from certfleet.controller.ports import PemPair, PendingOrder
+from certfleet.controller.ports import Kept, PemPair, PendingOrder
 from certfleet.core.domains import folder_name
 from certfleet.core.errors import CertfleetError
 from certfleet.core.pem import MAX_PEM_BYTES
@@ -125,6 +125,9 @@ class FileCache:
 
     def read(self, namespace: str, spec: CertificateSpec) -> PemPair | None:
         return _read_pair(self.folder(spec))
+
+    def read_kept(self, namespace: str, spec: CertificateSpec) -> Kept:
+        return Kept(self.read(namespace, spec), self.read_pending(namespace, spec))
 
     def write(self, namespace: str, spec: CertificateSpec, pair: PemPair) -> None:
         folder = private_folder(self.folder(spec))

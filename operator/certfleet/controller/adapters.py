@@ -29,6 +29,8 @@ from certfleet.api.names import (
     MASTER_KEY,
     S3_ACCESS_KEY_ID,
     S3_SECRET_ACCESS_KEY,
+    TLS_CERT_KEY,
+    TLS_PRIVATE_KEY,
     TLS_SECRET_TYPE,
     VERSION,
 )
@@ -45,7 +47,7 @@ from certfleet.api.tenancy import admits
 from certfleet.controller import pending_orders
 from certfleet.controller.acme_issuers import SecretValue
 from certfleet.controller.gather import DatastoreNotConfiguredError
-from certfleet.controller.ports import PemPair, PendingOrder
+from certfleet.controller.ports import Kept, PemPair, PendingOrder
 from certfleet.core.errors import CertfleetError
 from certfleet.core.ownership import LocationOwner, OwnerKind
 from certfleet.datastore.client import s3_client
@@ -100,23 +102,21 @@ class SecretCache:
     def name(self, namespace: str, spec: CertificateSpec) -> str:
         return cache_secret_name(spec)
 
-    def read(self, namespace: str, spec: CertificateSpec) -> PemPair | None:
-        found = self._secrets.read(namespace, cache_secret_name(spec))
-        if found is None or found == (b"", b""):  # only an order under way is kept
-            return None
-        return PemPair(*found)
+    def read_kept(self, namespace: str, spec: CertificateSpec) -> Kept:
+        # One GET for both: the certificate and the order are keys of the same Secret.
+        data = self._secrets.read_all(namespace, cache_secret_name(spec))
+        if data is None:
+            return Kept(pair=None, pending=None)
+        found = (data.get(TLS_CERT_KEY) or b"", data.get(TLS_PRIVATE_KEY) or b"")
+        pending = pending_orders.read_pending_order(
+            data.get(pending_orders.ORDER_KEY), data.get(pending_orders.PRIVATE_KEY_KEY)
+        )
+        # Empty pair: only an order under way is kept.
+        return Kept(pair=PemPair(*found) if found != (b"", b"") else None, pending=pending)
 
     def write(self, namespace: str, spec: CertificateSpec, pair: PemPair) -> None:
         no_order = {pending_orders.ORDER_KEY: b"", pending_orders.PRIVATE_KEY_KEY: b""}
         self._write(namespace, spec, pair.fullchain, pair.key, no_order)
-
-    def read_pending(self, namespace: str, spec: CertificateSpec) -> PendingOrder | None:
-        data = self._secrets.read_all(namespace, cache_secret_name(spec))
-        if data is None:
-            return None
-        return pending_orders.read_pending_order(
-            data.get(pending_orders.ORDER_KEY), data.get(pending_orders.PRIVATE_KEY_KEY)
-        )
 
     def write_pending(self, namespace: str, spec: CertificateSpec, order: PendingOrder) -> None:
         # The certificate kept so far stays (a kubernetes.io/tls Secret needs both keys).

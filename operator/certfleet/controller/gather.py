@@ -105,7 +105,8 @@ def _observe(request: Request, spec: CertificateSpec, ports: Ports) -> Observed:
             # broken one, by a publish above the highest revision.
             pointer_etag, unreadable = stored.pointer_etag, rollback
             stored, unreadable_reason = None, CertificateReason.RolledBack
-    cached = ports.cache.read(namespace, spec)
+    kept = ports.cache.read_kept(namespace, spec)
+    cached = kept.pair
     stored_pair = PemPair(stored.fullchain, stored.privkey) if stored else None
     stored_window = _window(ports, spec, stored_pair)
     # The same certificate in both places: the CA is asked once.
@@ -128,7 +129,7 @@ def _observe(request: Request, spec: CertificateSpec, ports: Ports) -> Observed:
         supplied_name=ports.supplied.describe(namespace, spec) if manual else None,
         unreadable_reason=unreadable_reason,
         highest_revision=seen,
-        pending=None if manual else ports.cache.read_pending(namespace, spec),
+        pending=None if manual else kept.pending,
         ownership=ownership,
         trust_roots=trust_roots,
     )

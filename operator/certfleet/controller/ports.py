@@ -45,6 +45,15 @@ class PendingOrder:
     key: bytes = field(repr=False)
 
 
+@dataclass(frozen=True)
+class Kept:
+    """What the cache keeps of one certificate, read at once: the certificate (None when
+    there is none, or only an order is kept) and the ACME order under way."""
+
+    pair: PemPair | None
+    pending: PendingOrder | None
+
+
 class Cache(Protocol):
     """certfleet's own copy of each certificate it obtained (DESIGN step 2): a crash after an
     order, or a datastore that lost it, never costs another order. It also keeps the order
@@ -54,14 +63,13 @@ class Cache(Protocol):
     def name(self, namespace: str, spec: CertificateSpec) -> str:
         """Where the copy lives, for the status and messages (a Secret name, a folder)."""
 
-    def read(self, namespace: str, spec: CertificateSpec) -> PemPair | None: ...
+    def read_kept(self, namespace: str, spec: CertificateSpec) -> Kept:
+        """The certificate and the order under way, in one read (in a cluster: one GET)."""
 
     def write(self, namespace: str, spec: CertificateSpec, pair: PemPair) -> None:
         """Also forgets the pending order: from here on, this certificate is the one kept."""
 
     # -- the order under way --------------------------------------------------------------
-
-    def read_pending(self, namespace: str, spec: CertificateSpec) -> PendingOrder | None: ...
 
     def write_pending(self, namespace: str, spec: CertificateSpec, order: PendingOrder) -> None:
         """Durable when it returns; raises CertfleetError (the order is then not finalised)."""

@@ -1,0 +1,66 @@
+"""What a reconciliation reads from the API server, counted with a gateway that answers from
+dicts."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from kubernetes import client
+
+from certfleet.api.spec import cache_secret_name, parse_certificate_spec
+from certfleet.controller.adapters import SecretCache
+from certfleet.controller.gather import gather
+from certfleet.controller.plan import Observed, Request
+from certfleet.kube.gateway import KubernetesGateway, OwnerReference, SecretData
+from certfleet.kube.secrets import TlsSecrets
+from unit.controller.resources import CLOUDHOST, NAMESPACE, SPEC
+from unit.controller.test_reconcile import OWNER, FakeWorld
+
+S3_KEYS = {"accessKeyID": b"id", "secretAccessKey": b"secret"}
+
+
+class CountingGateway(KubernetesGateway):
+    """The API server as dicts; `asked` lists every GET in order."""
+
+    def __init__(self) -> None:
+        super().__init__(client.ApiClient(client.Configuration()))
+        self.cloudhosts: dict[str, Mapping[str, Any]] = {"aws": CLOUDHOST}
+        self.secrets: dict[tuple[str, str], SecretData] = {
+            ("ops", "creds"): SecretData("Opaque", S3_KEYS),
+            ("ops", "key"): SecretData("Opaque", {"key": b"k" * 32}),
+        }
+        self.asked: list[str] = []
+
+    def get_cloudhost(self, name: str) -> Mapping[str, Any] | None:
+        self.asked.append(f"cloudhost {name}")
+        return self.cloudhosts.get(name)
+
+    def read_secret(self, namespace: str, name: str) -> SecretData | None:
+        self.asked.append(f"secret {namespace}/{name}")
+        return self.secrets.get((namespace, name))
+
+    def write_secret(
+        self,
+        namespace: str,
+        name: str,
+        secret_type: str,
+        data: Mapping[str, bytes],
+        labels: Mapping[str, str],
+        annotations: Mapping[str, str],
+        owners: Sequence[OwnerReference] = (),
+    ) -> None:
+        self.secrets[(namespace, name)] = SecretData(secret_type, dict(data))
+
+
+def test_a_gather_reads_the_cache_secret_once() -> None:
+    """The certificate and the order under way are keys of one Secret: one GET (it was two,
+    both 404 for a new certificate)."""
+    gateway, world = CountingGateway(), FakeWorld()
+    ports = dataclasses.replace(world.ports(), cache=SecretCache(TlsSecrets(gateway)))
+    observed = gather(Request(NAMESPACE, SPEC, owner=OWNER), ports)
+    assert isinstance(observed, Observed)
+    name = cache_secret_name(parse_certificate_spec(SPEC))
+    assert gateway.asked == [f"secret {NAMESPACE}/{name}"]
+    assert (observed.cached, observed.pending) == (None, None)
