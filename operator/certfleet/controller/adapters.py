@@ -54,6 +54,7 @@ from certfleet.datastore.client import s3_client
 from certfleet.datastore.encryption import MASTER_KEY_BYTES, MasterKey
 from certfleet.datastore.protocol import Datastore
 from certfleet.datastore.s3_store import S3Datastore
+from certfleet.kube.caches import Reads
 from certfleet.kube.gateway import KubernetesGateway, OwnerReference, SecretData
 
 log = logging.getLogger(__name__)
@@ -197,11 +198,13 @@ class SecretSuppliedCertificates:
 
 class CloudHostDatastores:
     """A CloudHost names its bucket and two Secrets (S3 credentials, the master key). S3
-    clients are reused while the configuration and the credentials stay the same."""
+    clients are reused while the configuration and the credentials stay the same. In the
+    operator both are read through ``kube.caches.CachedReads``: from the CloudHost watch, and
+    the Secrets at most every few seconds."""
 
     def __init__(
         self,
-        gateway: KubernetesGateway,
+        gateway: Reads,
         on_s3_client: Callable[[Any], None] | None = None,
     ) -> None:
         """`on_s3_client` is told of every new S3 client (metrics count its calls)."""
@@ -343,7 +346,11 @@ class SecretAccountStore:
         )
 
 
-def secret_value(gateway: KubernetesGateway) -> SecretValue:
+class SecretReads(Protocol):
+    def read_secret(self, namespace: str, name: str) -> SecretData | None: ...
+
+
+def secret_value(gateway: SecretReads) -> SecretValue:
     """The Issuer's SecretValue over Secrets of the resource's namespace."""
 
     def value(namespace: str, name: str, key: str) -> bytes | None:

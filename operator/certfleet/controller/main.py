@@ -16,7 +16,7 @@ from kubernetes import config as kube_config
 
 from certfleet.acme_issuer import ari
 from certfleet.acme_issuer.http01 import ChallengeStore, Http01Server
-from certfleet.api.names import FINALIZER, KOPF_ANNOTATION_PREFIX
+from certfleet.api.names import CLOUDHOSTS, FINALIZER, GROUP, KOPF_ANNOTATION_PREFIX, VERSION
 from certfleet.controller.acme_issuers import AcmeIssuers
 from certfleet.controller.adapters import (
     CloudHostDatastores,
@@ -36,6 +36,7 @@ from certfleet.controller.renewal_windows import AriWindows
 from certfleet.controller.solvers import ChallengeSolvers, Dns01Options
 from certfleet.controller.trust_bundles import SecretTrustBundles, system_roots
 from certfleet.core.clock import utc_now
+from certfleet.kube.caches import CachedReads
 from certfleet.kube.gateway import KubernetesGateway
 from certfleet.kube.leader_label import LeaderLabel
 from certfleet.kube.lease import LeaderElector
@@ -93,11 +94,22 @@ def _configure_kopf(registry: kopf.OperatorRegistry) -> None:
         return kopf.login_via_client(**kwargs)
 
 
+def _watch_cloudhosts(registry: kopf.OperatorRegistry, reads: CachedReads) -> None:
+    """Every CloudHost event into the cache the reconciliations read (kube/caches.py)."""
+
+    @kopf.on.event(GROUP, VERSION, CLOUDHOSTS, registry=registry)
+    async def cloudhost_event(
+        type: str | None, name: str | None, body: kopf.Body, **_: Any
+    ) -> None:
+        reads.observe_cloudhost(name or "", None if type == "DELETED" else dict(body))
+
+
 def _ports(
     settings: OperatorSettings,
     metrics: OperatorMetrics,
     challenges: ChallengeStore,
     cluster: str,
+    reads: CachedReads,
 ) -> Ports:
     gateway = KubernetesGateway()
     secrets = TlsSecrets(gateway)
@@ -110,7 +122,7 @@ def _ports(
         solvers=ChallengeSolvers(gateway, settings.namespace, challenges, settings.dns01),
     )
     return Ports(
-        datastores=CloudHostDatastores(gateway, on_s3_client=metrics.instrument_s3_client),
+        datastores=CloudHostDatastores(reads, on_s3_client=metrics.instrument_s3_client),
         cache=SecretCache(secrets, gateway),
         supplied=SecretSuppliedCertificates(secrets),
         issuer=issuers,
@@ -120,7 +132,7 @@ def _ports(
             settings.ari_max_ask_again_seconds,
         ),
         tenancy=KubeTenancy(gateway, settings.namespace, cluster),
-        trust=SecretTrustBundles(secret_value(gateway), system_roots()),
+        trust=SecretTrustBundles(secret_value(reads), system_roots()),
     )
 
 
@@ -176,9 +188,10 @@ def run(settings: OperatorSettings) -> int:
     http01.start()
     # This cluster's id names it in the order leases and in the owners of locations.
     cluster = KubernetesGateway().cluster_id()
+    reads = CachedReads(KubernetesGateway())
     runtime = Runtime(
         Reconciler(
-            _ports(settings, metrics, challenges, cluster or ""),
+            _ports(settings, metrics, challenges, cluster or "", reads),
             utc_now,
             settings.decisions,
             OrderLease(holder=_lease_holder(settings, cluster)),
@@ -191,6 +204,7 @@ def run(settings: OperatorSettings) -> int:
     )
     registry = kopf.OperatorRegistry()
     _configure_kopf(registry)
+    _watch_cloudhosts(registry, reads)
     register(registry, runtime)
     try:
         kopf.run(

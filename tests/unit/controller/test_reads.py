@@ -1,18 +1,25 @@
 """What a reconciliation reads from the API server, counted with a gateway that answers from
-dicts."""
+dicts: the cache Secret once, the CloudHost and its Secrets from memory."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
+import kopf
 from kubernetes import client
 
+from certfleet.acme_issuer.http01 import ChallengeStore
+from certfleet.api.names import CLOUDHOSTS, GROUP
 from certfleet.api.spec import cache_secret_name, parse_certificate_spec
+from certfleet.controller import main
 from certfleet.controller.adapters import SecretCache
 from certfleet.controller.gather import gather
+from certfleet.controller.metrics import OperatorMetrics
 from certfleet.controller.plan import Observed, Request
+from certfleet.kube.caches import CachedReads
 from certfleet.kube.gateway import KubernetesGateway, OwnerReference, SecretData
 from certfleet.kube.secrets import TlsSecrets
 from unit.controller.resources import CLOUDHOST, NAMESPACE, SPEC
@@ -64,3 +71,39 @@ def test_a_gather_reads_the_cache_secret_once() -> None:
     name = cache_secret_name(parse_certificate_spec(SPEC))
     assert gateway.asked == [f"secret {NAMESPACE}/{name}"]
     assert (observed.cached, observed.pending) == (None, None)
+
+
+def test_the_operator_reads_a_cloudhost_and_its_secrets_once_for_many_reconciliations() -> None:
+    gateway = CountingGateway()
+    reads = CachedReads(gateway)
+    ports = main._ports(main.OperatorSettings(), OperatorMetrics(), ChallengeStore(), "c", reads)
+    for _ in range(20):
+        cloudhost, _datastore = ports.datastores.datastore("aws")
+        ports.trust.roots(cloudhost)
+    assert sorted(gateway.asked) == ["cloudhost aws", "secret ops/creds", "secret ops/key"]
+
+
+def _cloudhost_handler(registry: kopf.OperatorRegistry) -> Any:
+    handlers = [
+        handler
+        for handler in registry._watching.get_all_handlers()
+        if handler.selector is not None
+        and (handler.selector.group, handler.selector.any_name) == (GROUP, CLOUDHOSTS)
+    ]
+    assert len(handlers) == 1
+    return handlers[0].fn
+
+
+def test_the_cloudhost_watch_feeds_the_cache() -> None:
+    gateway = CountingGateway()
+    reads = CachedReads(gateway)
+    registry = kopf.OperatorRegistry()
+    main._watch_cloudhosts(registry, reads)
+    handler = _cloudhost_handler(registry)
+    changed: dict[str, Any] = {"spec": {**CLOUDHOST["spec"], "bucket": "moved"}}
+    body = kopf.Body(cast(kopf.RawBody, changed))
+    asyncio.run(handler(type="MODIFIED", name="aws", body=body))
+    assert reads.get_cloudhost("aws") == changed
+    asyncio.run(handler(type="DELETED", name="aws", body=body))
+    assert reads.get_cloudhost("aws") is None
+    assert gateway.asked == []
