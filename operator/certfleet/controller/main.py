@@ -12,6 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 import kopf
+from kubernetes import client as kube_client
 from kubernetes import config as kube_config
 
 from certfleet.acme_issuer import ari
@@ -41,6 +42,12 @@ from certfleet.kube.gateway import KubernetesGateway
 from certfleet.kube.leader_label import LeaderLabel
 from certfleet.kube.lease import LeaderElector
 from certfleet.kube.secrets import TlsSecrets
+
+# Sync handlers run in kopf's thread pool (min(32, CPUs + 4) by default: 6 on 2 cores);
+# reconciliations wait on S3 and the CA, not the CPU, so allow more of them at once.
+KOPF_WORKERS = 32
+# The renewal timers reconcile in asyncio's default pool (asyncio.to_thread), beside kopf's.
+TIMER_WORKERS = min(32, (os.cpu_count() or 1) + 4)
 
 
 @dataclass(frozen=True)
@@ -85,9 +92,7 @@ def _configure_kopf(registry: kopf.OperatorRegistry) -> None:
         settings.watching.connect_timeout = 5
         settings.networking.connect_timeout = 5
         settings.networking.request_timeout = 30
-        # Sync handlers run in kopf's thread pool (min(32, CPUs + 4) by default: 6 on 2 cores);
-        # reconciliations wait on S3 and the CA, not the CPU, so allow more of them at once.
-        settings.execution.max_workers = 32
+        settings.execution.max_workers = KOPF_WORKERS
 
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
@@ -102,6 +107,16 @@ def _watch_cloudhosts(registry: kopf.OperatorRegistry, reads: CachedReads) -> No
         type: str | None, name: str | None, body: kopf.Body, **_: Any
     ) -> None:
         reads.observe_cloudhost(name or "", None if type == "DELETED" else dict(body))
+
+
+def size_connection_pools() -> None:
+    """One pooled API server connection per thread that may use one at once. urllib3 keeps
+    CPUs x 5 by default (10 on 2 cores): beyond that, each request of the other threads opens a
+    connection, with its TLS handshake, and throws it away ("Connection pool is full").
+    Every ApiClient made afterwards (each gateway's) takes its pool size from here."""
+    configuration = kube_client.Configuration.get_default_copy()
+    configuration.connection_pool_maxsize = KOPF_WORKERS + TIMER_WORKERS
+    kube_client.Configuration.set_default(configuration)
 
 
 def _ports(
@@ -174,6 +189,7 @@ def _lease_holder(settings: OperatorSettings, cluster: str | None) -> str:
 
 def run(settings: OperatorSettings) -> int:
     kube_config.load_config()
+    size_connection_pools()
     stop, lost = threading.Event(), threading.Event()
     metrics = OperatorMetrics()
     # Before the election: a standby is scraped too, and says it does not act.

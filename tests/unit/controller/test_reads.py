@@ -1,14 +1,16 @@
 """What a reconciliation reads from the API server, counted with a gateway that answers from
-dicts: the cache Secret once, the CloudHost and its Secrets from memory."""
+dicts: the cache Secret once, the CloudHost and its Secrets from memory; and the client's
+connection pool as large as the threads that share it."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, cast
 
 import kopf
+import pytest
 from kubernetes import client
 
 from certfleet.acme_issuer.http01 import ChallengeStore
@@ -107,3 +109,21 @@ def test_the_cloudhost_watch_feeds_the_cache() -> None:
     asyncio.run(handler(type="DELETED", name="aws", body=body))
     assert reads.get_cloudhost("aws") is None
     assert gateway.asked == []
+
+
+@pytest.fixture
+def default_configuration() -> Iterator[None]:
+    saved = client.Configuration._default
+    try:
+        yield
+    finally:
+        client.Configuration._default = saved
+
+
+@pytest.mark.usefixtures("default_configuration")
+def test_every_api_client_pools_a_connection_per_worker_thread() -> None:
+    """urllib3 would keep CPUs x 5 (10 on 2 cores) for kopf's 32 handler threads and the
+    timers', and open (and discard) a connection for every request beyond them."""
+    main.size_connection_pools()
+    pool = KubernetesGateway()._core.api_client.rest_client.pool_manager
+    assert pool.connection_pool_kw["maxsize"] >= main.KOPF_WORKERS + main.TIMER_WORKERS
