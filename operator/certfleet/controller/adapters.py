@@ -71,13 +71,15 @@ class TlsStore(Protocol):
         self,
         namespace: str,
         name: str,
-        fullchain: bytes,
-        key: bytes,
+        fullchain: bytes | None,
+        key: bytes | None,
         labels: Mapping[str, str],
         annotations: Mapping[str, str],
         owners: Sequence[OwnerReference] = (),
         extra: Mapping[str, bytes] | None = None,
-    ) -> None: ...
+        exists: bool = False,
+    ) -> None:
+        """A pair of None keeps the Secret's own; `exists`: it was seen (patch first)."""
 
 
 class CertificateLister(Protocol):
@@ -99,6 +101,9 @@ class SecretCache:
     def __init__(self, secrets: TlsStore, certificates: CertificateLister | None = None) -> None:
         self._secrets = secrets
         self._certificates = certificates
+        # Cache Secrets seen to exist: written with a patch at once, not a create answered
+        # 409 first (a hint: a Secret deleted since is created after the patch's 404).
+        self._seen: set[tuple[str, str]] = set()
 
     def name(self, namespace: str, spec: CertificateSpec) -> str:
         return cache_secret_name(spec)
@@ -107,7 +112,9 @@ class SecretCache:
         # One GET for both: the certificate and the order are keys of the same Secret.
         data = self._secrets.read_all(namespace, cache_secret_name(spec))
         if data is None:
+            self._seen.discard((namespace, cache_secret_name(spec)))
             return Kept(pair=None, pending=None)
+        self._seen.add((namespace, cache_secret_name(spec)))
         found = (data.get(TLS_CERT_KEY) or b"", data.get(TLS_PRIVATE_KEY) or b"")
         pending = pending_orders.read_pending_order(
             data.get(pending_orders.ORDER_KEY), data.get(pending_orders.PRIVATE_KEY_KEY)
@@ -120,27 +127,28 @@ class SecretCache:
         self._write(namespace, spec, pair.fullchain, pair.key, no_order)
 
     def write_pending(self, namespace: str, spec: CertificateSpec, order: PendingOrder) -> None:
-        # The certificate kept so far stays (a kubernetes.io/tls Secret needs both keys).
-        fullchain, key = self._secrets.read(namespace, cache_secret_name(spec)) or (b"", b"")
+        # The certificate kept so far stays: a patch of the order's keys only, no read first.
         pending = {
             pending_orders.ORDER_KEY: pending_orders.order_document(order),
             pending_orders.PRIVATE_KEY_KEY: order.key,
         }
-        self._write(namespace, spec, fullchain, key, pending)
+        self._write(namespace, spec, None, None, pending)
 
     def _write(
         self,
         namespace: str,
         spec: CertificateSpec,
-        fullchain: bytes,
-        key: bytes,
+        fullchain: bytes | None,
+        key: bytes | None,
         extra: Mapping[str, bytes],
     ) -> None:
+        name = cache_secret_name(spec)
         self._secrets.write(
             namespace,
-            cache_secret_name(spec),
+            name,
             fullchain,
             key,
+            exists=(namespace, name) in self._seen,
             extra=extra,
             labels={CACHE_LABEL: "true"},
             annotations={
@@ -150,6 +158,7 @@ class SecretCache:
             },
             owners=self._owners(namespace, spec),
         )
+        self._seen.add((namespace, name))
 
     def _owners(self, namespace: str, spec: CertificateSpec) -> list[OwnerReference]:
         """Best effort: a cache without owners still saves an order, so a failed list only

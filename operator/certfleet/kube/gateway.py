@@ -110,10 +110,41 @@ class KubernetesGateway:
         labels: Mapping[str, str],
         annotations: Mapping[str, str],
         owners: Sequence[OwnerReference] = (),
+        *,
+        update: Mapping[str, bytes] | None = None,
+        exists: bool = False,
     ) -> None:
-        """Creates the Secret, or replaces its data if it exists (idempotent). `owners` are
-        added to its ownerReferences (a strategic merge keyed by uid keeps the others)."""
-        body = client.V1Secret(
+        """Creates the Secret, or patches an existing one (idempotent): with `update` instead
+        of `data` when given (the keys it does not name keep their values). `owners` are added
+        to its ownerReferences (a strategic merge keyed by uid keeps the others). `exists`: it
+        was seen, so the patch comes first (a create would be answered 409), a create after
+        a 404."""
+        created = self._secret_body(namespace, name, secret_type, data, labels, annotations, owners)
+        patched = (
+            created
+            if update is None
+            else self._secret_body(
+                namespace, name, secret_type, update, labels, annotations, owners
+            )
+        )
+        if exists and self._patch_secret(namespace, name, patched):
+            return
+        if self._create_secret(namespace, created):
+            return
+        if not self._patch_secret(namespace, name, patched):  # deleted since the 409
+            raise KubernetesUnavailableError(f"updating Secret {namespace}/{name}: 404 Not Found")
+
+    @staticmethod
+    def _secret_body(
+        namespace: str,
+        name: str,
+        secret_type: str,
+        data: Mapping[str, bytes],
+        labels: Mapping[str, str],
+        annotations: Mapping[str, str],
+        owners: Sequence[OwnerReference],
+    ) -> client.V1Secret:
+        return client.V1Secret(
             metadata=client.V1ObjectMeta(
                 name=name,
                 namespace=namespace,
@@ -133,14 +164,21 @@ class KubernetesGateway:
             type=secret_type,
             data={key: base64.b64encode(value).decode() for key, value in data.items()},
         )
+
+    def _create_secret(self, namespace: str, body: client.V1Secret) -> bool:
+        """False when it exists already (409)."""
         try:
             self._core.create_namespaced_secret(namespace, body, _request_timeout=REQUEST_TIMEOUT)
-            return
         except ApiException as error:
-            if error.status != 409:
-                raise KubernetesUnavailableError(
-                    f"creating Secret {namespace}/{name}: {error.status} {error.reason}"
-                ) from None
+            if error.status == 409:
+                return False
+            raise KubernetesUnavailableError(
+                f"creating Secret {namespace}/{body.metadata.name}: {error.status} {error.reason}"
+            ) from None
+        return True
+
+    def _patch_secret(self, namespace: str, name: str, body: client.V1Secret) -> bool:
+        """False when there is no such Secret (404)."""
         try:
             self._core.patch_namespaced_secret(
                 name,
@@ -151,9 +189,12 @@ class KubernetesGateway:
                 _content_type="application/strategic-merge-patch+json",
             )
         except ApiException as error:
+            if error.status == 404:
+                return False
             raise KubernetesUnavailableError(
                 f"updating Secret {namespace}/{name}: {error.status} {error.reason}"
             ) from None
+        return True
 
     def list_certificates(self, namespace: str) -> list[Mapping[str, Any]]:
         """The ManagedCertificates of a namespace (at most MAX_LISTED_CERTIFICATES)."""

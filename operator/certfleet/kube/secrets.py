@@ -32,20 +32,27 @@ class TlsSecrets:
         self,
         namespace: str,
         name: str,
-        fullchain: bytes,
-        key: bytes,
+        fullchain: bytes | None,
+        key: bytes | None,
         labels: Mapping[str, str],
         annotations: Mapping[str, str],
         owners: Sequence[OwnerReference] = (),
         extra: Mapping[str, bytes] | None = None,
+        exists: bool = False,
     ) -> None:
-        """`extra`: more keys beside the pair (merged into an existing Secret's)."""
+        """`extra`: more keys beside the pair (merged into an existing Secret's). A pair of
+        None keeps the one the Secret has (a new one gets empty values: kubernetes.io/tls
+        needs both keys), with no read first. `exists`: it was seen (one request, not two)."""
+        pair = {TLS_CERT_KEY: fullchain or b"", TLS_PRIVATE_KEY: key or b""}
+        keep_pair = fullchain is None and key is None
         self._gateway.write_secret(
             namespace,
             name,
             TLS_SECRET_TYPE,
-            {TLS_CERT_KEY: fullchain, TLS_PRIVATE_KEY: key, **(extra or {})},
+            {**pair, **(extra or {})},
             labels,
             annotations,
             owners,
+            update=dict(extra or {}) if keep_pair else None,
+            exists=exists,
         )

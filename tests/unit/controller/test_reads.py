@@ -21,12 +21,15 @@ from certfleet.controller.adapters import SecretCache
 from certfleet.controller.gather import gather
 from certfleet.controller.metrics import OperatorMetrics
 from certfleet.controller.plan import Observed, Request
+from certfleet.controller.ports import Kept, PemPair, PendingOrder
 from certfleet.kube.caches import CachedReads
 from certfleet.kube.gateway import KubernetesGateway, OwnerReference, SecretData
 from certfleet.kube.secrets import TlsSecrets
 from unit.controller.resources import CLOUDHOST, NAMESPACE, SPEC
 from unit.controller.test_reconcile import OWNER, FakeWorld
+from unit.kube.test_gateway import FakeCore, gateway_over
 
+KEY = b"-----BEGIN PRIVATE KEY-----\nMC4CAQ\n-----END PRIVATE KEY-----\n"
 S3_KEYS = {"accessKeyID": b"id", "secretAccessKey": b"secret"}
 
 
@@ -59,6 +62,9 @@ class CountingGateway(KubernetesGateway):
         labels: Mapping[str, str],
         annotations: Mapping[str, str],
         owners: Sequence[OwnerReference] = (),
+        *,
+        update: Mapping[str, bytes] | None = None,
+        exists: bool = False,
     ) -> None:
         self.secrets[(namespace, name)] = SecretData(secret_type, dict(data))
 
@@ -73,6 +79,24 @@ def test_a_gather_reads_the_cache_secret_once() -> None:
     name = cache_secret_name(parse_certificate_spec(SPEC))
     assert gateway.asked == [f"secret {NAMESPACE}/{name}"]
     assert (observed.cached, observed.pending) == (None, None)
+
+
+def test_a_new_certificates_cache_secret_costs_one_read_and_two_writes() -> None:
+    """The order is written with no read first (a patch keeps the certificate beside it),
+    and the certificate with a patch, not a create answered 409: it was GET, GET, create,
+    409, patch."""
+    core = FakeCore()
+    cache = SecretCache(TlsSecrets(gateway_over(core)))
+    spec = parse_certificate_spec(SPEC)
+    assert cache.read_kept(NAMESPACE, spec) == Kept(None, None)
+    order = PendingOrder("https://ca/dir", "https://ca/acct", "https://ca/order", ("a",), KEY)
+    cache.write_pending(NAMESPACE, spec, order)
+    assert cache.read_kept(NAMESPACE, spec) == Kept(None, order)
+    cache.write(NAMESPACE, spec, PemPair(b"chain", b"key"))
+    assert cache.read_kept(NAMESPACE, spec) == Kept(PemPair(b"chain", b"key"), None)
+    assert core.calls == ["get", "create", "get", "patch", "get"]
+    cache.write_pending(NAMESPACE, spec, order)  # a renewal's order: the certificate stays
+    assert cache.read_kept(NAMESPACE, spec) == Kept(PemPair(b"chain", b"key"), order)
 
 
 def test_the_operator_reads_a_cloudhost_and_its_secrets_once_for_many_reconciliations() -> None:

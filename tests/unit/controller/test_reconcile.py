@@ -87,16 +87,21 @@ class DictSecrets:
         self,
         namespace: str,
         name: str,
-        fullchain: bytes,
-        key: bytes,
+        fullchain: bytes | None,
+        key: bytes | None,
         labels: Mapping[str, str],
         annotations: Mapping[str, str],
         owners: Sequence[OwnerReference] = (),
         extra: Mapping[str, bytes] | None = None,
+        exists: bool = False,
     ) -> None:
         if self.fail_writes or (self.fail_certificate_writes and fullchain):
             raise KubernetesUnavailableError("the API server did not answer")
-        self.items[(namespace, name)] = (fullchain, key)
+        kept = self.items.get((namespace, name), (b"", b""))
+        # A pair of None keeps the Secret's own, as a patch of the other keys does.
+        self.items[(namespace, name)] = (
+            kept if fullchain is None or key is None else (fullchain, key)
+        )
         self.extra.setdefault((namespace, name), {}).update(extra or {})
 
 

@@ -28,12 +28,13 @@ class Written:
         self,
         namespace: str,
         name: str,
-        fullchain: bytes,
-        key: bytes,
+        fullchain: bytes | None,
+        key: bytes | None,
         labels: Mapping[str, str],
         annotations: Mapping[str, str],
         owners: Sequence[OwnerReference] = (),
         extra: Mapping[str, bytes] | None = None,
+        exists: bool = False,
     ) -> None:
         self.owners.append(owners)
 
