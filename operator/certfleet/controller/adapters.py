@@ -86,6 +86,61 @@ class CertificateLister(Protocol):
     def list_certificates(self, namespace: str) -> list[Mapping[str, Any]]: ...
 
 
+class CacheOwners:
+    """Who owns each cache Secret (every ManagedCertificate of its namespace naming the same
+    (domain, cloudhost, build)), kept from the operator's watch of ManagedCertificates: a
+    cache write then needs no LIST of its namespace (a page of up to 500 resources, each spec
+    parsed, per write). Fed by ``controller.main``; a spec is parsed once per generation."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        # (namespace, name) -> (its cache Secret or None for a bad spec, uid, generation)
+        self._seen: dict[tuple[str, str], tuple[str | None, str, object]] = {}
+        self._owners: dict[tuple[str, str], dict[str, str]] = {}  # (ns, Secret) -> name: uid
+
+    def changed(self, namespace: str, name: str, uid: str, generation: object) -> bool:
+        """Whether a watch event tells something new: a resource, uid or spec generation."""
+        with self._lock:
+            seen = self._seen.get((namespace, name))
+        return seen is None or seen[1:] != (uid, generation)
+
+    def observe(
+        self,
+        namespace: str,
+        name: str,
+        uid: str,
+        generation: object,
+        spec: Mapping[str, Any] | None,
+    ) -> None:
+        """A watch event of a ManagedCertificate; `spec` None: it was deleted."""
+        secret = None
+        if spec is not None:
+            try:
+                secret = cache_secret_name(parse_certificate_spec(spec))
+            except (CertfleetError, ValueError):  # a bad spec owns nothing
+                secret = None
+        with self._lock:
+            old = self._seen.pop((namespace, name), None)
+            if old is not None and old[0] is not None:
+                owners = self._owners.get((namespace, old[0]), {})
+                owners.pop(name, None)
+                if not owners:
+                    self._owners.pop((namespace, old[0]), None)
+            if spec is None:
+                return
+            self._seen[(namespace, name)] = (secret, uid, generation)
+            if secret is not None and uid:
+                self._owners.setdefault((namespace, secret), {})[name] = uid
+
+    def owners(self, namespace: str, secret: str) -> list[OwnerReference]:
+        with self._lock:
+            found = sorted(self._owners.get((namespace, secret), {}).items())
+        return [
+            OwnerReference(f"{GROUP}/{VERSION}", MANAGED_CERTIFICATE_KIND, name, uid)
+            for name, uid in found
+        ]
+
+
 class SecretCache:
     """The cache (DESIGN step 2) in a cluster: a kubernetes.io/tls Secret in the resource's
     namespace, named after (domain, cloudhost, build), so an Ingress can use it too.
@@ -98,9 +153,16 @@ class SecretCache:
     the last is deleted, the garbage collector deletes the Secret and the key in it.
     """
 
-    def __init__(self, secrets: TlsStore, certificates: CertificateLister | None = None) -> None:
+    def __init__(
+        self,
+        secrets: TlsStore,
+        certificates: CertificateLister | None = None,
+        owners: CacheOwners | None = None,
+    ) -> None:
+        """`owners`: the watch's index; `certificates` is listed only when it knows none."""
         self._secrets = secrets
         self._certificates = certificates
+        self._index = owners
         # Cache Secrets seen to exist: written with a patch at once, not a create answered
         # 409 first (a hint: a Secret deleted since is created after the patch's 404).
         self._seen: set[tuple[str, str]] = set()
@@ -163,6 +225,10 @@ class SecretCache:
     def _owners(self, namespace: str, spec: CertificateSpec) -> list[OwnerReference]:
         """Best effort: a cache without owners still saves an order, so a failed list only
         costs the garbage collection (the next write tries again)."""
+        if self._index is not None:
+            indexed = self._index.owners(namespace, cache_secret_name(spec))
+            if indexed:
+                return indexed
         if self._certificates is None:
             return []
         try:

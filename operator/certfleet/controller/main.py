@@ -20,6 +20,7 @@ from certfleet.acme_issuer.http01 import ChallengeStore, Http01Server
 from certfleet.api.names import CLOUDHOSTS, FINALIZER, GROUP, KOPF_ANNOTATION_PREFIX, VERSION
 from certfleet.controller.acme_issuers import AcmeIssuers
 from certfleet.controller.adapters import (
+    CacheOwners,
     CloudHostDatastores,
     KubeTenancy,
     SecretAccountStore,
@@ -28,7 +29,7 @@ from certfleet.controller.adapters import (
     secret_value,
 )
 from certfleet.controller.decide import DecisionSettings
-from certfleet.controller.handlers import MAX_RENEWAL_SLEEP_SECONDS, Runtime, register
+from certfleet.controller.handlers import MAX_RENEWAL_SLEEP_SECONDS, RESOURCE, Runtime, register
 from certfleet.controller.liveness import standby_liveness
 from certfleet.controller.metrics import OperatorMetrics
 from certfleet.controller.ports import Ports
@@ -109,6 +110,26 @@ def _watch_cloudhosts(registry: kopf.OperatorRegistry, reads: CachedReads) -> No
         reads.observe_cloudhost(name or "", None if type == "DELETED" else dict(body))
 
 
+def _index_cache_owners(registry: kopf.OperatorRegistry, owners: CacheOwners) -> None:
+    """ManagedCertificate events into the index of cache Secret owners (adapters.py); called
+    only for a new resource, spec generation or a deletion, as kopf logs every call."""
+
+    def news(type: str | None, body: kopf.Body, **_: Any) -> bool:
+        meta = body.metadata
+        new = owners.changed(
+            meta.namespace or "", meta.name or "", meta.uid or "", meta.get("generation")
+        )
+        return type == "DELETED" or new
+
+    @kopf.on.event(*RESOURCE, registry=registry, when=news)
+    async def index_cache_owners(type: str | None, body: kopf.Body, **_: Any) -> None:
+        meta = body.metadata
+        spec = None if type == "DELETED" else dict(body.spec)
+        owners.observe(
+            meta.namespace or "", meta.name or "", meta.uid or "", meta.get("generation"), spec
+        )
+
+
 def size_connection_pools() -> None:
     """One pooled API server connection per thread that may use one at once. urllib3 keeps
     CPUs x 5 by default (10 on 2 cores): beyond that, each request of the other threads opens a
@@ -125,6 +146,7 @@ def _ports(
     challenges: ChallengeStore,
     cluster: str,
     reads: CachedReads,
+    owners: CacheOwners | None = None,
 ) -> Ports:
     gateway = KubernetesGateway()
     secrets = TlsSecrets(gateway)
@@ -138,7 +160,7 @@ def _ports(
     )
     return Ports(
         datastores=CloudHostDatastores(reads, on_s3_client=metrics.instrument_s3_client),
-        cache=SecretCache(secrets, gateway),
+        cache=SecretCache(secrets, gateway, owners),
         supplied=SecretSuppliedCertificates(secrets),
         issuer=issuers,
         windows=AriWindows(
@@ -204,10 +226,10 @@ def run(settings: OperatorSettings) -> int:
     http01.start()
     # This cluster's id names it in the order leases and in the owners of locations.
     cluster = KubernetesGateway().cluster_id()
-    reads = CachedReads(KubernetesGateway())
+    reads, owners = CachedReads(KubernetesGateway()), CacheOwners()
     runtime = Runtime(
         Reconciler(
-            _ports(settings, metrics, challenges, cluster or "", reads),
+            _ports(settings, metrics, challenges, cluster or "", reads, owners),
             utc_now,
             settings.decisions,
             OrderLease(holder=_lease_holder(settings, cluster)),
@@ -221,6 +243,7 @@ def run(settings: OperatorSettings) -> int:
     registry = kopf.OperatorRegistry()
     _configure_kopf(registry)
     _watch_cloudhosts(registry, reads)
+    _index_cache_owners(registry, owners)
     register(registry, runtime)
     try:
         kopf.run(

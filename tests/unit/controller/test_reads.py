@@ -14,10 +14,10 @@ import pytest
 from kubernetes import client
 
 from certfleet.acme_issuer.http01 import ChallengeStore
-from certfleet.api.names import CLOUDHOSTS, GROUP
+from certfleet.api.names import CLOUDHOSTS, GROUP, MANAGED_CERTIFICATES
 from certfleet.api.spec import cache_secret_name, parse_certificate_spec
 from certfleet.controller import main
-from certfleet.controller.adapters import SecretCache
+from certfleet.controller.adapters import CacheOwners, SecretCache
 from certfleet.controller.gather import gather
 from certfleet.controller.metrics import OperatorMetrics
 from certfleet.controller.plan import Observed, Request
@@ -151,3 +151,26 @@ def test_every_api_client_pools_a_connection_per_worker_thread() -> None:
     main.size_connection_pools()
     pool = KubernetesGateway()._core.api_client.rest_client.pool_manager
     assert pool.connection_pool_kw["maxsize"] >= main.KOPF_WORKERS + main.TIMER_WORKERS
+
+
+def test_managed_certificate_events_feed_the_cache_owners_index() -> None:
+    owners = CacheOwners()
+    registry = kopf.OperatorRegistry()
+    main._index_cache_owners(registry, owners)
+    (handler,) = [
+        handler
+        for handler in registry._watching.get_all_handlers()
+        if handler.selector is not None and handler.selector.any_name == MANAGED_CERTIFICATES
+    ]
+    fn: Any = handler.fn
+    when: Any = handler.when
+    raw = {"metadata": {"namespace": NAMESPACE, "name": "web", "uid": "u", "generation": 1}}
+    body = kopf.Body(cast(kopf.RawBody, {**raw, "spec": SPEC}))
+    assert when(type=None, body=body)
+    asyncio.run(fn(type=None, body=body))
+    assert not when(type="MODIFIED", body=body)  # a status patch: not called
+    name = cache_secret_name(parse_certificate_spec(SPEC))
+    assert [owner.uid for owner in owners.owners(NAMESPACE, name)] == ["u"]
+    assert when(type="DELETED", body=body)
+    asyncio.run(fn(type="DELETED", body=body))
+    assert owners.owners(NAMESPACE, name) == []
