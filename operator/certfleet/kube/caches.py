@@ -28,9 +28,9 @@ from certfleet.kube.gateway import SecretData
 # kopf's watch is re-opened every 300 s (settings.watching.server_timeout), and a broken one is
 # listed again; an entry older than this is read again, whatever the watch said.
 CLOUDHOST_MAX_AGE_SECONDS = 300.0
-# How long a rotated Secret of a CloudHost may go unseen (DESIGN: reconciliations repeat; a
-# cold start of thousands of certificates reads each Secret a handful of times, not thousands).
-SECRET_MAX_AGE_SECONDS = 30.0
+# How long a Secret of a CloudHost changed in place may go unseen: short, yet a cold start of
+# thousands of certificates reads each Secret a few times, not thousands.
+SECRET_MAX_AGE_SECONDS = 10.0
 _MAX_ENTRIES = 1024  # of each kind: specs may name any number of CloudHosts that do not exist
 
 Value = TypeVar("Value")
