@@ -12,7 +12,7 @@ from typing import Any, cast
 
 import kopf
 
-from certfleet.api.fleet import fleet_summary_patch
+from certfleet.api.fleet import agents_summary_patch
 from certfleet.api.names import (
     GROUP,
     MANAGED_CERTIFICATES,
@@ -155,16 +155,17 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
         runtime.written.forget(namespace or "", name or "")
 
     # Every watch event, not a field handler (kopf's diff-base would miss changes made while
-    # another handler retries); filtered to stale summaries, as kopf logs every call.
+    # another handler retries); filtered to summaries the agents' reports made stale, as kopf
+    # logs every call (the operator's own status patches carry the summary).
     @kopf.on.event(
         *RESOURCE,
         registry=registry,
         when=lambda type, status, **_: (
-            type != "DELETED" and fleet_summary_patch(status) is not None
+            type != "DELETED" and agents_summary_patch(status) is not None
         ),
     )
     def summarise_fleet(body: kopf.Body, **_: Any) -> None:
-        patch = fleet_summary_patch(body.status)
+        patch = agents_summary_patch(body.status)
         if patch is not None:
             namespace, name = body.metadata.namespace or "", body.metadata.name or ""
             runtime.gateway.patch_certificate_status(namespace, name, patch)

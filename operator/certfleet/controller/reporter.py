@@ -18,6 +18,7 @@ from typing import Any
 
 import kopf
 
+from certfleet.api.fleet import fleet_summary_patch
 from certfleet.api.reasons import EventReason
 from certfleet.api.status import CertificateStatus, changes_nothing, merge_patch
 from certfleet.controller.metrics import OperatorMetrics
@@ -98,13 +99,18 @@ class KubeReporter:
         for event in events_to_post(outcome, self.previous):
             kopf.event(self._body, type=event.type, reason=event.reason, message=event.message)
 
-    def _patch(self, patch: dict[str, Any]) -> None:
+    def _patch(self, own: dict[str, Any]) -> None:
+        # The fleet summary counts the nodes serving the current serial: said in the same
+        # write as the serial (and in a new resource's first), not in a write of its own.
+        # Only when out of date (summarise_fleet writes it too, after the agents' reports).
+        summary = fleet_summary_patch(merge_patch(self._raw, own))
+        patch = {**own, **summary} if summary is not None else own
         key = (self._namespace, self._name)
         last = self._written.last(key)
-        unchanged = changes_nothing(self._raw, patch) and last in (None, digest(patch))
+        unchanged = changes_nothing(self._raw, patch) and last in (None, digest(own))
         if not unchanged:
             self._gateway.patch_certificate_status(self._namespace, self._name, patch)
-            self._written.wrote(key, patch)
+            self._written.wrote(key, own)
         # What the status is now, for the next patch of this reconciliation (an order's
         # "issuing" is followed by its outcome) and for the metrics.
         self._raw = merge_patch(self._raw, patch)

@@ -13,6 +13,7 @@ from typing import Any, cast
 import kopf
 import pytest
 
+from certfleet.api.fleet import agents_summary_patch
 from certfleet.api.status import changes_nothing, merge_patch
 from certfleet.controller.handlers import Runtime, reconcile_resource
 from certfleet.controller.reconcile import Reconciler
@@ -162,6 +163,38 @@ def test_a_failed_status_write_is_tried_again_at_the_next_reconciliation(
     patches = len(server.patches)
     reconcile_resource(operator, body, log)
     assert len(server.patches) == patches + 1
+
+
+def test_a_new_resource_gets_its_fleet_summary_in_its_own_status_patches(
+    events: list[str],
+) -> None:
+    world, server, clock = FakeWorld(), ApiServer(), Clock()
+    # The first event of a new resource: summarise_fleet has nothing to write (before, it
+    # patched "no node has reported yet" ahead of the reconciliation, every new resource).
+    assert agents_summary_patch(server.resource["status"]) is None
+    reconcile_resource(runtime(world, server, clock), server.body(), log)
+    assert len(server.patches) == 2  # "issuing" and the outcome: no write of the summary's own
+    assert server.patches[0]["fleet"]["summary"] == "no node has reported yet"
+    assert agents_summary_patch(server.resource["status"]) is None, "up to date"
+
+    operator = runtime(world, server, clock)
+    clock.now = NOW + timedelta(hours=1)
+    reconcile_resource(operator, server.body(), log)  # Reused: said once
+
+    # Agents report; summarise_fleet writes the summary (as it does, from its event) ...
+    serial = server.resource["status"]["serialNumber"]
+    server.resource["status"]["fleet"]["nodes"] = {"n1": {"servedSerial": serial}}
+    summary = agents_summary_patch(server.resource["status"])
+    assert summary is not None
+    server.patch_certificate_status(NAMESPACE, "www", summary)
+    patches = len(server.patches)
+    # ... and the operator's next look, finding the same, writes nothing (the summary it
+    # last wrote itself is out of date, but the status says what it would write now).
+    clock.now = NOW + timedelta(hours=2)
+    reconcile_resource(operator, server.body(), log)
+    assert len(server.patches) == patches
+    assert server.resource["status"]["fleet"]["summary"] == f"1/1 nodes serve serial {serial}"
+    assert server.resource["status"]["fleet"]["nodes"] == {"n1": {"servedSerial": serial}}
 
 
 @pytest.mark.parametrize(
