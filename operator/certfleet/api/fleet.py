@@ -64,10 +64,21 @@ def _describe(name: str, entry: Mapping[str, Any]) -> str:
 
 
 def fleet_summary_patch(status: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The status merge patch that brings the summary up to date; None when it is."""
+    """The status merge patch that brings the summary up to date; None when it is. The
+    operator's own status patches carry it (they change the serial it counts)."""
     summary = fleet_summary(status)
     fleet = status.get("fleet")
     present = fleet if isinstance(fleet, Mapping) else {}
     if all(present.get(key) == value for key, value in summary.items()):
         return None
     return {"fleet": summary}
+
+
+def agents_summary_patch(status: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The summary patch owed to what the agents wrote since the operator's last status
+    patch. None before the operator has reported at all (no conditions yet): its first status
+    patch carries the summary, so a new resource's first event costs no write of its own."""
+    conditions = status.get("conditions")
+    if not isinstance(conditions, list) or not conditions:
+        return None
+    return fleet_summary_patch(status)

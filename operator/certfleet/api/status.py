@@ -124,3 +124,25 @@ def _revision(datastore: object) -> int:
 
 def _count(value: object) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def merge_patch(target: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
+    """`target` with a JSON merge patch (RFC 7386) applied, as the API server applies it:
+    objects merge, a null removes, anything else (lists too) replaces."""
+    result = dict(target)
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        elif isinstance(value, Mapping):
+            before = result.get(key)
+            result[key] = merge_patch(before if isinstance(before, Mapping) else {}, value)
+        else:
+            result[key] = value
+    return result
+
+
+def changes_nothing(current: Mapping[str, Any], patch: Mapping[str, Any]) -> bool:
+    """Whether a status merge patch would leave `current` as it is. Timestamps are compared as
+    written: a condition's lastTransitionTime moves only when its status flips (``condition``),
+    so a reconciliation that finds what the last one found writes the same patch."""
+    return merge_patch(current, patch) == dict(current)

@@ -12,7 +12,7 @@ from typing import Any, cast
 
 import kopf
 
-from certfleet.api.fleet import fleet_summary_patch
+from certfleet.api.fleet import agents_summary_patch
 from certfleet.api.names import (
     GROUP,
     MANAGED_CERTIFICATES,
@@ -24,7 +24,7 @@ from certfleet.controller.metrics import OperatorMetrics
 from certfleet.controller.plan import Outcome, Request
 from certfleet.controller.reconcile import Reconciler
 from certfleet.controller.renewal_timers import RenewalTimers
-from certfleet.controller.reporter import KubeReporter
+from certfleet.controller.reporter import KubeReporter, WrittenPatches
 from certfleet.core.clock import Clock
 from certfleet.core.errors import CertfleetError
 from certfleet.core.ownership import LocationOwner
@@ -48,6 +48,7 @@ class Runtime:
     metrics: OperatorMetrics = field(default_factory=OperatorMetrics)
     recheck_seconds: float = MAX_RENEWAL_SLEEP_SECONDS
     cluster: str = ""  # this cluster's id (kube-system's uid), in the owners it names
+    written: WrittenPatches = field(default_factory=WrittenPatches)  # unchanged: not patched
     _locks: dict[tuple[str, str], threading.Lock] = field(default_factory=dict)
     _guard: threading.Lock = field(default_factory=threading.Lock)
     timers: RenewalTimers = field(init=False)
@@ -76,7 +77,9 @@ def reconcile_resource(
 ) -> Outcome:
     namespace, name = body.metadata.namespace or "", body.metadata.name or ""
     with runtime.lock(namespace, name):
-        reporter = KubeReporter(runtime.gateway, runtime.metrics, body, runtime.clock)
+        reporter = KubeReporter(
+            runtime.gateway, runtime.metrics, body, runtime.clock, runtime.written
+        )
         previous = reporter.previous
         owner = LocationOwner.resource(runtime.cluster, namespace, name, body.metadata.uid or "")
         take_over = body.metadata.annotations.get(TAKE_OVER_ANNOTATION)
@@ -149,18 +152,20 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
     async def forget_resource(namespace: str | None, name: str | None, **_: Any) -> None:
         runtime.timers.forget(namespace or "", name or "")
         runtime.metrics.forget(namespace or "", name or "")
+        runtime.written.forget(namespace or "", name or "")
 
     # Every watch event, not a field handler (kopf's diff-base would miss changes made while
-    # another handler retries); filtered to stale summaries, as kopf logs every call.
+    # another handler retries); filtered to summaries the agents' reports made stale, as kopf
+    # logs every call (the operator's own status patches carry the summary).
     @kopf.on.event(
         *RESOURCE,
         registry=registry,
         when=lambda type, status, **_: (
-            type != "DELETED" and fleet_summary_patch(status) is not None
+            type != "DELETED" and agents_summary_patch(status) is not None
         ),
     )
     def summarise_fleet(body: kopf.Body, **_: Any) -> None:
-        patch = fleet_summary_patch(body.status)
+        patch = agents_summary_patch(body.status)
         if patch is not None:
             namespace, name = body.metadata.namespace or "", body.metadata.name or ""
             runtime.gateway.patch_certificate_status(namespace, name, patch)

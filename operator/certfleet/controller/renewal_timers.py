@@ -8,7 +8,9 @@ after each of their reconciliations; the task reads the resource afresh from the
 before it acts, so it never reconciles an old spec; it ends when the resource is gone (a 404,
 or its DELETED event) and all of them end at the operator's cleanup.
 
-The arithmetic is the pure ``core.schedule``: the same as the daemon's was.
+The arithmetic is the pure ``core.schedule``. Each resource's rechecks come at its own phase
+of the interval (``recheck_phase`` of its namespace and name), not one interval after the
+operator started: otherwise every resource is rechecked in one burst each interval.
 """
 
 from __future__ import annotations
@@ -23,7 +25,12 @@ from typing import Any
 from certfleet.api.status import CertificateStatus
 from certfleet.controller.plan import Outcome
 from certfleet.core.clock import Clock
-from certfleet.core.schedule import seconds_after_reconciliation, seconds_until_due
+from certfleet.core.schedule import (
+    last_recheck_slot,
+    recheck_phase,
+    seconds_after_reconciliation,
+    seconds_until_due,
+)
 
 log = logging.getLogger(__name__)
 
@@ -97,9 +104,14 @@ class RenewalTimers:
             self._run(key), name=f"renewal timer {key[0]}/{key[1]}"
         )
 
+    def _last_slot(self, key: Key) -> datetime:
+        """The resource's latest recheck slot: its rechecks keep one phase of the interval."""
+        phase = recheck_phase(f"{key[0]}/{key[1]}", self._recheck)
+        return last_recheck_slot(self._clock(), phase, self._recheck)
+
     async def _run(self, key: Key) -> None:
         wake = self._wakes[key]
-        checked = self._clock()
+        checked = self._last_slot(key)
         try:
             while True:
                 wake.clear()
@@ -136,10 +148,8 @@ class RenewalTimers:
         if pause is not None:
             return pause, checked
         outcome = await asyncio.to_thread(self._reconcile, body)
-        checked = self._clock()
+        now = self._clock()
         return (
-            seconds_after_reconciliation(
-                checked, outcome.retry_after, outcome.renew_at, self._recheck
-            ),
-            checked,
+            seconds_after_reconciliation(now, outcome.retry_after, outcome.renew_at, self._recheck),
+            self._last_slot(key),
         )

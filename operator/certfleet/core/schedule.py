@@ -3,14 +3,41 @@
 Each certificate has a timer that sleeps until its renewal time or until its next recheck,
 whichever comes first: a recheck is a reconciliation that asks the CA's renewal information
 again (a revocation can move the renewal earlier) and notices clock jumps.
+
+Each certificate's rechecks keep their own phase in the interval (from a hash of its name),
+so that N certificates are rechecked one after the other across the interval instead of all
+at once every interval after the operator started; the phase stays the same across restarts.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+import hashlib
+from datetime import UTC, datetime, timedelta
 
 # Before the first reconciliation has written a renewal time, look again this soon.
 UNKNOWN_RENEWAL_RECHECK_SECONDS = 5.0
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def recheck_phase(identity: str, recheck: timedelta) -> timedelta:
+    """A stable offset in [0, recheck) for a certificate: a hash of its identity (e.g.
+    "namespace/name"), evenly spread however alike the names are."""
+    step = recheck // timedelta(microseconds=1)
+    if step <= 0:
+        return timedelta(0)
+    digest = int.from_bytes(hashlib.sha256(identity.encode()).digest()[:8], "big")
+    return timedelta(microseconds=digest % step)
+
+
+def last_recheck_slot(now: datetime, phase: timedelta, recheck: timedelta) -> datetime:
+    """The latest moment at or before `now` that is `phase` into an interval counted from the
+    Unix epoch: the certificate's last recheck slot. The next is one interval after it, so
+    never later than `now + recheck`."""
+    if recheck <= timedelta(0):
+        return now
+    return now - (now - _EPOCH - phase) % recheck
 
 
 def seconds_until_due(

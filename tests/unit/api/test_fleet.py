@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from certfleet.api.fleet import fleet_summary, fleet_summary_patch
+from certfleet.api.fleet import agents_summary_patch, fleet_summary, fleet_summary_patch
 
 
 def status(serial: str | None, **nodes: Any) -> dict[str, Any]:
@@ -84,3 +84,14 @@ def test_the_patch_is_none_once_the_summary_is_written() -> None:
     current["serialNumber"] = "0c0d"
     again = fleet_summary_patch(current)
     assert again is not None and again["fleet"]["summary"].startswith("0/1 nodes serve serial 0c0d")
+
+
+def test_the_agents_summary_waits_for_the_operators_first_status() -> None:
+    # A new resource's first event: the operator's first status patch carries the summary.
+    assert agents_summary_patch({}) is None
+    assert agents_summary_patch(status(None, a={"reason": "NotPublished"})) is None
+    # Once the operator has reported, what agents write since is summarised.
+    reported = {**status("0a1b", a={"servedSerial": "0a1b"}), "conditions": [{"type": "Ready"}]}
+    assert agents_summary_patch(reported) == fleet_summary_patch(reported) is not None
+    reported["fleet"].update(fleet_summary(reported))
+    assert agents_summary_patch(reported) is None

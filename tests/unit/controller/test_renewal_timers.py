@@ -84,3 +84,44 @@ def test_no_renewal_time_yet_is_left_to_the_handlers_and_forget_cancels() -> Non
         await timers.stop_all()
 
     asyncio.run(scenario())
+
+
+def test_resources_tracked_at_once_have_their_rechecks_spread_over_the_interval() -> None:
+    """A restart tracks every resource at once: their first rechecks must not all come one
+    interval later (a burst each interval), but each at its own phase, within the interval."""
+
+    async def scenario() -> None:
+        world = World()
+        keys = [("shop", f"web-{i}") for i in range(100)]
+        for key in keys:
+            world.resources[key] = {"spec": {}, "status": {"renewalTime": "2030-09-01T12:00:00Z"}}
+        timers = _timers(world)
+        pauses = []
+        for key in keys:
+            # What a timer's task does first: its last slot, then a step from it.
+            pause, checked = await timers._step(key, timers._last_slot(key))
+            assert pause is not None and checked <= NOW
+            pauses.append(pause)
+        assert world.reconciled == [], "nothing due: no reconciliation at the start"
+        assert all(0 < pause <= 3600 for pause in pauses)
+        assert max(pauses) - min(pauses) > 3000, "spread over the hour, not one burst"
+        assert len(set(pauses)) == len(pauses)
+
+    asyncio.run(scenario())
+
+
+def test_after_a_recheck_the_next_keeps_the_resources_phase() -> None:
+    async def scenario() -> None:
+        world = World()
+        key = ("shop", "web")
+        world.resources[key] = {"spec": {}, "status": {"renewalTime": "2030-09-01T12:00:00Z"}}
+        timers = _timers(world)
+        slot = timers._last_slot(key)
+        # An hour after the slot has passed: a recheck now, and the slot it was is kept (no
+        # drift by the reconciliation's own time).
+        pause, checked = await timers._step(key, slot - timedelta(hours=1))
+        assert len(world.reconciled) == 1
+        assert checked == slot
+        assert pause == 3600.0
+
+    asyncio.run(scenario())
