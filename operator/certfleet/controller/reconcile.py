@@ -4,7 +4,8 @@ Nothing climbs back up: the decision is taken on what was gathered, the plan is 
 before a long ACME order starts, the outcome is reported once at the end.
 
 Before anything happens at a location, the resource claims it (``core.ownership``): the
-claim is written, then the world is gathered and decided again, as the owner's.
+claim is written, then the world is decided again, as the owner's: an order goes on to its
+lease (which gathers the world again anyway), anything else gathers it again first.
 
 An order happens only under the datastore's order lease of the certificate's location: several
 certfleets sharing a bucket (build machines, a cluster) would otherwise each order. After the
@@ -31,12 +32,20 @@ from certfleet.controller.decide import (
     wait_for_other_order,
 )
 from certfleet.controller.gather import gather, unobservable
-from certfleet.controller.plan import ClaimLocation, Event, Issue, Observed, Outcome, Request
+from certfleet.controller.plan import (
+    ClaimLocation,
+    Event,
+    Issue,
+    Observed,
+    Outcome,
+    Ownership,
+    Request,
+)
 from certfleet.controller.ports import Ports, Reporter
 from certfleet.core.clock import Clock
 from certfleet.core.errors import CertfleetError
 from certfleet.datastore.errors import DatastoreConflictError
-from certfleet.datastore.protocol import LeaseHeld
+from certfleet.datastore.protocol import LeaseHeld, LocationClaim
 
 log = logging.getLogger(__name__)
 
@@ -75,15 +84,25 @@ class Reconciler:
         plan = decide(observed, self._clock(), self._settings)
         claimed: tuple[Event, ...] = ()
         if isinstance(plan, ClaimLocation) and isinstance(observed, Observed):
-            # The claim first, then the world again: it may have changed while this one
-            # looked, and from here on the decision is the owner's.
+            # The claim first, then the decision as the owner's. The world may have changed
+            # while this one looked: an order gathers it again under its lease (below), so
+            # only another plan needs it gathered again here.
             written = self._claim(plan, observed)
             if isinstance(written, Outcome):
                 reporter.report(written)
                 return written
-            claimed = written
-            observed = gather(request, self._ports)
-            plan = decide(observed, self._clock(), self._settings)
+            claimed, claim = written
+            owned = None
+            if claim is not None:  # the world as gathered, with this resource's claim
+                ownership = Ownership(admitted=True, claim=claim, claim_owner_exists=None)
+                owned = dataclasses.replace(observed, ownership=ownership)
+            if owned is not None and isinstance(
+                owned_plan := decide(owned, self._clock(), self._settings), Issue
+            ):
+                observed, plan = owned, owned_plan
+            else:
+                observed = gather(request, self._ports)
+                plan = decide(observed, self._clock(), self._settings)
         if isinstance(plan, Issue) and isinstance(observed, Observed):
             outcome = self._order_under_lease(plan, observed, reporter)
         else:
@@ -93,15 +112,17 @@ class Reconciler:
         reporter.report(outcome)
         return outcome
 
-    def _claim(self, plan: ClaimLocation, observed: Observed) -> tuple[Event, ...] | Outcome:
-        """Writes the location's claim: its event, or the outcome of a failed write. A
-        claimant that was faster is no failure: the decision on the world gathered next
-        names it."""
+    def _claim(
+        self, plan: ClaimLocation, observed: Observed
+    ) -> tuple[tuple[Event, ...], LocationClaim | None] | Outcome:
+        """Writes the location's claim: its event and the claim written, or the outcome of a
+        failed write. A claimant that was faster is no failure (no claim): the decision on
+        the world gathered next names it."""
         location = observed.location
         try:
-            observed.datastore.claim(location, plan.owner, self._clock(), plan.replacing)
+            claim = observed.datastore.claim(location, plan.owner, self._clock(), plan.replacing)
         except DatastoreConflictError:
-            return ()
+            return (), None
         except CertfleetError as error:
             failed = wait_after(unobservable(error), self._settings)
             return act(failed, observed, self._ports, self._clock, self._settings)
@@ -109,7 +130,7 @@ class Reconciler:
             what = EventReason.LocationOwned, f"claimed {location.s3_uri}: it owns it now"
         else:
             what = EventReason.LocationTakenOver, f"{location.s3_uri}: {plan.verdict.message}"
-        return (Event("Normal", *what),)
+        return (Event("Normal", *what),), claim
 
     def _order_under_lease(self, plan: Issue, observed: Observed, reporter: Reporter) -> Outcome:
         datastore, location, now = observed.datastore, observed.location, self._clock()
