@@ -45,7 +45,7 @@ from certfleet.controller.ports import Ports, Reporter
 from certfleet.core.clock import Clock
 from certfleet.core.errors import CertfleetError
 from certfleet.datastore.errors import DatastoreConflictError
-from certfleet.datastore.protocol import LeaseHeld, LocationClaim
+from certfleet.datastore.protocol import LeaseHeld, LeaseTaken, LocationClaim
 
 log = logging.getLogger(__name__)
 
@@ -103,13 +103,20 @@ class Reconciler:
             else:
                 observed = gather(request, self._ports)
                 plan = decide(observed, self._clock(), self._settings)
+        taken: LeaseTaken | None = None
         if isinstance(plan, Issue) and isinstance(observed, Observed):
-            outcome = self._order_under_lease(plan, observed, reporter)
+            outcome, taken = self._order_under_lease(plan, observed, reporter)
         else:
             outcome = act(plan, observed, self._ports, self._clock, self._settings)
         if claimed:
             outcome = dataclasses.replace(outcome, events=(*claimed, *outcome.events))
-        reporter.report(outcome)
+        try:
+            reporter.report(outcome)
+        finally:
+            # After the report: the certificate is Ready a request sooner, and the lease
+            # only has to outlast the order, which is over.
+            if taken is not None and isinstance(observed, Observed):
+                self._release(observed, taken)
         return outcome
 
     def _claim(
@@ -132,24 +139,32 @@ class Reconciler:
             what = EventReason.LocationTakenOver, f"{location.s3_uri}: {plan.verdict.message}"
         return (Event("Normal", *what),), claim
 
-    def _order_under_lease(self, plan: Issue, observed: Observed, reporter: Reporter) -> Outcome:
+    def _order_under_lease(
+        self, plan: Issue, observed: Observed, reporter: Reporter
+    ) -> tuple[Outcome, LeaseTaken | None]:
+        """The outcome, and the lease taken for it, which the caller gives back (after its
+        report); a failure here gives it back itself."""
         datastore, location, now = observed.datastore, observed.location, self._clock()
         try:
             taken = datastore.take_lease(location, self._lease.holder, now, self._lease.duration)
         except CertfleetError as error:
             failed = wait_after(unobservable(error), self._settings)
-            return act(failed, observed, self._ports, self._clock, self._settings)
+            return act(failed, observed, self._ports, self._clock, self._settings), None
         if isinstance(taken, LeaseHeld):
             waiting = wait_for_other_order(plan, taken.lease, location.s3_uri, now, self._settings)
-            return act(waiting, observed, self._ports, self._clock, self._settings)
+            return act(waiting, observed, self._ports, self._clock, self._settings), None
         try:
             again = gather(observed.request, self._ports)
             plan_now = decide(again, self._clock(), self._settings)
             if isinstance(plan_now, Issue):
                 reporter.issuing(plan_now.announcement)
-            return act(plan_now, again, self._ports, self._clock, self._settings)
-        finally:
-            try:
-                datastore.release_lease(location, taken)
-            except CertfleetError as error:  # it expires by itself
-                log.warning("could not give the order lease of %s back: %s", location, error)
+            return act(plan_now, again, self._ports, self._clock, self._settings), taken
+        except BaseException:
+            self._release(observed, taken)
+            raise
+
+    def _release(self, observed: Observed, taken: LeaseTaken) -> None:
+        try:
+            observed.datastore.release_lease(observed.location, taken)
+        except CertfleetError as error:  # it expires by itself
+            log.warning("could not give the order lease of %s back: %s", observed.location, error)
