@@ -31,6 +31,7 @@ from certfleet.acme_issuer import (
     StoredAccount,
 )
 from certfleet.acme_issuer.accounts import account_key_to_json, new_account_key
+from certfleet.acme_issuer.solvers import Http01Solver
 from testbed.acme_ca import AcmeCA
 from testbed.processes import free_port
 from testbed.webserver import Nginx
@@ -285,6 +286,46 @@ def test_the_request_hook_sees_every_step(bed: Bed) -> None:
     assert {"directory", "new-account", "new-order", "answer-challenge"} <= operations
     assert {"poll-authorization", "finalize", "download-certificate"} <= operations
     assert all(seconds >= 0 for seconds, _ in seen)
+
+
+def test_an_issuer_keeps_its_connection_to_the_ca_between_orders(bed: Bed) -> None:
+    operations: list[str] = []
+    issuer = bed.issuer(on_request=lambda _seconds, operation: operations.append(operation))
+    issuer.issue([_name()], deadline=30)
+    assert operations.count("directory") == 1
+
+    operations.clear()
+    issued = issuer.issue([_name()], deadline=30)
+    # The kept connection: no directory, and the nonce of the last reply saves a newNonce
+    # HEAD: newOrder and its authorization are the order's only requests before the answer.
+    assert "directory" not in operations and "new-account" not in operations
+    assert operations[:3] == ["new-order", "new-order", "answer-challenge"]
+    assert bed.ca.orders_created() == 2
+    x509.load_pem_x509_certificate(issued.fullchain_pem)
+
+    # The store is the truth: another account saved meanwhile is spoken for at once.
+    key_json = account_key_to_json(new_account_key())
+    stored = bed.accounts.load(bed.account())
+    assert stored is not None
+    bed.accounts.save(bed.account(), StoredAccount(key_json, stored.account_url + "0"))
+    operations.clear()
+    issuer.issue([_name()], deadline=30)
+    assert operations.count("directory") == 1 and "new-account" in operations
+    again = bed.accounts.load(bed.account())
+    assert again is not None and again.key_json == key_json
+    issuer.close()
+
+
+def test_after_a_failed_order_the_next_one_starts_afresh(bed: Bed) -> None:
+    operations: list[str] = []
+    issuer = bed.issuer(on_request=lambda _seconds, operation: operations.append(operation))
+    issuer.issue([_name()], deadline=30)
+    # The responder is asked for a token it does not know: the challenge fails.
+    with pytest.raises(AcmeChallengeFailedError):
+        issuer.issue([_name()], deadline=60, solver=Http01Solver(ChallengeStore()))
+    operations.clear()
+    issuer.issue([_name()], deadline=30)
+    assert operations.count("directory") == 1, "the connection of a failed order was kept"
 
 
 class _Crash(BaseException):

@@ -7,6 +7,9 @@ nonsense) means "no window": logged, and the operator's own rule applies until t
 
 The request is an unauthenticated GET (RFC 9773 4.1): no account, no JWS. It goes through the
 issuer's transport, so it has a deadline, the issuer's CA bundle and its metrics hook.
+A `RenewalInfoSource` is one CA's, kept by its issuer: its sessions (a TLS handshake per
+concurrent caller, not per certificate) and the directory's renewalInfo URL (fetched again
+after an hour or a failure) serve every certificate of that CA.
 """
 
 from __future__ import annotations
@@ -14,6 +17,9 @@ from __future__ import annotations
 import base64
 import logging
 import re
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -23,7 +29,7 @@ import requests
 from cryptography import x509
 
 from certfleet.acme_issuer.polling import parse_retry_after
-from certfleet.acme_issuer.transport import DeadlineAdapter, Exchange, RequestHook
+from certfleet.acme_issuer.transport import DeadlineAdapter, Exchange, IdlePool, RequestHook
 from certfleet.core.clock import utc_now
 
 log = logging.getLogger(__name__)
@@ -35,6 +41,9 @@ DEFAULT_MAX_ASK_AGAIN_SECONDS = 86400.0
 # Without a Retry-After, ask again after six hours (what certbot's acme does).
 DEFAULT_ASK_AGAIN_SECONDS = 6 * 3600.0
 DEFAULT_DEADLINE_SECONDS = 10.0
+# How long the directory's renewalInfo URL (or its absence) is trusted: a CA that starts to
+# offer ARI, or moves it, is noticed within this.
+DIRECTORY_MAX_AGE_SECONDS = 3600.0
 
 # RFC 3339 date-time; fromisoformat alone would also take a bare date or a naive time.
 _RFC3339 = re.compile(
@@ -123,64 +132,156 @@ def fetch_renewal_info(
     now: datetime | None = None,
 ) -> RenewalInfo | None:
     """The CA's renewal information for the leaf of `certificate_pem` (a fullchain is fine);
-    None when the CA offers none or anything goes wrong (logged): ARI is advisory."""
-    current = now or utc_now()
+    None when the CA offers none or anything goes wrong (logged): ARI is advisory. One
+    question, its own connection; `RenewalInfoSource` keeps them for many."""
+    source = RenewalInfoSource(
+        directory_url,
+        ca_bundle=ca_bundle,
+        user_agent=user_agent,
+        timeout=timeout,
+        on_request=on_request,
+    )
     try:
-        leaf = x509.load_pem_x509_certificate(certificate_pem)
-        cert_id = certificate_identifier(leaf)
-    except ValueError as error:
-        log.info("no ACME renewal information for this certificate: %s", error)
-        return None
-    if leaf.not_valid_after_utc <= current:
-        return None  # RFC 9773 4.3: never asked for once the certificate has expired
-    exchange = Exchange(f"renewal information of {cert_id}", deadline, timeout, on_request)
-    # Per request, not session.verify: requests lets REQUESTS_CA_BUNDLE override the latter.
-    verify: str | bool = ca_bundle or True
-    try:
-        with requests.Session() as session:
-            adapter = DeadlineAdapter(exchange)
-            session.mount("https://", adapter)
-            session.mount("http://", adapter)
-            session.headers["User-Agent"] = user_agent
-            with exchange.step("directory"):
-                base = _renewal_info_url(session, directory_url, verify)
+        return source.fetch(
+            certificate_pem,
+            deadline=deadline,
+            min_ask_again_seconds=min_ask_again_seconds,
+            max_ask_again_seconds=max_ask_again_seconds,
+            now=now,
+        )
+    finally:
+        source.close()
+
+
+class _AriSession:
+    """A requests Session with the deadline adapter mounted; one caller at a time."""
+
+    def __init__(self, exchange: Exchange, user_agent: str) -> None:
+        self.session = requests.Session()
+        self.adapter = DeadlineAdapter(exchange)
+        self.session.mount("https://", self.adapter)
+        self.session.mount("http://", self.adapter)
+        self.session.headers["User-Agent"] = user_agent
+
+    def close(self) -> None:
+        self.session.close()
+
+
+class RenewalInfoSource:
+    """The renewal information of one CA's certificates. Thread-safe: each `fetch` has a
+    session to itself (an idle one, else a new one); the renewalInfo URL is shared."""
+
+    def __init__(
+        self,
+        directory_url: str,
+        *,
+        ca_bundle: str | None = None,
+        user_agent: str = "certfleet",
+        timeout: float = DEFAULT_DEADLINE_SECONDS,
+        on_request: RequestHook | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.directory_url = directory_url
+        self._ca_bundle = ca_bundle
+        self._user_agent = user_agent
+        self._timeout = timeout
+        self._on_request = on_request
+        self._monotonic = monotonic
+        self._sessions: IdlePool[_AriSession] = IdlePool(monotonic=monotonic)
+        self._lock = threading.Lock()
+        # (monotonic time fetched, the renewalInfo URL or None: the CA offers none)
+        self._base: tuple[float, str | None] | None = None
+
+    def close(self) -> None:
+        self._sessions.close()
+
+    def fetch(
+        self,
+        certificate_pem: bytes,
+        *,
+        deadline: float = DEFAULT_DEADLINE_SECONDS,
+        min_ask_again_seconds: float = DEFAULT_MIN_ASK_AGAIN_SECONDS,
+        max_ask_again_seconds: float = DEFAULT_MAX_ASK_AGAIN_SECONDS,
+        now: datetime | None = None,
+    ) -> RenewalInfo | None:
+        """As `fetch_renewal_info`, through this CA's kept sessions."""
+        current = now or utc_now()
+        try:
+            leaf = x509.load_pem_x509_certificate(certificate_pem)
+            cert_id = certificate_identifier(leaf)
+        except ValueError as error:
+            log.info("no ACME renewal information for this certificate: %s", error)
+            return None
+        if leaf.not_valid_after_utc <= current:
+            return None  # RFC 9773 4.3: never asked for once the certificate has expired
+        exchange = Exchange(
+            f"renewal information of {cert_id}", deadline, self._timeout, self._on_request
+        )
+        # Per request, not session.verify: requests lets REQUESTS_CA_BUNDLE override the
+        # latter.
+        verify: str | bool = self._ca_bundle or True
+        held = self._sessions.take()
+        if held is None:
+            held = _AriSession(exchange, self._user_agent)
+        held.adapter.exchange = exchange
+        try:
+            base = self._renewal_info_base(held.session, exchange, verify)
             if base is None:
-                log.debug("ACME CA %s offers no renewal information", directory_url)
+                log.debug("ACME CA %s offers no renewal information", self.directory_url)
+                self._sessions.give(held)
                 return None
             with exchange.step("renewal-info"):
-                response = session.get(f"{base.rstrip('/')}/{cert_id}", verify=verify)
+                response = held.session.get(f"{base.rstrip('/')}/{cert_id}", verify=verify)
             if response.status_code != 200:
                 raise ValueError(f"HTTP {response.status_code}")
             start, end, explanation = parse_suggested_window(response.json())
-    # Anything at all (network, deadline, TLS, JSON, a bad window): ARI must never break a
-    # reconciliation.
-    except Exception as error:
-        log.warning(
-            "ACME renewal information for %s from %s unusable, ignored: %s",
-            cert_id,
-            directory_url,
-            _describe(error),
+        # Anything at all (network, deadline, TLS, JSON, a bad window): ARI must never break a
+        # reconciliation. The session is dropped and the directory asked again next time.
+        except Exception as error:
+            held.close()
+            with self._lock:
+                self._base = None
+            log.warning(
+                "ACME renewal information for %s from %s unusable, ignored: %s",
+                cert_id,
+                self.directory_url,
+                _describe(error),
+            )
+            return None
+        self._sessions.give(held)
+        info = RenewalInfo(
+            start,
+            end,
+            ask_again_seconds(
+                response.headers.get("Retry-After"),
+                minimum=min_ask_again_seconds,
+                maximum=max_ask_again_seconds,
+                now=current,
+            ),
+            explanation,
         )
-        return None
-    info = RenewalInfo(
-        start,
-        end,
-        ask_again_seconds(
-            response.headers.get("Retry-After"),
-            minimum=min_ask_again_seconds,
-            maximum=max_ask_again_seconds,
-            now=current,
-        ),
-        explanation,
-    )
-    log.debug(
-        "ACME renewal information for %s: window %s to %s, ask again in %.0f s",
-        cert_id,
-        start.isoformat(),
-        end.isoformat(),
-        info.ask_again_seconds,
-    )
-    return info
+        log.debug(
+            "ACME renewal information for %s: window %s to %s, ask again in %.0f s",
+            cert_id,
+            start.isoformat(),
+            end.isoformat(),
+            info.ask_again_seconds,
+        )
+        return info
+
+    def _renewal_info_base(
+        self, session: requests.Session, exchange: Exchange, verify: str | bool
+    ) -> str | None:
+        """The directory's renewalInfo URL, as fetched within the last hour, else now."""
+        with self._lock:
+            known = self._base
+        if known is not None and self._monotonic() - known[0] <= DIRECTORY_MAX_AGE_SECONDS:
+            return known[1]
+        with exchange.step("directory"):
+            base = _renewal_info_url(session, self.directory_url, verify)
+        with self._lock:
+            self._base = (self._monotonic(), base)
+        return base
 
 
 def _renewal_info_url(

@@ -12,13 +12,18 @@ of the library's fixed one-second sleeps (`poll_and_finalize`), which on a fast 
 issuance ~30x slower.
 `renewal_info()` asks the CA when it would like a certificate renewed (ARI, see `ari`), and a
 renewal names the certificate it replaces when the CA offers ARI.
+
+An issuer keeps its connections to the CA between issuances (`_Connection`, in an
+`IdlePool`): the TLS connection, the directory, the account and the nonces the CA handed out,
+so an order does not begin with a handshake, a directory GET and a newNonce HEAD.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -60,15 +65,20 @@ from certfleet.acme_issuer.keys import (
 from certfleet.acme_issuer.polling import Backoff, parse_retry_after
 from certfleet.acme_issuer.problems import challenge_failed, describe_problem, translate
 from certfleet.acme_issuer.solvers import ChallengeSolver, Http01Solver, PendingChallenge
-from certfleet.acme_issuer.transport import DeadlineAdapter, Exchange, RequestHook
+from certfleet.acme_issuer.transport import DeadlineAdapter, Exchange, IdlePool, RequestHook
 
 log = logging.getLogger(__name__)
 
 DEFAULT_DEADLINE_SECONDS = 300.0
 DEFAULT_REQUEST_TIMEOUT_SECONDS = 30.0
+# A kept connection older than this fetches the directory again (a CA may change its URLs or
+# its terms); the account and the TLS session do not need it.
+DIRECTORY_MAX_AGE_SECONDS = 3600.0
 
 
+@functools.cache
 def _default_user_agent() -> str:
+    # Package metadata is read from disk: once per process, not per issuer.
     try:
         version = metadata.version("certfleet")
     except metadata.PackageNotFoundError:
@@ -105,9 +115,10 @@ class AcmeIssuer:
     """Issues certificates from one ACME directory with one account (`account`: the
     directory, the email, the namespace it orders for, the EAB key id).
 
-    Thread-safe: every `issue()` has its own HTTP session; registering the account is
-    serialised under the account's process-wide lock, so concurrent first issuances share
-    one account even through separate issuer objects.
+    Thread-safe: every `issue()` has a connection to the CA of its own, a kept one (see
+    `_Connection`) or a new one, given back for the next issuance only when it succeeded;
+    registering the account is serialised under the account's process-wide lock, so
+    concurrent first issuances share one account even through separate issuer objects.
     """
 
     def __init__(
@@ -122,6 +133,7 @@ class AcmeIssuer:
         timeout: float = DEFAULT_REQUEST_TIMEOUT_SECONDS,
         on_request: RequestHook | None = None,
         namespace: str | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.directory_url = directory_url
         self.account_store = account_store
@@ -141,6 +153,21 @@ class AcmeIssuer:
             external_account_binding.kid if external_account_binding else None,
         )
         self._account_lock = account_lock(self.account)
+        self._monotonic = monotonic
+        self._connections: IdlePool[_Connection] = IdlePool(monotonic=monotonic)
+        self._ari = ari.RenewalInfoSource(
+            directory_url,
+            ca_bundle=ca_bundle,
+            user_agent=self.user_agent,
+            timeout=timeout,
+            on_request=on_request,
+            monotonic=monotonic,
+        )
+
+    def close(self) -> None:
+        """Closes the kept connections (an issuer stays usable: it opens new ones)."""
+        self._connections.close()
+        self._ari.close()
 
     def issue(
         self,
@@ -169,6 +196,7 @@ class AcmeIssuer:
         exchange = Exchange(what, deadline, self.timeout, self.on_request)
 
         session = _Session(self, exchange)
+        succeeded = False
         try:
             with session.step("account"):
                 session.connect()
@@ -184,8 +212,11 @@ class AcmeIssuer:
             if order.body.status == messages.STATUS_PENDING:
                 session.authorize(order, solver)
             fullchain = session.finalize(order)
+            succeeded = True
         finally:
-            session.close()
+            # Only a connection that just worked is kept: after a failure (the CA, the network,
+            # the deadline) the next issuance starts afresh.
+            session.close(keep=succeeded)
 
         _check_certificate(fullchain, key_pem, wanted, what)
         log.info(
@@ -206,17 +237,51 @@ class AcmeIssuer:
     ) -> ari.RenewalInfo | None:
         """The CA's suggested renewal window for this certificate (RFC 9773); None when the
         CA offers none or it could not be had (advisory: logged, never raised)."""
-        return ari.fetch_renewal_info(
-            self.directory_url,
+        return self._ari.fetch(
             certificate_pem,
-            ca_bundle=self.ca_bundle,
-            user_agent=self.user_agent,
-            timeout=self.timeout,
             deadline=deadline,
-            on_request=self.on_request,
             min_ask_again_seconds=min_ask_again_seconds,
             max_ask_again_seconds=max_ask_again_seconds,
         )
+
+    def _take_connection(self) -> _Connection | None:
+        """A kept connection, if one is idle; one whose directory is old is closed instead."""
+        while (connection := self._connections.take()) is not None:
+            if self._monotonic() - connection.opened <= DIRECTORY_MAX_AGE_SECONDS:
+                return connection
+            connection.close()
+        return None
+
+    def _keep_connection(self, connection: _Connection) -> None:
+        self._connections.give(connection)
+
+
+@dataclass
+class _Connection:
+    """What an issuance leaves for the next one: the library's network (its requests Session
+    with the kept-alive TLS connection, the account's key and URL, the nonces the CA sent
+    along), the client with the directory, and the adapter that carries each issuance's
+    Exchange (deadline, hook). Used by one issuance at a time."""
+
+    net: ClientNetwork
+    client: ClientV2
+    adapter: DeadlineAdapter
+    key: jwk.JWK
+    opened: float  # monotonic: when the directory was fetched
+    key_json: str = field(default="", repr=False)  # the key as stored (private)
+
+    def holds(self, stored: StoredAccount) -> bool:
+        """Whether it speaks as the stored account (same key, same account URL)."""
+        account = self.net.account
+        return (
+            account is not None
+            and account.uri == stored.account_url
+            and bool(self.key_json)
+            and self.key_json == stored.key_json
+        )
+
+    def close(self) -> None:
+        self.net.session.close()
 
 
 class _NewOrderReplacing(messages.NewOrder):
@@ -235,6 +300,7 @@ class _Session:
         self.net: ClientNetwork | None = None
         self.client: ClientV2 | None = None
         self.account_key: jwk.JWK | None = None
+        self.connection: _Connection | None = None
 
     @contextmanager
     def step(self, operation: str) -> Iterator[None]:
@@ -256,17 +322,35 @@ class _Session:
                 deadline_passed=exchange.remaining() <= 0.05,
             ) from error
 
-    def close(self) -> None:
-        if self.net is not None:
-            self.net.session.close()
+    def close(self, keep: bool = False) -> None:
+        connection = self.connection
+        if connection is None:
+            if self.net is not None:
+                self.net.session.close()
+            return
+        if keep:
+            self.issuer._keep_connection(connection)
+        else:
+            connection.close()
 
     # --- account ---------------------------------------------------------------------------
 
     def connect(self) -> None:
-        """Fetches the directory and sets up the account: the stored one, else a new one. The
-        lock only covers first registrations, so concurrent first issuances share one account."""
+        """Sets up the account: the stored one, else a new one; over a kept connection when
+        it has that very account (the store is the truth: a key or URL saved meanwhile makes
+        a new connection), else a new one, which fetches the directory. The lock only covers
+        first registrations, so concurrent first issuances share one account."""
         issuer = self.issuer
         stored = issuer.account_store.load(issuer.account)
+        kept = issuer._take_connection()
+        if kept is not None and stored is not None and kept.holds(stored):
+            # Its requests now run under this issuance's deadline and names.
+            kept.adapter.exchange = self.exchange
+            self.connection = kept
+            self.net, self.client, self.account_key = kept.net, kept.client, kept.key
+            return
+        if kept is not None:
+            kept.close()
         if stored is None:
             with issuer._account_lock:
                 stored = issuer.account_store.load(issuer.account)
@@ -276,6 +360,8 @@ class _Session:
                     return
         key, alg = account_key_from_json(stored.key_json)
         net = self._open(key, alg)
+        assert self.connection is not None
+        self.connection.key_json = stored.key_json
         # No request: a stored account is trusted until the CA says it does not know it.
         net.account = messages.RegistrationResource(
             uri=stored.account_url, body=messages.Registration()
@@ -297,6 +383,7 @@ class _Session:
         self.net, self.account_key = net, key
         self.exchange.operation = "directory"
         self.client = ClientV2(ClientV2.get_directory(issuer.directory_url, net), net)
+        self.connection = _Connection(net, self.client, adapter, key, issuer._monotonic())
         return net
 
     def _register(self) -> None:
@@ -340,10 +427,10 @@ class _Session:
             client.net.account = messages.RegistrationResource(
                 uri=account_url, body=messages.Registration()
             )
-        issuer.account_store.save(
-            issuer.account,
-            StoredAccount(key_json=account_key_to_json(key), account_url=account_url),
-        )
+        saved = StoredAccount(key_json=account_key_to_json(key), account_url=account_url)
+        issuer.account_store.save(issuer.account, saved)
+        if self.connection is not None:
+            self.connection.key_json = saved.key_json
         log.info("registered ACME account %s at %s", account_url, issuer.directory_url)
 
     # --- order -----------------------------------------------------------------------------

@@ -15,10 +15,11 @@ and the renewal information alike.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 import requests
 from requests import PreparedRequest, Response
@@ -38,6 +39,80 @@ _CHUNK_BYTES = 16 * 1024
 
 # on_request(duration_seconds, operation): e.g. a Prometheus histogram's observe.
 RequestHook = Callable[[float, str], None]
+
+# Below the keep-alive timeouts of the usual front ends (nginx 75 s, Go servers often 60 to
+# 120 s): a connection idle longer may have been closed by the server, and a POST on a
+# connection closed under it fails the issuance instead of being retried.
+IDLE_SECONDS = 30.0
+# Idle items kept per pool; more callers at once open their own, and those beyond this are
+# closed when given back.
+MAX_IDLE = 8
+
+
+class Closable(Protocol):
+    def close(self) -> None: ...
+
+
+_Item = TypeVar("_Item", bound=Closable)
+
+
+class IdlePool(Generic[_Item]):
+    """Items no caller uses right now, newest first. `take` hands one out (None: the caller
+    opens its own) and forgets it until `give` brings it back; an item idle for longer than
+    `idle_seconds` is closed instead of handed out. Thread-safe."""
+
+    def __init__(
+        self,
+        idle_seconds: float = IDLE_SECONDS,
+        max_idle: int = MAX_IDLE,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._idle_seconds = idle_seconds
+        self._max_idle = max_idle
+        self._monotonic = monotonic
+        self._lock = threading.Lock()
+        self._idle: list[tuple[float, _Item]] = []  # (given back at, item), oldest first
+
+    def take(self) -> _Item | None:
+        stale: list[_Item] = []
+        found: _Item | None = None
+        now = self._monotonic()
+        with self._lock:
+            # Newest first: once one is stale, so is every older one.
+            while self._idle:
+                given_at, item = self._idle.pop()
+                if now - given_at <= self._idle_seconds:
+                    found = item
+                    break
+                stale.append(item)
+        _close_all(stale)
+        return found
+
+    def give(self, item: _Item) -> None:
+        surplus: list[_Item] = []
+        with self._lock:
+            self._idle.append((self._monotonic(), item))
+            while len(self._idle) > self._max_idle:
+                surplus.append(self._idle.pop(0)[1])
+        _close_all(surplus)
+
+    def close(self) -> None:
+        with self._lock:
+            items = [item for _, item in self._idle]
+            self._idle.clear()
+        _close_all(items)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._idle)
+
+
+def _close_all(items: list[_Item]) -> None:
+    for item in items:
+        try:
+            item.close()
+        except Exception:  # a connection that fails to close is gone all the same
+            log.debug("closing an idle connection failed", exc_info=True)
 
 
 class Exchange:

@@ -124,6 +124,8 @@ def _publish(
         expected_pointer_etag=observed.pointer_etag,
         after_revision=observed.highest_revision,
         owner=observed.request.owner.identity(),
+        # The pointer as gathered (None when it could not be read): no second read of it.
+        expected_revision=observed.stored.pointer.revision if observed.stored else None,
     )
     if observed.unreadable is not None:
         events = (

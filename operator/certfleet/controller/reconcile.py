@@ -4,7 +4,8 @@ Nothing climbs back up: the decision is taken on what was gathered, the plan is 
 before a long ACME order starts, the outcome is reported once at the end.
 
 Before anything happens at a location, the resource claims it (``core.ownership``): the
-claim is written, then the world is gathered and decided again, as the owner's.
+claim is written, then the world is decided again, as the owner's: an order goes on to its
+lease (which gathers the world again anyway), anything else gathers it again first.
 
 An order happens only under the datastore's order lease of the certificate's location: several
 certfleets sharing a bucket (build machines, a cluster) would otherwise each order. After the
@@ -31,12 +32,20 @@ from certfleet.controller.decide import (
     wait_for_other_order,
 )
 from certfleet.controller.gather import gather, unobservable
-from certfleet.controller.plan import ClaimLocation, Event, Issue, Observed, Outcome, Request
+from certfleet.controller.plan import (
+    ClaimLocation,
+    Event,
+    Issue,
+    Observed,
+    Outcome,
+    Ownership,
+    Request,
+)
 from certfleet.controller.ports import Ports, Reporter
 from certfleet.core.clock import Clock
 from certfleet.core.errors import CertfleetError
 from certfleet.datastore.errors import DatastoreConflictError
-from certfleet.datastore.protocol import LeaseHeld
+from certfleet.datastore.protocol import LeaseHeld, LeaseTaken, LocationClaim
 
 log = logging.getLogger(__name__)
 
@@ -75,33 +84,52 @@ class Reconciler:
         plan = decide(observed, self._clock(), self._settings)
         claimed: tuple[Event, ...] = ()
         if isinstance(plan, ClaimLocation) and isinstance(observed, Observed):
-            # The claim first, then the world again: it may have changed while this one
-            # looked, and from here on the decision is the owner's.
+            # The claim first, then the decision as the owner's. The world may have changed
+            # while this one looked: an order gathers it again under its lease (below), so
+            # only another plan needs it gathered again here.
             written = self._claim(plan, observed)
             if isinstance(written, Outcome):
                 reporter.report(written)
                 return written
-            claimed = written
-            observed = gather(request, self._ports)
-            plan = decide(observed, self._clock(), self._settings)
+            claimed, claim = written
+            owned = None
+            if claim is not None:  # the world as gathered, with this resource's claim
+                ownership = Ownership(admitted=True, claim=claim, claim_owner_exists=None)
+                owned = dataclasses.replace(observed, ownership=ownership)
+            if owned is not None and isinstance(
+                owned_plan := decide(owned, self._clock(), self._settings), Issue
+            ):
+                observed, plan = owned, owned_plan
+            else:
+                observed = gather(request, self._ports)
+                plan = decide(observed, self._clock(), self._settings)
+        taken: LeaseTaken | None = None
         if isinstance(plan, Issue) and isinstance(observed, Observed):
-            outcome = self._order_under_lease(plan, observed, reporter)
+            outcome, taken = self._order_under_lease(plan, observed, reporter)
         else:
             outcome = act(plan, observed, self._ports, self._clock, self._settings)
         if claimed:
             outcome = dataclasses.replace(outcome, events=(*claimed, *outcome.events))
-        reporter.report(outcome)
+        try:
+            reporter.report(outcome)
+        finally:
+            # After the report: the certificate is Ready a request sooner, and the lease
+            # only has to outlast the order, which is over.
+            if taken is not None and isinstance(observed, Observed):
+                self._release(observed, taken)
         return outcome
 
-    def _claim(self, plan: ClaimLocation, observed: Observed) -> tuple[Event, ...] | Outcome:
-        """Writes the location's claim: its event, or the outcome of a failed write. A
-        claimant that was faster is no failure: the decision on the world gathered next
-        names it."""
+    def _claim(
+        self, plan: ClaimLocation, observed: Observed
+    ) -> tuple[tuple[Event, ...], LocationClaim | None] | Outcome:
+        """Writes the location's claim: its event and the claim written, or the outcome of a
+        failed write. A claimant that was faster is no failure (no claim): the decision on
+        the world gathered next names it."""
         location = observed.location
         try:
-            observed.datastore.claim(location, plan.owner, self._clock(), plan.replacing)
+            claim = observed.datastore.claim(location, plan.owner, self._clock(), plan.replacing)
         except DatastoreConflictError:
-            return ()
+            return (), None
         except CertfleetError as error:
             failed = wait_after(unobservable(error), self._settings)
             return act(failed, observed, self._ports, self._clock, self._settings)
@@ -109,26 +137,34 @@ class Reconciler:
             what = EventReason.LocationOwned, f"claimed {location.s3_uri}: it owns it now"
         else:
             what = EventReason.LocationTakenOver, f"{location.s3_uri}: {plan.verdict.message}"
-        return (Event("Normal", *what),)
+        return (Event("Normal", *what),), claim
 
-    def _order_under_lease(self, plan: Issue, observed: Observed, reporter: Reporter) -> Outcome:
+    def _order_under_lease(
+        self, plan: Issue, observed: Observed, reporter: Reporter
+    ) -> tuple[Outcome, LeaseTaken | None]:
+        """The outcome, and the lease taken for it, which the caller gives back (after its
+        report); a failure here gives it back itself."""
         datastore, location, now = observed.datastore, observed.location, self._clock()
         try:
             taken = datastore.take_lease(location, self._lease.holder, now, self._lease.duration)
         except CertfleetError as error:
             failed = wait_after(unobservable(error), self._settings)
-            return act(failed, observed, self._ports, self._clock, self._settings)
+            return act(failed, observed, self._ports, self._clock, self._settings), None
         if isinstance(taken, LeaseHeld):
             waiting = wait_for_other_order(plan, taken.lease, location.s3_uri, now, self._settings)
-            return act(waiting, observed, self._ports, self._clock, self._settings)
+            return act(waiting, observed, self._ports, self._clock, self._settings), None
         try:
             again = gather(observed.request, self._ports)
             plan_now = decide(again, self._clock(), self._settings)
             if isinstance(plan_now, Issue):
                 reporter.issuing(plan_now.announcement)
-            return act(plan_now, again, self._ports, self._clock, self._settings)
-        finally:
-            try:
-                datastore.release_lease(location, taken)
-            except CertfleetError as error:  # it expires by itself
-                log.warning("could not give the order lease of %s back: %s", location, error)
+            return act(plan_now, again, self._ports, self._clock, self._settings), taken
+        except BaseException:
+            self._release(observed, taken)
+            raise
+
+    def _release(self, observed: Observed, taken: LeaseTaken) -> None:
+        try:
+            observed.datastore.release_lease(observed.location, taken)
+        except CertfleetError as error:  # it expires by itself
+            log.warning("could not give the order lease of %s back: %s", observed.location, error)

@@ -148,8 +148,9 @@ class InMemoryDatastore:
         *,
         after_revision: int = 0,
         owner: str = "",
+        expected_revision: int | None = None,
     ) -> Pointer:
-        folder = self._folder(location)
+        folder = self._folder(location)  # its ETag is checked in place of expected_revision
         if folder.etag != expected_pointer_etag:
             raise DatastoreConflictError(f"{location.s3_uri} was changed by another writer")
         revision = max(max(folder.revisions, default=0), after_revision) + 1

@@ -117,10 +117,12 @@ class Datastore(Protocol):
         *,
         after_revision: int = 0,
         owner: str = "",
+        expected_revision: int | None = None,
     ) -> Pointer:
         """Write a new revision above `after_revision` (the highest the caller has seen),
         verify it, then flip the pointer to it; the pointer names `owner` (the location's
-        owner, ``LocationOwner.identity``)."""
+        owner, ``LocationOwner.identity``). `expected_revision`: the revision the pointer of
+        `expected_pointer_etag` names, when the caller could read it (saves a read)."""
 
     def prune(
         self, location: DatastoreLocation, current: int, keep: int, grace: timedelta

@@ -1,7 +1,9 @@
 """The S3 datastore: publish a certificate revision, read the current one, poll for changes.
 
 Write protocol (the operator):
- 1. Read `current.json` and check it is still the one the caller decided on (its ETag).
+ 1. Start from the `current.json` the caller decided on: its ETag and the revision it names
+    (none: the caller saw no pointer). Only a caller that could not parse the pointer has it
+    read again here, for the revisions it must go above.
  2. Write `revisions/N/fullchain.pem` and `revisions/N/privkey.pem.enc` with If-None-Match: *,
     so a revision, once written, is never replaced.
  3. Read both back and compare SHA-256 digests (and decrypt the key) against what was sent.
@@ -218,12 +220,16 @@ class S3Datastore:
         *,
         after_revision: int = 0,
         owner: str = "",
+        expected_revision: int | None = None,
     ) -> Pointer:
         """Write a new revision, verify it, then flip the pointer to it (naming `owner`, the
         location's owner, ``LocationOwner.identity``).
 
         `expected_pointer_etag` is the ETag of the pointer the caller's decision was based on
-        (from read_current), None when it saw no pointer. `after_revision` is the highest
+        (from read_current), None when it saw no pointer; `expected_revision` the revision
+        that pointer names, None when the caller could not read it (the pointer is then read
+        again). Nothing is read before the write otherwise: the pointer's conditional write
+        refuses a pointer changed since, as a read first would. `after_revision` is the highest
         revision the caller has seen at this location: the new one is above it even if the
         pointer was rolled back or the folder emptied, since readers refuse a lower one
         (rollback protection). Raises DatastoreConflictError when
@@ -241,9 +247,14 @@ class S3Datastore:
             if len(data) > limit:
                 raise ValueError(f"{name} is larger than {limit} bytes")
 
-        previous_revision, current_etag = self._check_expected_pointer(
-            location, expected_pointer_etag
-        )
+        if expected_pointer_etag is None:
+            previous_revision, current_etag = 0, None  # If-None-Match: * on the pointer
+        elif expected_revision is not None:
+            previous_revision, current_etag = expected_revision, expected_pointer_etag
+        else:
+            previous_revision, current_etag = self._check_expected_pointer(
+                location, expected_pointer_etag
+            )
         previous_revision = max(previous_revision, after_revision)
         fullchain_sha256 = _sha256(fullchain)
         privkey_sha256 = _sha256(privkey)
@@ -328,6 +339,10 @@ class S3Datastore:
         self, location: DatastoreLocation, current: int, keep: int, grace: timedelta
     ) -> list[int]:
         """Removes the revisions nothing can still need (``core.retention``); returns them."""
+        if current <= max(keep, 0):
+            # At most `current` revisions (0 to current - 1) are below it, all of them among
+            # the `keep` kept: nothing to remove, no listing needed (every early publish).
+            return []
         doomed = revisions_to_remove(
             self._revisions_written(location), current, keep, self._now(), grace
         )

@@ -8,6 +8,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -23,6 +24,7 @@ from cryptography.x509.oid import NameOID
 from certfleet.acme_issuer import AcmeIssuer, ChallengeStore, InMemoryAccountStore
 from certfleet.acme_issuer.ari import (
     DEFAULT_ASK_AGAIN_SECONDS,
+    RenewalInfoSource,
     ask_again_seconds,
     certificate_identifier,
     fetch_renewal_info,
@@ -166,6 +168,7 @@ class FakeCA:
     url: str
     answers: dict[str, Answer]
     requests: list[tuple[str, str]] = field(default_factory=list)
+    ports: list[int] = field(default_factory=list)  # the client's port of each request
 
     @property
     def directory_url(self) -> str:
@@ -182,10 +185,14 @@ class FakeCA:
 def ca() -> Iterator[FakeCA]:
     answers: dict[str, Answer] = {}
     seen: list[tuple[str, str]] = []
+    ports: list[int] = []
 
     class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keeps the connection open, as a CA does
+
         def do_GET(self) -> None:
             seen.append((self.path, self.headers.get("User-Agent", "")))
+            ports.append(self.client_address[1])
             answer = answers.get(self.path, Answer(404, {"type": "not found"}))
             time.sleep(answer.delay)
             body = answer.body if isinstance(answer.body, bytes) else json.dumps(answer.body)
@@ -208,7 +215,7 @@ def ca() -> Iterator[FakeCA]:
     thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
     thread.start()
     try:
-        yield FakeCA(f"http://127.0.0.1:{server.server_address[1]}", answers, seen)
+        yield FakeCA(f"http://127.0.0.1:{server.server_address[1]}", answers, seen, ports)
     finally:
         server.shutdown()
         server.server_close()
@@ -242,6 +249,61 @@ def test_the_issuer_fetches_through_its_own_settings(ca: FakeCA) -> None:
     info = issuer.renewal_info(pem(certificate()))
     assert info is not None and info.ask_again_seconds == DEFAULT_ASK_AGAIN_SECONDS
     assert ca.requests[0][1].startswith("certfleet/")
+
+
+def test_one_issuer_asks_its_directory_once_over_one_kept_connection(ca: FakeCA) -> None:
+    ca.offer(WINDOW)
+    issuer = AcmeIssuer(ca.directory_url, InMemoryAccountStore(), ChallengeStore())
+    for _ in range(3):
+        assert issuer.renewal_info(pem(certificate())) is not None
+    ari_path = f"/ari/{certificate_identifier(certificate())}"
+    assert [path for path, _ in ca.requests] == ["/dir", ari_path, ari_path, ari_path]
+    assert len(set(ca.ports)) == 1, "a new connection (a TLS handshake) per certificate"
+    issuer.close()
+
+
+def test_the_directory_is_asked_again_after_an_hour_or_a_failure(ca: FakeCA) -> None:
+    ca.offer(WINDOW)
+    clock = FakeMonotonic()
+    source = RenewalInfoSource(ca.directory_url, monotonic=clock)
+    leaf = pem(certificate())
+    assert source.fetch(leaf) is not None
+    clock.now += 3599
+    assert source.fetch(leaf) is not None
+    assert [path for path, _ in ca.requests].count("/dir") == 1
+    clock.now += 2  # over an hour since the directory was read
+    assert source.fetch(leaf) is not None
+    assert [path for path, _ in ca.requests].count("/dir") == 2
+
+    ari_path = f"/ari/{certificate_identifier(certificate())}"
+    ca.answers[ari_path] = Answer(500, {})
+    assert source.fetch(leaf) is None
+    ca.offer(WINDOW)
+    assert source.fetch(leaf) is not None
+    assert [path for path, _ in ca.requests].count("/dir") == 3, "asked again after a failure"
+    source.close()
+
+
+def test_a_ca_without_renewal_info_is_not_asked_per_certificate(ca: FakeCA) -> None:
+    ca.answers["/dir"] = Answer(body={"newOrder": f"{ca.url}/new-order"})
+    source = RenewalInfoSource(ca.directory_url)
+    for _ in range(3):
+        assert source.fetch(pem(certificate())) is None
+    assert [path for path, _ in ca.requests] == ["/dir"]
+
+
+def test_callers_on_many_threads_each_get_the_window(ca: FakeCA) -> None:
+    ca.offer(WINDOW)
+    source = RenewalInfoSource(ca.directory_url)
+    leaf = pem(certificate())
+    with ThreadPoolExecutor(8) as pool:
+        windows = list(pool.map(lambda _: source.fetch(leaf), range(40)))
+    assert {info.window if info is not None else None for info in windows} == {
+        (datetime(2031, 1, 2, 4, tzinfo=UTC), datetime(2031, 1, 3, 4, tzinfo=UTC))
+    }
+    # At most one connection per thread, and far fewer than one per certificate.
+    assert len(set(ca.ports)) <= 8
+    source.close()
 
 
 def test_a_directory_without_renewal_info_means_no_window(ca: FakeCA) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from importlib import metadata
 
 import pytest
 from cryptography import x509
@@ -21,6 +22,7 @@ from certfleet.acme_issuer import (
     IssuedCertificate,
     KeyAlgorithm,
 )
+from certfleet.acme_issuer import issuer as issuer_module
 from certfleet.acme_issuer.issuer import _check_certificate
 from certfleet.acme_issuer.keys import generate_private_key, private_key_pem
 
@@ -120,3 +122,18 @@ def test_an_unreachable_ca_is_unavailable_and_the_tokens_stay_clean() -> None:
     with pytest.raises(AcmeUnavailableError, match=r"at directory for www\.example\.com"):
         issuer.issue(["www.example.com"], deadline=10)
     assert len(store) == 0
+
+
+def test_the_package_metadata_is_read_once_not_per_issuer(monkeypatch: pytest.MonkeyPatch) -> None:
+    issuer_module._default_user_agent.cache_clear()
+    calls: list[str] = []
+    real = metadata.version
+
+    def version(name: str) -> str:
+        calls.append(name)
+        return real(name)
+
+    monkeypatch.setattr(metadata, "version", version)
+    agents = {_issuer().user_agent for _ in range(5)}
+    assert len(agents) == 1
+    assert len(calls) <= 2  # certfleet's and acme's version, once

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -18,7 +19,7 @@ from cryptography.x509.oid import NameOID
 from certfleet.acme_issuer import AcmeDeadlineExceededError, ChallengeStore, Http01Server
 from certfleet.acme_issuer.ari import fetch_renewal_info
 from certfleet.acme_issuer.errors import AcmeResponseTooLargeError
-from certfleet.acme_issuer.transport import MAX_BODY_BYTES, DeadlineAdapter, Exchange
+from certfleet.acme_issuer.transport import MAX_BODY_BYTES, DeadlineAdapter, Exchange, IdlePool
 
 
 @pytest.fixture(scope="module")
@@ -176,3 +177,87 @@ def test_an_endless_directory_means_no_renewal_information(
     chain = leaf.public_bytes(serialization.Encoding.PEM)
     assert fetch_renewal_info(f"{endless}/endless", chain, deadline=30) is None
     assert "longer than" in caplog.text
+
+
+# --- the idle pool -----------------------------------------------------------------------
+
+
+@dataclass
+class _Item:
+    name: str
+    closed: bool = False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@dataclass
+class _Clock:
+    now: float = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_pool_hands_out_the_newest_idle_item_to_one_caller_only() -> None:
+    pool: IdlePool[_Item] = IdlePool(monotonic=_Clock())
+    assert pool.take() is None
+    first, second = _Item("first"), _Item("second")
+    pool.give(first)
+    pool.give(second)
+    assert pool.take() is second  # the newest: the likeliest to be still open
+    assert pool.take() is first
+    assert pool.take() is None, "an item handed out twice"
+
+
+def test_an_item_idle_too_long_is_closed_not_handed_out() -> None:
+    clock = _Clock()
+    pool: IdlePool[_Item] = IdlePool(idle_seconds=30, monotonic=clock)
+    old, recent = _Item("old"), _Item("recent")
+    pool.give(old)
+    clock.now += 20
+    pool.give(recent)
+    clock.now += 15  # old: 35 s idle, recent: 15 s
+    assert pool.take() is recent
+    assert pool.take() is None
+    assert old.closed and not recent.closed
+
+
+def test_the_pool_keeps_a_bounded_number_and_closes_the_rest() -> None:
+    pool: IdlePool[_Item] = IdlePool(max_idle=2, monotonic=_Clock())
+    items = [_Item(str(n)) for n in range(4)]
+    for item in items:
+        pool.give(item)
+    assert len(pool) == 2
+    assert [item.closed for item in items] == [True, True, False, False]
+    pool.close()
+    assert len(pool) == 0 and all(item.closed for item in items)
+
+
+def test_the_pool_is_safe_across_threads() -> None:
+    pool: IdlePool[_Item] = IdlePool()
+    held: set[int] = set()
+    guard = threading.Lock()
+    clashes: list[str] = []
+
+    def work(n: int) -> None:
+        item = pool.take() or _Item(str(n))
+        with guard:
+            if id(item) in held:
+                clashes.append(item.name)
+            held.add(id(item))
+        with guard:
+            held.discard(id(item))
+        pool.give(item)
+
+    def repeat(n: int) -> None:
+        for _ in range(200):
+            work(n)
+
+    threads = [threading.Thread(target=repeat, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert clashes == []
+    assert len(pool) <= 8

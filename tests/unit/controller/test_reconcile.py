@@ -632,6 +632,65 @@ def test_a_lease_held_elsewhere_waits_instead_of_ordering(world: FakeWorld) -> N
     assert "build-b holds the order lease" in outcome.message
 
 
+class LoggedLeases(FlakyDatastore):
+    """Writes "release" to `log` when the lease is given back."""
+
+    def __init__(self, log: list[str]) -> None:
+        super().__init__()
+        self.log = log
+
+    def release_lease(self, *args: Any, **kwargs: Any) -> None:
+        self.log.append("release")
+        super().release_lease(*args, **kwargs)
+
+
+@dataclass
+class ReportingWorld(FakeWorld):
+    """Writes "report" to `log` when the outcome is reported; `report_error` makes the
+    report fail (the API server went away)."""
+
+    log: list[str] = field(default_factory=list)
+    report_error: Exception | None = None
+
+    def report(self, outcome: Outcome) -> None:
+        self.log.append("report")
+        if self.report_error is not None:
+            raise self.report_error
+
+
+def logged_world() -> ReportingWorld:
+    log: list[str] = []
+    return ReportingWorld(store=LoggedLeases(log), log=log)
+
+
+def test_the_outcome_is_reported_before_the_lease_is_given_back() -> None:
+    world = logged_world()
+    assert reconcile(world).reason == "Issued"
+    assert world.log == ["report", "release"]
+    assert isinstance(world.store.take_lease(LOCATION, "other", NOW, timedelta(1)), LeaseTaken)
+
+
+def test_a_failed_report_still_gives_the_lease_back() -> None:
+    world = logged_world()
+    world.report_error = KubernetesUnavailableError("the API server did not answer")
+    with pytest.raises(KubernetesUnavailableError):
+        reconcile(world)
+    assert world.log == ["report", "release"]
+
+
+def test_an_order_that_crashes_gives_the_lease_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    world = logged_world()
+
+    def crash(*_args: Any, **_kwargs: Any) -> PemPair:
+        raise RuntimeError("a bug in the issuer")
+
+    monkeypatch.setattr(world.ca, "issue", crash)
+    with pytest.raises(RuntimeError):
+        reconcile(world)
+    assert world.log == ["release"]
+    assert isinstance(world.store.take_lease(LOCATION, "other", NOW, timedelta(1)), LeaseTaken)
+
+
 class PublishedMeanwhile(FlakyDatastore):
     """Another machine publishes between this one's first look and its lease."""
 

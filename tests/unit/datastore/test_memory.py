@@ -74,7 +74,9 @@ def test_the_next_publish_must_name_the_pointer_it_saw(store: Datastore) -> None
         publish(store, "0b", None)  # saw nothing, but something is there now
     current = store.read_current(LOCATION)
     assert current is not None
-    assert publish(store, "0b", current.pointer_etag) == 2
+    # Revision numbers may have gaps: on S3 the refused publish learns of the pointer only
+    # at its conditional write, and leaves its unreferenced revision 2 behind.
+    assert publish(store, "0b", current.pointer_etag) >= 2
     with pytest.raises(DatastoreConflictError):
         publish(store, "0c", current.pointer_etag)  # stale: revision 2 moved it
 

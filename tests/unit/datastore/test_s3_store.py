@@ -751,3 +751,101 @@ def test_old_revisions_are_pruned_beyond_the_limit_and_the_current_stays(
     assert exists(s3_client, location.fullchain_key(3))
     assert exists(s3_client, location.fullchain_key(9))
     assert store.read_current(location) is not None
+
+
+# -- what a publish costs ----------------------------------------------------------------
+
+
+@pytest.fixture
+def s3_requests(s3_client: S3Client) -> list[tuple[str, str]]:
+    """Every S3 request the client sends from now on: (operation, key or prefix)."""
+    sent: list[tuple[str, str]] = []
+
+    def record(params: dict[str, Any], model: Any, **_: Any) -> None:
+        sent.append((model.name, params.get("Key") or params.get("Prefix", "")))
+
+    s3_client.meta.events.register("provide-client-params.s3.*", record)
+    return sent
+
+
+def test_a_first_publish_writes_reads_back_and_flips_nothing_more(
+    store: S3Datastore, location: DatastoreLocation, s3_requests: list[tuple[str, str]]
+) -> None:
+    # The caller saw no pointer: If-None-Match on the pointer checks that, no GET first.
+    publish(store, location, None)
+    assert s3_requests == [
+        ("PutObject", location.fullchain_key(1)),
+        ("PutObject", location.privkey_key(1)),
+        ("GetObject", location.fullchain_key(1)),
+        ("GetObject", location.privkey_key(1)),
+        ("PutObject", location.pointer_key),
+    ]
+
+
+def test_a_publish_on_the_pointer_the_caller_read_does_not_read_it_again(
+    store: S3Datastore, location: DatastoreLocation, s3_requests: list[tuple[str, str]]
+) -> None:
+    publish(store, location, None)
+    stored = store.read_current(location)
+    assert stored is not None
+    s3_requests.clear()
+    pointer = store.publish(
+        location,
+        FULLCHAIN,
+        PRIVKEY,
+        "0b",
+        NOT_BEFORE,
+        NOT_AFTER,
+        stored.pointer_etag,
+        expected_revision=stored.pointer.revision,
+    )
+    assert pointer.revision == 2
+    assert ("GetObject", location.pointer_key) not in s3_requests
+    assert s3_requests[0] == ("PutObject", location.fullchain_key(2))
+    assert len(s3_requests) == 5
+
+
+def test_a_stale_pointer_and_its_revision_are_refused_at_the_pointer_write(
+    store: S3Datastore, location: DatastoreLocation
+) -> None:
+    publish(store, location, None)
+    stale = store.read_current(location)
+    assert stale is not None
+    publish(store, location, stale.pointer_etag, serial="0b")
+    with pytest.raises(DatastoreConflictError):
+        store.publish(
+            location,
+            FULLCHAIN + b"late",
+            PRIVKEY,
+            "0c",
+            NOT_BEFORE,
+            NOT_AFTER,
+            stale.pointer_etag,
+            expected_revision=stale.pointer.revision,
+        )
+    current = store.read_current(location)
+    assert current is not None
+    assert (current.pointer.revision, current.pointer.serial) == (2, "0b")
+
+
+def test_a_pointer_the_caller_could_not_parse_is_read_again(
+    store: S3Datastore, location: DatastoreLocation, s3_requests: list[tuple[str, str]]
+) -> None:
+    publish(store, location, None)
+    stored = store.read_current(location)
+    assert stored is not None
+    s3_requests.clear()
+    publish(store, location, stored.pointer_etag)  # no expected_revision: it is read
+    assert s3_requests[0] == ("GetObject", location.pointer_key)
+
+
+def test_prune_lists_nothing_while_every_revision_below_is_kept(
+    store: S3Datastore, location: DatastoreLocation, s3_requests: list[tuple[str, str]]
+) -> None:
+    # At most `current` revisions (0 to current - 1) lie below the current one.
+    assert store.prune(location, current=1, keep=1, grace=timedelta(0)) == []
+    assert store.prune(location, current=10, keep=10, grace=timedelta(0)) == []
+    assert s3_requests == []
+    store.prune(location, current=11, keep=10, grace=timedelta(0))
+    store.prune(location, current=1, keep=0, grace=timedelta(0))
+    assert [operation for operation, _ in s3_requests] == ["ListObjectsV2", "ListObjectsV2"]
