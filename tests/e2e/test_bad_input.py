@@ -21,7 +21,7 @@ import secrets
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +62,10 @@ class Bed:
     stranger: IntermediateCA
     bundle: bytes
     workdir: Path
+    # What the module made outside its namespace (cluster-scoped CloudHosts, Secrets of the
+    # operator's namespace), for its teardown; its namespace's objects go by namespace.
+    cloudhosts: list[str] = field(default_factory=list)
+    operator_secrets: list[str] = field(default_factory=list)
 
     def name(self, stem: str) -> tuple[str, str]:
         """A resource name and its own domain."""
@@ -101,6 +105,31 @@ class Bed:
         self.install.apply(resource)
         return resource
 
+    def delete_everything(self) -> None:
+        """What the module made, off the session's shared control plane: its refused
+        ManagedCertificates would otherwise be retried by every later test's operator. Deleted
+        while the module's operator still runs (it forgets their timers); no namespace
+        controller runs on the test bed, so the namespace itself is left, empty."""
+        kubectl = self.plane.kubectl
+        kubectl("delete", "mcert", "--all", "-n", self.namespace, "--timeout=30s")
+        kubectl("delete", "secret", "--all", "-n", self.namespace, "--timeout=30s")
+        cloudhosts = [self.cloudhost, *self.cloudhosts]
+        kubectl("delete", "cloudhost", *cloudhosts, "--ignore-not-found", "--timeout=30s")
+        own_secrets = [
+            f"{self.cloudhost}-{kind}"
+            for kind in ("trust-bundle", "s3-credentials", "encryption-key")
+        ]
+        kubectl(
+            "delete",
+            "secret",
+            *own_secrets,
+            *self.operator_secrets,
+            "-n",
+            OPERATOR_NAMESPACE,
+            "--ignore-not-found",
+            "--timeout=30s",
+        )
+
 
 @pytest.fixture(scope="module")
 def bed(
@@ -126,22 +155,26 @@ def bed(
             challenge_proxy=f"http://127.0.0.1:{install.http01_port}",
         ):
             install.start_operator(pebble)
+            bed = Bed(
+                control_plane,
+                install,
+                pebble,
+                bucket,
+                namespace,
+                cloudhost,
+                master_key,
+                trusted,
+                stranger,
+                bundle,
+                workdir,
+            )
             try:
-                yield Bed(
-                    control_plane,
-                    install,
-                    pebble,
-                    bucket,
-                    namespace,
-                    cloudhost,
-                    master_key,
-                    trusted,
-                    stranger,
-                    bundle,
-                    workdir,
-                )
+                yield bed
             finally:
-                install.stop_operator()
+                try:
+                    bed.delete_everything()
+                finally:
+                    install.stop_operator()
 
 
 # -- supplied (MANUAL) certificates ---------------------------------------------------------
@@ -352,6 +385,7 @@ CloudHostChange = Callable[[Bed, dict[str, Any]], None]
 
 
 def _secret(bed: Bed, name: str, data: dict[str, bytes]) -> None:
+    bed.operator_secrets.append(name)
     bed.install.apply_secret(OPERATOR_NAMESPACE, name, data)
 
 
@@ -411,6 +445,7 @@ def _cloudhost(bed: Bed, change: CloudHostChange) -> str:
         "spec": document["spec"],
     }
     change(bed, cloudhost["spec"])
+    bed.cloudhosts.append(name)
     bed.install.apply(cloudhost)
     return name
 
