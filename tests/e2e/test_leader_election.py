@@ -20,7 +20,7 @@ from testbed.control_plane import ControlPlane
 from testbed.processes import ServerProcess
 from testbed.waiting import wait_for
 
-LEASE_SECONDS = 4  # the test bed's --lease-seconds: a standby takes over after 4 s unseen
+LEASE_SECONDS = 6  # the test bed's --lease-seconds: a standby takes over after 6 s unseen
 
 
 def acting(operator: ServerProcess) -> bool:
