@@ -281,10 +281,13 @@ class CloudHostDatastores:
         self,
         gateway: Reads,
         on_s3_client: Callable[[Any], None] | None = None,
+        pool_size: int = 10,
     ) -> None:
-        """`on_s3_client` is told of every new S3 client (metrics count its calls)."""
+        """`on_s3_client` is told of every new S3 client (metrics count its calls);
+        `pool_size`: the threads that may use one client at once."""
         self._gateway = gateway
         self._on_s3_client = on_s3_client
+        self._pool_size = pool_size
         self._datastores: dict[tuple[Any, ...], S3Datastore] = {}
         self._lock = threading.Lock()
 
@@ -336,6 +339,7 @@ class CloudHostDatastores:
                         access_key_id=access_key.decode(),
                         secret_access_key=secret_key.decode(),
                         addressing_style=cloudhost.addressing_style,
+                        max_pool_connections=self._pool_size,
                     )
                 except ValueError as error:  # botocore refuses the endpoint or region
                     raise DatastoreNotConfiguredError(

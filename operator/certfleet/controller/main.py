@@ -159,7 +159,9 @@ def _ports(
         solvers=ChallengeSolvers(gateway, settings.namespace, challenges, settings.dns01),
     )
     return Ports(
-        datastores=CloudHostDatastores(reads, on_s3_client=metrics.instrument_s3_client),
+        datastores=CloudHostDatastores(
+            reads, on_s3_client=metrics.instrument_s3_client, pool_size=KOPF_WORKERS + TIMER_WORKERS
+        ),
         cache=SecretCache(secrets, gateway, owners),
         supplied=SecretSuppliedCertificates(secrets),
         issuer=issuers,

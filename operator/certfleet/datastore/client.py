@@ -23,11 +23,14 @@ def s3_client(
     addressing_style: str = "path",
     ca_bundle: str | None = None,
     max_attempts: int = 3,
+    max_pool_connections: int = 10,
 ) -> S3Client:
     """A client for one CloudHost's bucket. `max_attempts` counts botocore's own retries
     (standard mode): the operator retries a little more than an agent, whose poll that
     fails is simply tried again at the next interval. Keys None: boto3's own credential chain
-    (an instance role). Raises ValueError for settings botocore refuses (an invalid endpoint).
+    (an instance role). `max_pool_connections`: as many as threads use the client at once
+    (beyond it each request opens a connection and throws it away). Raises ValueError for
+    settings botocore refuses (an invalid endpoint).
     """
     client: S3Client = boto3.client(
         "s3",
@@ -41,6 +44,7 @@ def s3_client(
             retries={"max_attempts": max_attempts, "mode": "standard"},
             connect_timeout=CONNECT_TIMEOUT_SECONDS,
             read_timeout=READ_TIMEOUT_SECONDS,
+            max_pool_connections=max_pool_connections,
         ),
     )
     return client

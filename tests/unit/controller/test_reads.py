@@ -17,7 +17,7 @@ from certfleet.acme_issuer.http01 import ChallengeStore
 from certfleet.api.names import CLOUDHOSTS, GROUP, MANAGED_CERTIFICATES
 from certfleet.api.spec import cache_secret_name, parse_certificate_spec
 from certfleet.controller import main
-from certfleet.controller.adapters import CacheOwners, SecretCache
+from certfleet.controller.adapters import CacheOwners, CloudHostDatastores, SecretCache
 from certfleet.controller.gather import gather
 from certfleet.controller.metrics import OperatorMetrics
 from certfleet.controller.plan import Observed, Request
@@ -174,3 +174,13 @@ def test_managed_certificate_events_feed_the_cache_owners_index() -> None:
     assert when(type="DELETED", body=body)
     asyncio.run(fn(type="DELETED", body=body))
     assert owners.owners(NAMESPACE, name) == []
+
+
+def test_every_s3_client_pools_a_connection_per_worker_thread() -> None:
+    """botocore keeps 10 connections a client; the handler threads and the timers' share one
+    CloudHost's client."""
+    made: list[Any] = []
+    datastores = CloudHostDatastores(CountingGateway(), on_s3_client=made.append, pool_size=38)
+    datastores.datastore("aws")
+    (s3,) = made
+    assert s3.meta.config.max_pool_connections == 38
