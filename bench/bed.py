@@ -206,7 +206,7 @@ class Bed:
         return resource
 
     def start_operator(self, *args: str) -> ServerProcess:
-        # The operator's default Lease (15 s), not the test bed's 4 s (quick fail-over for the
+        # The operator's default Lease (15 s), not the test bed's 6 s (quick fail-over for the
         # e2e tests): a cold start of 1,000 kept the renewal from running for 2.7 s, and the
         # operator stopped.
         return self.install.start_operator(self.ca, f"--lease-seconds={LEASE_SECONDS:g}", *args)
