@@ -44,9 +44,20 @@ class KubeApi:
         )
 
     def request(self, method: str, path: str, body: object = None) -> tuple[int, Any]:
-        connection: http.client.HTTPSConnection | None = getattr(self._local, "connection", None)
-        if connection is None:
-            connection = self._local.connection = self.connection()
+        kept: http.client.HTTPSConnection | None = getattr(self._local, "connection", None)
+        try:
+            return self._request(kept or self.connection(), method, path, body)
+        except (ConnectionError, ssl.SSLEOFError, http.client.RemoteDisconnected):
+            if kept is None:
+                raise
+            # The API server closes a connection left idle (minutes of publishing): once
+            # more on a new one; nothing was answered on the old.
+            return self._request(self.connection(), method, path, body)
+
+    def _request(
+        self, connection: http.client.HTTPSConnection, method: str, path: str, body: object
+    ) -> tuple[int, Any]:
+        self._local.connection = connection
         headers = {"Accept": "application/json", "User-Agent": BENCH_AGENT}
         payload = None
         if body is not None:
