@@ -37,6 +37,11 @@ def main() -> int:
     parser.add_argument("--only", nargs="*", choices=SECTIONS, default=list(SECTIONS))
     parser.add_argument("--output", type=Path, default=RESULTS)
     parser.add_argument(
+        "--s3-keep-alive",
+        action="store_true",
+        help="versitygw keeps connections open, as S3 does (by default it closes each)",
+    )
+    parser.add_argument(
         "--keep", action="store_true", help="keep the servers' logs and data after a success"
     )
     args = parser.parse_args()
@@ -44,7 +49,7 @@ def main() -> int:
     print(f"bench: N={args.n}, fleet={args.fleet}, working in {workdir}", flush=True)
     report = Report()
     started = time.monotonic()
-    with Bed(workdir) as bed:
+    with Bed(workdir, s3_keep_alive=args.s3_keep_alive) as bed:
         if "apply" in args.only:
             print("bench: apply -> Ready", flush=True)
             apply_ready.run(bed, report, args.rounds)
@@ -64,6 +69,7 @@ def main() -> int:
         "load_average_at_end": os.getloadavg(),
         "machine": platform.platform(),
         "python": platform.python_version(),
+        "s3_keep_alive": args.s3_keep_alive,
     }
     report.write(args.output, run)
     if not args.keep:  # after a failure they stay, for its logs

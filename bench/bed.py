@@ -113,7 +113,7 @@ class PebbleSigner:
 class Bed:
     """Every server, started in order and stopped in reverse, whatever fails."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, s3_keep_alive: bool = False) -> None:
         self.workdir = workdir
         self._stack = ExitStack()
         audit_policy = workdir / "audit-policy.yaml"
@@ -129,7 +129,7 @@ class Bed:
             ],
         )
         self.s3_access = S3AccessLog(workdir / "s3-access.log")
-        self.s3 = S3Server(workdir / "s3", access_log=self.s3_access.path)
+        self.s3 = S3Server(workdir / "s3", access_log=self.s3_access.path, keep_alive=s3_keep_alive)
         self.ca = AcmeCA(workdir / "acme")
         self.challenges = ChallengeStore()
 

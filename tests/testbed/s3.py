@@ -51,11 +51,15 @@ class S3Bucket:
 
 
 class S3Server(Servers):
-    def __init__(self, workdir: Path, access_log: Path | None = None) -> None:
+    def __init__(
+        self, workdir: Path, access_log: Path | None = None, keep_alive: bool = False
+    ) -> None:
         """`access_log`: where versitygw writes a line per request (the benchmarks count
-        them); none by default."""
+        them); none by default. `keep_alive`: versitygw keeps connections open, as S3 does
+        (its default answers every request with `Connection: close`)."""
         self.workdir = workdir
         self.access_log = access_log
+        self.keep_alive = keep_alive
         self.root = workdir / "s3-root"
         self.root.mkdir(parents=True, exist_ok=True)
         self.iam = workdir / "iam"
@@ -82,6 +86,7 @@ class S3Server(Servers):
                 f"--iam-dir={self.iam}",
                 "--quiet",
                 *([f"--access-log={self.access_log}"] if self.access_log else []),
+                *(["--keep-alive"] if self.keep_alive else []),
                 "posix",
                 str(self.root),
             ],
