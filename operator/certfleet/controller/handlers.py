@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, cast
@@ -19,6 +19,12 @@ from certfleet.api.names import (
     RENEW_NOW_ANNOTATION,
     TAKE_OVER_ANNOTATION,
     VERSION,
+)
+from certfleet.controller.backlog import (
+    BACKLOG_WORKERS,
+    FRESH_WORKERS,
+    ReconcilePools,
+    created_at,
 )
 from certfleet.controller.metrics import OperatorMetrics
 from certfleet.controller.plan import Outcome, Request
@@ -52,6 +58,8 @@ class Runtime:
     _locks: dict[tuple[str, str], threading.Lock] = field(default_factory=dict)
     _guard: threading.Lock = field(default_factory=threading.Lock)
     timers: RenewalTimers = field(init=False)
+    # kopf's pool and the start's backlog apart (backlog.py); the start is now.
+    pools: ReconcilePools = field(init=False)
 
     def __post_init__(self) -> None:
         self.timers = RenewalTimers(
@@ -60,6 +68,7 @@ class Runtime:
             self.clock,
             timedelta(seconds=self.recheck_seconds),
         )
+        self.pools = ReconcilePools(self.clock(), FRESH_WORKERS, BACKLOG_WORKERS)
 
     def _reconcile_read(self, raw: Mapping[str, Any]) -> Outcome:
         """The renewal timer's reconciliation, of the resource as just read."""
@@ -112,12 +121,22 @@ def reconcile_and_time(
         runtime.timers.track(body.metadata.namespace or "", body.metadata.name or "")
 
 
+async def in_its_pool(
+    runtime: Runtime, body: kopf.Body, reason: str, work: Callable[[], Outcome]
+) -> Outcome:
+    """A reconciliation in the backlog's pool or kopf's, as backlog.py decides."""
+    created = created_at(body.metadata.creation_timestamp)
+    return await runtime.pools.run(reason, created, work)
+
+
 def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
     @kopf.on.resume(*RESOURCE, registry=registry)
     @kopf.on.create(*RESOURCE, registry=registry)
     @kopf.on.update(*RESOURCE, field="spec", registry=registry)
-    def reconcile(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
-        outcome = reconcile_and_time(runtime, body, logger)
+    async def reconcile(body: kopf.Body, reason: str, logger: kopf.Logger, **_: Any) -> None:
+        outcome = await in_its_pool(
+            runtime, body, reason, lambda: reconcile_and_time(runtime, body, logger)
+        )
         if outcome.retry_after is not None and not outcome.ready:
             raise kopf.TemporaryError(outcome.message, delay=outcome.retry_after)
 
@@ -145,6 +164,7 @@ def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
     @kopf.on.cleanup(registry=registry)
     async def stop_timers(**_: Any) -> None:
         await runtime.timers.stop_all()
+        runtime.pools.shutdown()
 
     # Without a finalizer a deletion is seen only as the watch's DELETED event (kopf's on.delete
     # handlers need one); an operator that misses it has neither timer nor series left anyway.

@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import threading
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -28,6 +29,7 @@ from certfleet.controller.adapters import (
     SecretSuppliedCertificates,
     secret_value,
 )
+from certfleet.controller.backlog import BACKLOG_WORKERS, FRESH_WORKERS
 from certfleet.controller.decide import DecisionSettings
 from certfleet.controller.handlers import MAX_RENEWAL_SLEEP_SECONDS, RESOURCE, Runtime, register
 from certfleet.controller.liveness import standby_liveness
@@ -44,11 +46,10 @@ from certfleet.kube.leader_label import LeaderLabel
 from certfleet.kube.lease import LeaderElector
 from certfleet.kube.secrets import TlsSecrets
 
-# Sync handlers run in kopf's thread pool (min(32, CPUs + 4) by default: 6 on 2 cores);
-# reconciliations wait on S3 and the CA, not the CPU, so allow more of them at once.
-KOPF_WORKERS = 32
 # The renewal timers reconcile in asyncio's default pool (asyncio.to_thread), beside kopf's.
 TIMER_WORKERS = min(32, (os.cpu_count() or 1) + 4)
+# The threads that may each use a pooled connection at once (kopf's, the backlog's, the timers').
+THREADS = FRESH_WORKERS + BACKLOG_WORKERS + TIMER_WORKERS
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,7 @@ class OperatorSettings:
     dns01: Dns01Options = field(default_factory=Dns01Options)
 
 
-def _configure_kopf(registry: kopf.OperatorRegistry) -> None:
+def _configure_kopf(registry: kopf.OperatorRegistry, executor: Executor) -> None:
     @kopf.on.startup(registry=registry)
     def settings(settings: kopf.OperatorSettings, **_: Any) -> None:
         # kopf's bookkeeping under certfleet's own annotation prefix, not kopf.zalando.org.
@@ -93,7 +94,7 @@ def _configure_kopf(registry: kopf.OperatorRegistry) -> None:
         settings.watching.connect_timeout = 5
         settings.networking.connect_timeout = 5
         settings.networking.request_timeout = 30
-        settings.execution.max_workers = KOPF_WORKERS
+        settings.execution.executor = executor  # the fresh pool (backlog.py)
 
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
@@ -136,7 +137,7 @@ def size_connection_pools() -> None:
     connection, with its TLS handshake, and throws it away ("Connection pool is full").
     Every ApiClient made afterwards (each gateway's) takes its pool size from here."""
     configuration = kube_client.Configuration.get_default_copy()
-    configuration.connection_pool_maxsize = KOPF_WORKERS + TIMER_WORKERS
+    configuration.connection_pool_maxsize = THREADS
     kube_client.Configuration.set_default(configuration)
 
 
@@ -160,7 +161,7 @@ def _ports(
     )
     return Ports(
         datastores=CloudHostDatastores(
-            reads, on_s3_client=metrics.instrument_s3_client, pool_size=KOPF_WORKERS + TIMER_WORKERS
+            reads, on_s3_client=metrics.instrument_s3_client, pool_size=THREADS
         ),
         cache=SecretCache(secrets, gateway, owners),
         supplied=SecretSuppliedCertificates(secrets),
@@ -243,7 +244,7 @@ def run(settings: OperatorSettings) -> int:
         cluster=cluster or "",
     )
     registry = kopf.OperatorRegistry()
-    _configure_kopf(registry)
+    _configure_kopf(registry, runtime.pools.fresh)
     _watch_cloudhosts(registry, reads)
     _index_cache_owners(registry, owners)
     register(registry, runtime)

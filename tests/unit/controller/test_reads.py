@@ -16,7 +16,7 @@ from kubernetes import client
 from certfleet.acme_issuer.http01 import ChallengeStore
 from certfleet.api.names import CLOUDHOSTS, GROUP, MANAGED_CERTIFICATES
 from certfleet.api.spec import cache_secret_name, parse_certificate_spec
-from certfleet.controller import main
+from certfleet.controller import backlog, main
 from certfleet.controller.adapters import CacheOwners, CloudHostDatastores, SecretCache
 from certfleet.controller.gather import gather
 from certfleet.controller.metrics import OperatorMetrics
@@ -146,11 +146,12 @@ def default_configuration() -> Iterator[None]:
 
 @pytest.mark.usefixtures("default_configuration")
 def test_every_api_client_pools_a_connection_per_worker_thread() -> None:
-    """urllib3 would keep CPUs x 5 (10 on 2 cores) for kopf's 32 handler threads and the
-    timers', and open (and discard) a connection for every request beyond them."""
+    """urllib3 would keep CPUs x 5 (10 on 2 cores) for kopf's 32 handler threads, the
+    backlog's and the timers', and open (and discard) a connection for every request beyond."""
     main.size_connection_pools()
     pool = KubernetesGateway()._core.api_client.rest_client.pool_manager
-    assert pool.connection_pool_kw["maxsize"] >= main.KOPF_WORKERS + main.TIMER_WORKERS
+    threads = backlog.FRESH_WORKERS + backlog.BACKLOG_WORKERS + main.TIMER_WORKERS
+    assert pool.connection_pool_kw["maxsize"] >= threads
 
 
 def test_managed_certificate_events_feed_the_cache_owners_index() -> None:
