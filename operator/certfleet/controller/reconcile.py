@@ -4,8 +4,8 @@ Nothing climbs back up: the decision is taken on what was gathered, the plan is 
 before a long ACME order starts, the outcome is reported once at the end.
 
 Before anything happens at a location, the resource claims it (``core.ownership``): the
-claim is written, then the world is decided again, as the owner's: an order goes on to its
-lease (which gathers the world again anyway), anything else gathers it again first.
+claim is written, then the world as gathered is decided again, as the owner's: an order goes
+on to its lease (which gathers the world again anyway); a lost claim gathers it again first.
 
 An order happens only under the datastore's order lease of the certificate's location: several
 certfleets sharing a bucket (build machines, a cluster) would otherwise each order. After the
@@ -84,25 +84,20 @@ class Reconciler:
         plan = decide(observed, self._clock(), self._settings)
         claimed: tuple[Event, ...] = ()
         if isinstance(plan, ClaimLocation) and isinstance(observed, Observed):
-            # The claim first, then the decision as the owner's. The world may have changed
-            # while this one looked: an order gathers it again under its lease (below), so
-            # only another plan needs it gathered again here.
+            # The claim first, then the decision as the owner's, on the world as gathered:
+            # an order gathers it again under its lease (below), and a publish is conditional
+            # on the pointer read. Only a lost claim needs the world gathered again.
             written = self._claim(plan, observed)
             if isinstance(written, Outcome):
                 reporter.report(written)
                 return written
             claimed, claim = written
-            owned = None
-            if claim is not None:  # the world as gathered, with this resource's claim
+            if claim is not None:
                 ownership = Ownership(admitted=True, claim=claim, claim_owner_exists=None)
-                owned = dataclasses.replace(observed, ownership=ownership)
-            if owned is not None and isinstance(
-                owned_plan := decide(owned, self._clock(), self._settings), Issue
-            ):
-                observed, plan = owned, owned_plan
+                observed = dataclasses.replace(observed, ownership=ownership)
             else:
                 observed = gather(request, self._ports)
-                plan = decide(observed, self._clock(), self._settings)
+            plan = decide(observed, self._clock(), self._settings)
         taken: LeaseTaken | None = None
         if isinstance(plan, Issue) and isinstance(observed, Observed):
             outcome, taken = self._order_under_lease(plan, observed, reporter)

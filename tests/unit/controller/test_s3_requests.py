@@ -117,3 +117,23 @@ def test_after_a_lost_claim_race_the_world_is_gathered_again(
     assert outcome.reason == "Issued"
     reads = [request for request in sent if request == ("GetObject", "owner.json", "")]
     assert len(reads) == 3, "the first look, again after the lost race, and under the lease"
+
+
+def test_reusing_from_a_location_nobody_claimed_gathers_once(
+    world: S3World, moto_s3: S3Client, sent: list[Request]
+) -> None:
+    """A certificate an older certfleet (or the toolkit) published, found by a new cluster:
+    the claim is conditional and the reuse reads nothing more, so nothing is read twice."""
+    reconcile(world)
+    moto_s3.delete_object(Bucket=BUCKET, Key=f"{LOCATION.base_key}/owner.json")
+    world.secrets.items.clear()  # a new cluster: no cache Secret
+    sent.clear()
+    outcome = reconcile(world)
+    assert (outcome.ready, outcome.reason, world.ca.orders) == (True, "Reused", 1)
+    assert sent == [
+        ("GetObject", "owner.json", ""),
+        ("GetObject", "current.json", ""),
+        ("GetObject", "revisions/1/fullchain.pem", ""),
+        ("GetObject", "revisions/1/privkey.pem.enc", ""),
+        ("PutObject", "owner.json", "If-None-Match"),
+    ]
