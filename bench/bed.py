@@ -113,7 +113,7 @@ class PebbleSigner:
 class Bed:
     """Every server, started in order and stopped in reverse, whatever fails."""
 
-    def __init__(self, workdir: Path, s3_keep_alive: bool = False) -> None:
+    def __init__(self, workdir: Path, s3_keep_alive: bool = True) -> None:
         self.workdir = workdir
         self._stack = ExitStack()
         audit_policy = workdir / "audit-policy.yaml"

@@ -29,10 +29,14 @@ def _poll_interval(n: int) -> float:
 
 
 def _until_all_ready(
-    bed: Bed, names: set[str], started: float, timeout: float
+    bed: Bed,
+    names: set[str],
+    started: float,
+    timeout: float,
+    at_first: Callable[[], object] = lambda: None,
 ) -> tuple[float, float]:
     """Seconds from `started` until the operator's metrics say every one of `names` is
-    Ready, and until the first was."""
+    Ready, and until the first was (when `at_first` runs)."""
     port = bed.install.metrics_port
     assert port is not None
     first: list[float] = []
@@ -46,6 +50,7 @@ def _until_all_ready(
         ready = ready_names(port, NAMESPACE)
         if ready and not first:
             first.append(time.monotonic() - started)
+            at_first()
         return names <= ready
 
     wait_for(
@@ -95,13 +100,21 @@ def run(bed: Bed, report: Report, n: int) -> None:
     apiserver_cpu = apiserver.cpu_seconds() if apiserver else 0.0
     marks = bed.marks()
 
+    applied: list[float] = []
+
+    def apply_newcomer() -> None:
+        # Once the cold start is under way (its first Ready): the operator has listed the
+        # others, and this one comes as a watch event while they are reconciled.
+        bed.api.create(bed.automatic(NAMESPACE, newcomer, f"{newcomer}.certfleet.test"))
+        applied.append(time.monotonic())
+
     started = time.monotonic()
     operator = bed.start_operator()
     stats = ProcessStats(operator.pid)
-    applied = time.monotonic()
-    bed.api.create(bed.automatic(NAMESPACE, newcomer, f"{newcomer}.certfleet.test"))
-    cold, cold_first = _until_all_ready(bed, {*names, newcomer}, started, timeout)
-    newcomer_seconds = watch.wait([newcomer], timeout)[newcomer] - applied
+    cold, cold_first = _until_all_ready(
+        bed, {*names, newcomer}, started, timeout, at_first=apply_newcomer
+    )
+    newcomer_seconds = watch.wait([newcomer], timeout)[newcomer] - applied[0]
     watch.close()
     api, s3 = bed.operator_requests(marks)
     peak = stats.peak_rss_mib()
@@ -128,7 +141,7 @@ def run(bed: Bed, report: Report, n: int) -> None:
     report.add(
         Figure(
             section,
-            "a new certificate applied meanwhile: Ready after",
+            "a new certificate applied at the first Ready: Ready after",
             newcomer_seconds,
             "s",
             goal="< 5 s",

@@ -52,11 +52,12 @@ class S3Bucket:
 
 class S3Server(Servers):
     def __init__(
-        self, workdir: Path, access_log: Path | None = None, keep_alive: bool = False
+        self, workdir: Path, access_log: Path | None = None, keep_alive: bool = True
     ) -> None:
         """`access_log`: where versitygw writes a line per request (the benchmarks count
-        them); none by default. `keep_alive`: versitygw keeps connections open, as S3 does
-        (its default answers every request with `Connection: close`)."""
+        them); none by default. `keep_alive`: versitygw keeps connections open, as S3 does;
+        without it (versitygw's own default) it answers every request with
+        `Connection: close`, and every request costs a new connection."""
         self.workdir = workdir
         self.access_log = access_log
         self.keep_alive = keep_alive
