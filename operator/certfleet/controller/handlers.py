@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, cast
@@ -20,6 +20,7 @@ from certfleet.api.names import (
     TAKE_OVER_ANNOTATION,
     VERSION,
 )
+from certfleet.api.status import CertificateStatus
 from certfleet.controller.backlog import (
     BACKLOG_WORKERS,
     FRESH_WORKERS,
@@ -31,6 +32,7 @@ from certfleet.controller.plan import Outcome, Request
 from certfleet.controller.reconcile import Reconciler
 from certfleet.controller.renewal_timers import RenewalTimers
 from certfleet.controller.reporter import KubeReporter, WrittenPatches
+from certfleet.controller.restart import settled
 from certfleet.core.clock import Clock
 from certfleet.core.errors import CertfleetError
 from certfleet.core.ownership import LocationOwner
@@ -115,30 +117,53 @@ def reconcile_and_time(
     runtime: Runtime, body: kopf.Body, logger: Any, force_renewal: bool = False
 ) -> Outcome:
     """A handler's reconciliation; then the resource's renewal timer starts or looks again."""
+    outcome: Outcome | None = None
     try:
-        return reconcile_resource(runtime, body, logger, force_renewal)
+        outcome = reconcile_resource(runtime, body, logger, force_renewal)
+        return outcome
     finally:
-        runtime.timers.track(body.metadata.namespace or "", body.metadata.name or "")
+        due = outcome.renew_at if outcome is not None else None
+        runtime.timers.track(body.metadata.namespace or "", body.metadata.name or "", due)
 
 
-async def in_its_pool(
-    runtime: Runtime, body: kopf.Body, reason: str, work: Callable[[], Outcome]
-) -> Outcome:
-    """A reconciliation in the backlog's pool or kopf's, as backlog.py decides."""
+async def reconcile_in_its_pool(
+    runtime: Runtime, body: kopf.Body, reason: str, logger: Any
+) -> None:
+    """A handler's reconciliation, in the backlog's pool or kopf's (backlog.py)."""
     created = created_at(body.metadata.creation_timestamp)
-    return await runtime.pools.run(reason, created, work)
+    outcome = await runtime.pools.run(
+        reason, created, lambda: reconcile_and_time(runtime, body, logger)
+    )
+    if outcome.retry_after is not None and not outcome.ready:
+        raise kopf.TemporaryError(outcome.message, delay=outcome.retry_after)
+
+
+def resume_from_status(runtime: Runtime, body: kopf.Body, logger: Any) -> bool:
+    """A resumed resource whose status says its job is done (restart.py): its metrics from
+    the status and its renewal timer started; True if so, and nothing is to be reconciled."""
+    meta = body.metadata
+    status = CertificateStatus.from_dict(dict(body.status))
+    if TAKE_OVER_ANNOTATION in meta.annotations:
+        return False
+    if not settled(status, meta.get("generation"), runtime.clock()):
+        return False
+    namespace, name = meta.namespace or "", meta.name or ""
+    runtime.metrics.record_status(namespace, name, body.spec.get("domain"), status)
+    runtime.timers.track(namespace, name, status.renewal_time)
+    logger.info("resumed as its status says; verified at its next recheck")
+    return True
 
 
 def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
     @kopf.on.resume(*RESOURCE, registry=registry)
+    async def resume(body: kopf.Body, reason: str, logger: kopf.Logger, **_: Any) -> None:
+        if not resume_from_status(runtime, body, logger):
+            await reconcile_in_its_pool(runtime, body, reason, logger)
+
     @kopf.on.create(*RESOURCE, registry=registry)
     @kopf.on.update(*RESOURCE, field="spec", registry=registry)
     async def reconcile(body: kopf.Body, reason: str, logger: kopf.Logger, **_: Any) -> None:
-        outcome = await in_its_pool(
-            runtime, body, reason, lambda: reconcile_and_time(runtime, body, logger)
-        )
-        if outcome.retry_after is not None and not outcome.ready:
-            raise kopf.TemporaryError(outcome.message, delay=outcome.retry_after)
+        await reconcile_in_its_pool(runtime, body, reason, logger)
 
     # "Renew now": a person sets the annotation (kubectl annotate, or `certfleet renew`).
     @kopf.on.resume(*RESOURCE, annotations={RENEW_NOW_ANNOTATION: kopf.PRESENT}, registry=registry)

@@ -111,6 +111,23 @@ def certificate_series(
     )
 
 
+def series_from_status(domain: str, status: CertificateStatus) -> CertificateSeries:
+    """The series of a certificate as its status says, for a restart that takes the status
+    as it stands (restart.py; pure)."""
+    ready = status.ready
+    return CertificateSeries(
+        domain=domain,
+        ready="True" if ready is not None and ready.status else "False",
+        expiration=_seconds(status.not_after, None),
+        renewal=_seconds(status.renewal_time, None),
+        serial=status.serial,
+        manual_renewal_required=ready is not None
+        and ready.reason == CertificateReason.ManualRenewalRequired,
+        failed_issuance_attempts=status.failed_issuance_attempts,
+        attempt=None,
+    )
+
+
 class CertificateCollector(Collector):
     """Per-certificate series, kept as snapshots: a deleted resource or a changed domain
     leaves no stale series behind, and a scrape never sees half an update."""
@@ -257,6 +274,13 @@ class OperatorMetrics:
     ) -> None:
         """After the status patch: `status` is the status as it now stands."""
         series = certificate_series(domain if isinstance(domain, str) else "", outcome, status)
+        self.certificates.observe(namespace, name, series)
+
+    def record_status(
+        self, namespace: str, name: str, domain: object, status: CertificateStatus
+    ) -> None:
+        """A resource taken as its status says, without a reconciliation (restart.py)."""
+        series = series_from_status(domain if isinstance(domain, str) else "", status)
         self.certificates.observe(namespace, name, series)
 
     def forget(self, namespace: str, name: str) -> None:

@@ -65,13 +65,14 @@ class RenewalTimers:
         """The event loop the tasks run on (kopf's), from a startup handler."""
         self._loop = loop
 
-    def track(self, namespace: str, name: str) -> None:
+    def track(self, namespace: str, name: str, due: datetime | None = None) -> None:
         """After a handler's reconciliation (any thread): start the resource's task, or wake
-        it so that it reads the new renewal time."""
+        it so that it reads the new renewal time. `due`: the renewal time the handler just
+        wrote or read, so that a new task's first pause needs no read of its own."""
         loop = self._loop
         if loop is None or loop.is_closed():
             return
-        loop.call_soon_threadsafe(self._track, (namespace, name))
+        loop.call_soon_threadsafe(self._track, (namespace, name), due)
 
     def forget(self, namespace: str, name: str) -> None:
         """The resource was deleted (in the event loop)."""
@@ -94,14 +95,14 @@ class RenewalTimers:
 
     # -- the tasks ----------------------------------------------------------------------
 
-    def _track(self, key: Key) -> None:
+    def _track(self, key: Key, due: datetime | None) -> None:
         task = self._tasks.get(key)
         if task is not None and not task.done():
             self._wakes[key].set()
             return
         self._wakes[key] = asyncio.Event()
         self._tasks[key] = asyncio.get_running_loop().create_task(
-            self._run(key), name=f"renewal timer {key[0]}/{key[1]}"
+            self._run(key, due), name=f"renewal timer {key[0]}/{key[1]}"
         )
 
     def _last_slot(self, key: Key) -> datetime:
@@ -109,22 +110,19 @@ class RenewalTimers:
         phase = recheck_phase(f"{key[0]}/{key[1]}", self._recheck)
         return last_recheck_slot(self._clock(), phase, self._recheck)
 
-    async def _run(self, key: Key) -> None:
+    async def _run(self, key: Key, due: datetime | None) -> None:
         wake = self._wakes[key]
         checked = self._last_slot(key)
+        # A renewal time handed over: sleep first (if it is not due), read when waking up.
+        handed = seconds_until_due(self._clock(), due, checked, self._recheck) if due else None
         try:
             while True:
-                wake.clear()
-                try:
-                    pause, checked = await self._step(key, checked)
-                except Exception as error:  # the API server away, or a bug: never end silently
-                    log.warning(
-                        "renewal timer of %s/%s: %s; trying again in %.0f s",
-                        *key,
-                        error,
-                        RETRY_SECONDS,
-                    )
-                    pause = RETRY_SECONDS
+                pause: float | None
+                if handed is not None:
+                    pause, handed = handed, None
+                else:
+                    wake.clear()
+                    pause, checked = await self._guarded_step(key, checked)
                 if pause is None:
                     return  # deleted
                 with contextlib.suppress(TimeoutError):
@@ -133,6 +131,15 @@ class RenewalTimers:
             if self._tasks.get(key) is asyncio.current_task():
                 self._tasks.pop(key, None)
                 self._wakes.pop(key, None)
+
+    async def _guarded_step(self, key: Key, checked: datetime) -> tuple[float | None, datetime]:
+        try:
+            return await self._step(key, checked)
+        except Exception as error:  # the API server away, or a bug: never end silently
+            log.warning(
+                "renewal timer of %s/%s: %s; trying again in %.0f s", *key, error, RETRY_SECONDS
+            )
+            return RETRY_SECONDS, checked
 
     async def _step(self, key: Key, checked: datetime) -> tuple[float | None, datetime]:
         """Reconcile if due; how long to sleep then (None: the resource is gone)."""

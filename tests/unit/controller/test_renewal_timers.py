@@ -125,3 +125,30 @@ def test_after_a_recheck_the_next_keeps_the_resources_phase() -> None:
         assert pause == 3600.0
 
     asyncio.run(scenario())
+
+
+def test_a_renewal_time_handed_over_needs_no_read_until_the_task_wakes() -> None:
+    """After a reconciliation (or a restart that takes the status as it stands) the handler
+    knows the renewal time: the new task sleeps on it; a wake reads as before."""
+
+    async def scenario() -> None:
+        world = World()
+        far, due = {"renewalTime": "2030-09-01T12:00:00Z"}, {"renewalTime": "2030-06-01T11:59:00Z"}
+        world.resources[("shop", "web")] = {"spec": {}, "status": far}
+        timers = _timers(world)
+        timers.bind(asyncio.get_running_loop())
+        timers.track("shop", "web", NOW + timedelta(days=90))
+        await _until(lambda: timers.tracked == {("shop", "web")})
+        await asyncio.sleep(0.05)
+        assert (world.reads, world.reconciled) == (0, [])
+        timers.track("shop", "web")  # a wake: the task reads now
+        await _until(lambda: world.reads == 1)
+        assert world.reconciled == []
+
+        # A renewal time already due is no reason to sleep: read (and reconcile) at once.
+        world.resources[("shop", "due")] = {"spec": {}, "status": due}
+        timers.track("shop", "due", NOW - timedelta(minutes=1))
+        await _until(lambda: len(world.reconciled) == 1)
+        await timers.stop_all()
+
+    asyncio.run(scenario())
