@@ -30,16 +30,6 @@ CLOCK_SLACK = timedelta(seconds=2)
 T = TypeVar("T")
 
 
-def created_at(timestamp: str | None) -> datetime | None:
-    """A resource's metadata.creationTimestamp (RFC 3339, UTC); None if absent or unreadable."""
-    if not timestamp:
-        return None
-    try:
-        return datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-
-
 def is_backlog(reason: str, created: datetime | None, started: datetime) -> bool:
     """Whether a reconciliation waits its turn: a resource resumed at start, or created
     before it. A change (kopf's "update") is someone's action now: never backlog."""

@@ -21,19 +21,14 @@ from certfleet.api.names import (
     VERSION,
 )
 from certfleet.api.status import CertificateStatus
-from certfleet.controller.backlog import (
-    BACKLOG_WORKERS,
-    FRESH_WORKERS,
-    ReconcilePools,
-    created_at,
-)
+from certfleet.controller.backlog import BACKLOG_WORKERS, FRESH_WORKERS, ReconcilePools
 from certfleet.controller.metrics import OperatorMetrics
 from certfleet.controller.plan import Outcome, Request
 from certfleet.controller.reconcile import Reconciler
 from certfleet.controller.renewal_timers import RenewalTimers
 from certfleet.controller.reporter import KubeReporter, WrittenPatches
 from certfleet.controller.restart import settled
-from certfleet.core.clock import Clock
+from certfleet.core.clock import Clock, parse_rfc3339
 from certfleet.core.errors import CertfleetError
 from certfleet.core.ownership import LocationOwner
 from certfleet.kube.gateway import KubernetesGateway
@@ -130,7 +125,7 @@ async def reconcile_in_its_pool(
     runtime: Runtime, body: kopf.Body, reason: str, logger: Any
 ) -> None:
     """A handler's reconciliation, in the backlog's pool or kopf's (backlog.py)."""
-    created = created_at(body.metadata.creation_timestamp)
+    created = parse_rfc3339(body.metadata.creation_timestamp)
     outcome = await runtime.pools.run(
         reason, created, lambda: reconcile_and_time(runtime, body, logger)
     )

@@ -10,7 +10,7 @@ from datetime import timedelta
 
 import pytest
 
-from certfleet.controller.backlog import ReconcilePools, created_at, is_backlog
+from certfleet.controller.backlog import ReconcilePools, is_backlog
 from unit.core.certificates import NOW
 
 BEFORE, AFTER = NOW - timedelta(minutes=5), NOW + timedelta(seconds=3)
@@ -24,14 +24,6 @@ def test_resources_resumed_or_created_before_the_start_are_the_backlog() -> None
     assert not is_backlog("create", NOW - timedelta(seconds=1), NOW)  # within the clock slack
     assert not is_backlog("create", None, NOW)  # no timestamp: treated as new
     assert not is_backlog("update", BEFORE, NOW)  # someone's change: never backlog
-
-
-def test_creation_timestamps_are_read_as_the_api_server_writes_them() -> None:
-    assert created_at("2026-12-02T07:28:32Z") == NOW.replace(
-        year=2026, month=12, day=2, hour=7, minute=28, second=32, microsecond=0
-    )
-    assert created_at(None) is None
-    assert created_at("yesterday") is None
 
 
 def test_a_new_resource_runs_while_the_backlog_pool_is_full() -> None:
