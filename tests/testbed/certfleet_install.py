@@ -158,6 +158,8 @@ class CertfleetInstall:
                 "KUBECONFIG": str(self.control_plane.admin_kubeconfig),
                 "PYTHONUNBUFFERED": "1",
                 "PATH": os.environ.get("PATH", ""),
+                # As the image sets it (Containerfile): see there.
+                "MALLOC_ARENA_MAX": "2",
             },
         )
         self.operators.append(self.operator)
