@@ -31,10 +31,20 @@ class ServerStartError(RuntimeError):
     """A test bed server did not start; the message carries the end of its log."""
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+    """A port free now, and never one this process handed out before: the kernel may give
+    the same free port to two binds in a row (pebble was once started with its ACME and its
+    management port the same, and could not listen on the second)."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((host, 0))
+            port = int(sock.getsockname()[1])
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def _die_with_parent() -> None:
