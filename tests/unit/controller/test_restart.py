@@ -17,7 +17,7 @@ from prometheus_client import generate_latest
 from certfleet.api.names import TAKE_OVER_ANNOTATION
 from certfleet.api.status import CertificateStatus, Condition
 from certfleet.controller.handlers import reconcile_resource, resume_from_status
-from certfleet.controller.metrics import series_from_status
+from certfleet.controller.metrics import certificate_series, series_from_status
 from certfleet.controller.restart import settled
 from unit.controller.test_reconcile import FakeWorld
 from unit.controller.test_reporter import ApiServer, Clock, runtime
@@ -68,8 +68,13 @@ def test_an_order_under_way_a_failure_or_a_reason_to_look_again_is_not_settled()
 
 
 def test_the_metrics_from_a_status_are_what_the_reconciliation_exported() -> None:
-    _, status = written_status()
+    world, server, clock = FakeWorld(), ApiServer(), Clock()
+    outcome = reconcile_resource(runtime(world, server, clock), server.body(), log)
+    status = CertificateStatus.from_dict(server.resource["status"])
     series = series_from_status("www.example.com", status)
+    # All but the attempt, which counts that reconciliation's ACME order.
+    exported = certificate_series("www.example.com", outcome, status)
+    assert series == dataclasses.replace(exported, attempt=None)
     assert series.ready == "True" and series.serial == status.serial
     assert status.not_after is not None and status.renewal_time is not None
     assert series.expiration == int(status.not_after.timestamp())
