@@ -16,6 +16,7 @@ from e2e.certificates import ManualCA
 from testbed.acme_ca import AcmeCA
 from testbed.certfleet_install import CertfleetInstall, load_example
 from testbed.s3 import S3Bucket
+from testbed.waiting import wait_for
 from testbed.webserver import Nginx
 
 
@@ -52,6 +53,33 @@ class Fleet:
     def stored(self, domain: str, build: str = "build-1") -> StoredCertificate | None:
         store = S3Datastore(self.bucket.endpoint.client(), [MasterKey(self.master_key)])
         return store.read_current(self.location(domain, build))
+
+    def wait_published(
+        self, domain: str, fullchain: bytes, timeout: float = 30
+    ) -> StoredCertificate:
+        """Waits until the datastore's current certificate of `domain` is `fullchain`: a
+        publication stays, where a status reason such as ManualCertificateAccepted lasts only
+        until the next recheck says Reused."""
+
+        def published() -> StoredCertificate | None:
+            stored = self.stored(domain)
+            return stored if stored is not None and stored.fullchain == fullchain else None
+
+        return wait_for(f"{domain}'s certificate to be published", published, timeout)
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        """The events about the object `name` in the fleet's namespace."""
+        found = self.install.control_plane.kubectl(
+            "get",
+            "events",
+            "-n",
+            self.namespace,
+            f"--field-selector=involvedObject.name={name}",
+            "-o",
+            "json",
+        ).stdout
+        items: list[dict[str, Any]] = json.loads(found)["items"]
+        return items
 
     def secret(self, name: str) -> dict[str, Any] | None:
         found = self.install.control_plane.kubectl(

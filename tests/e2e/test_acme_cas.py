@@ -33,25 +33,11 @@ def _apply(fleet: Fleet, name: str, domain: str, acme: dict[str, Any]) -> None:
     fleet.install.apply(resource)
 
 
-def _events(fleet: Fleet, name: str) -> list[dict[str, Any]]:
-    found = fleet.install.control_plane.kubectl(
-        "get",
-        "events",
-        "-n",
-        fleet.namespace,
-        f"--field-selector=involvedObject.name={name}",
-        "-o",
-        "json",
-    ).stdout
-    items: list[dict[str, Any]] = json.loads(found)["items"]
-    return items
-
-
 def _everything_said(fleet: Fleet, name: str) -> str:
     """The operator's log, the resource (status included) and its events, as text."""
     resource = fleet.install.managed_certificate(fleet.namespace, name)
     logs = "".join(process.log_path.read_text() for process in fleet.install.operators)
-    return logs + json.dumps(resource) + json.dumps(_events(fleet, name))
+    return logs + json.dumps(resource) + json.dumps(fleet.events(name))
 
 
 def test_a_ca_requiring_eab_refuses_without_it_and_issues_with_it_from_a_secret(
@@ -126,11 +112,11 @@ def test_a_failing_first_ca_falls_back_to_the_next_and_says_so(
     assert status["issuedBy"] == {"server": fleet.ca.directory_url, "position": 1}
     assert status["failedIssuanceAttempts"] == 0
     assert fleet.stored(domain) is not None
-    fell_back = [e for e in _events(fleet, "fallback") if e["reason"] == "AcmeServerFallback"]
+    fell_back = [e for e in fleet.events("fallback") if e["reason"] == "AcmeServerFallback"]
     assert len(fell_back) == 1, fell_back
     assert fell_back[0]["type"] == "Warning"
     assert dead in fell_back[0]["message"] and fleet.ca.directory_url in fell_back[0]["message"]
-    failed = [e for e in _events(fleet, "fallback") if e["reason"] == "IssuanceFailed"]
+    failed = [e for e in fleet.events("fallback") if e["reason"] == "IssuanceFailed"]
     # The first CA's failure, naming it.
     assert failed and f"issuing through ACME at {dead} failed" in failed[0]["message"], failed
     assert fleet.ca.orders_created() == 1

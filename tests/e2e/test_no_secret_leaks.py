@@ -203,7 +203,7 @@ def test_no_secret_reaches_any_log_event_status_metric_or_s3_object(
     fleet.apply_certificate(
         "manual.yaml", "broken", broken_domain, manual={"secretName": "broken-tls"}
     )
-    fleet.install.wait_for_condition(namespace, "shop", "True", "ManualCertificateAccepted")
+    fleet.wait_published(manual_domain, manual.fullchain)
     fleet.install.wait_for_condition(namespace, "broken", "False", "KeyMismatch")
 
     start = fleet.stored(domain)
