@@ -19,7 +19,7 @@ from pathlib import Path
 
 from certfleet.acme_issuer.accounts import AccountId, StoredAccount
 from certfleet.api.spec import CertificateSpec
-from certfleet.controller import pending_orders
+from certfleet.controller import pending_orders, unpublished
 from certfleet.controller.ports import Kept, PemPair, PendingOrder
 from certfleet.core.domains import folder_name
 from certfleet.core.errors import CertfleetError
@@ -127,13 +127,27 @@ class FileCache:
         return _read_pair(self.folder(spec))
 
     def read_kept(self, namespace: str, spec: CertificateSpec) -> Kept:
-        return Kept(self.read(namespace, spec), self.read_pending(namespace, spec))
+        marker = read_bounded(
+            self.folder(spec) / unpublished.REPLACES_KEY, unpublished.MAX_MARKER_BYTES
+        )
+        return Kept(
+            self.read(namespace, spec),
+            self.read_pending(namespace, spec),
+            unpublished.read_marker(marker),
+        )
 
-    def write(self, namespace: str, spec: CertificateSpec, pair: PemPair) -> None:
+    def write(
+        self, namespace: str, spec: CertificateSpec, pair: PemPair, replaces: int | None = None
+    ) -> None:
         folder = private_folder(self.folder(spec))
+        # The old marker goes first and the new one comes last: a marker never names another
+        # certificate (without one, a crash in between falls back to the notBefore).
+        remove(folder / unpublished.REPLACES_KEY)
         # The key first: a fullchain.pem never stands beside an older key alone for long.
         write_atomically(folder / PRIVKEY_NAME, pair.key)
         write_atomically(folder / FULLCHAIN_NAME, pair.fullchain)
+        if replaces is not None:
+            write_atomically(folder / unpublished.REPLACES_KEY, unpublished.marker(replaces))
         # Only once the certificate is kept: the order under way is done.
         for name in (pending_orders.ORDER_KEY, pending_orders.PRIVATE_KEY_KEY):
             remove(folder / name)

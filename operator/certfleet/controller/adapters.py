@@ -44,7 +44,7 @@ from certfleet.api.spec import (
     parse_cloudhost,
 )
 from certfleet.api.tenancy import admits
-from certfleet.controller import pending_orders
+from certfleet.controller import pending_orders, unpublished
 from certfleet.controller.acme_issuers import SecretValue
 from certfleet.controller.gather import DatastoreNotConfiguredError
 from certfleet.controller.ports import Kept, PemPair, PendingOrder
@@ -147,7 +147,8 @@ class SecretCache:
 
     The ACME order under way is kept in the same Secret (``pending_orders``: two more keys,
     emptied when its certificate is written), so the order's key is where the certificate's
-    is, and nowhere else.
+    is, and nowhere else; and so is the marker of a certificate not published yet
+    (``unpublished``).
 
     Its owners are the namespace's ManagedCertificates of that (domain, cloudhost, build): when
     the last is deleted, the garbage collector deletes the Secret and the key in it.
@@ -182,11 +183,20 @@ class SecretCache:
             data.get(pending_orders.ORDER_KEY), data.get(pending_orders.PRIVATE_KEY_KEY)
         )
         # Empty pair: only an order under way is kept.
-        return Kept(pair=PemPair(*found) if found != (b"", b"") else None, pending=pending)
+        pair = PemPair(*found) if found != (b"", b"") else None
+        replaces = unpublished.read_marker(data.get(unpublished.REPLACES_KEY))
+        return Kept(pair, pending, replaces)
 
-    def write(self, namespace: str, spec: CertificateSpec, pair: PemPair) -> None:
-        no_order = {pending_orders.ORDER_KEY: b"", pending_orders.PRIVATE_KEY_KEY: b""}
-        self._write(namespace, spec, pair.fullchain, pair.key, no_order)
+    def write(
+        self, namespace: str, spec: CertificateSpec, pair: PemPair, replaces: int | None = None
+    ) -> None:
+        # One patch: the marker never stands beside another certificate.
+        extra = {
+            pending_orders.ORDER_KEY: b"",
+            pending_orders.PRIVATE_KEY_KEY: b"",
+            unpublished.REPLACES_KEY: unpublished.marker(replaces),
+        }
+        self._write(namespace, spec, pair.fullchain, pair.key, extra)
 
     def write_pending(self, namespace: str, spec: CertificateSpec, order: PendingOrder) -> None:
         # The certificate kept so far stays: a patch of the order's keys only, no read first.

@@ -112,10 +112,10 @@ def decide(observed: Observed | Unobservable, now: datetime, settings: DecisionS
             if observed.cached == stored_pair
             else judge(observed.cached, spec, now, observed.cached_window, roots)
         )
-        # Renew-now is satisfied by a newer certificate already obtained but not yet
-        # published (a publish that failed after the order): never order it again.
+        # Renew-now is satisfied by a certificate already obtained but not yet published
+        # (a publish that failed after the order): never order it again.
         if isinstance(cached_verdict, Valid) and (
-            not forced or _newer(cached_verdict, stored_verdict)
+            not forced or _unpublished(observed, cached_verdict, stored_verdict)
         ):
             return Publish(
                 observed.cached,
@@ -281,22 +281,28 @@ def _cache_may_take(
     observed: Observed, stored_pair: PemPair | None, stored_verdict: Verdict, now: datetime
 ) -> bool:
     """Whether reusing the published certificate may copy it over the cache. Not over a
-    newer valid one: that is a renew-now's certificate not yet published (a process died),
-    which the renew-now still to come publishes; overwriting it would throw an issued
-    certificate away. (An order under way, ``observed.pending``, is left alone for the same
-    reason: a plain reconciliation may come before the renew-now's.)"""
+    valid one not yet published: a renew-now's (a process died), which the renew-now still
+    to come publishes; overwriting it would throw an issued certificate away. (An order
+    under way, ``observed.pending``, is left alone for the same reason: a plain
+    reconciliation may come before the renew-now's.)"""
     cached = observed.cached
     if cached == stored_pair:
         return False
     if cached is None:
         return True
     verdict = judge(cached, observed.spec, now, observed.cached_window, observed.trust_roots)
-    return not (isinstance(verdict, Valid) and _newer(verdict, stored_verdict))
+    return not (isinstance(verdict, Valid) and _unpublished(observed, verdict, stored_verdict))
 
 
-def _newer(candidate: Valid, published: Verdict) -> bool:
+def _unpublished(observed: Observed, cached: Valid, published: Verdict) -> bool:
+    """Whether the cached certificate (not the published one) was obtained to replace the
+    published one: the cache says so while that revision is still published
+    (``unpublished``); a cache without a marker (older certfleet) by a later notBefore."""
+    stored = observed.stored
+    if stored is not None and observed.cached_replaces == stored.pointer.revision:
+        return True
     facts = published.facts
-    return facts is not None and candidate.facts.not_before > facts.not_before
+    return facts is not None and cached.facts.not_before > facts.not_before
 
 
 def _manual_replacement(

@@ -130,6 +130,7 @@ def _observe(request: Request, spec: CertificateSpec, ports: Ports) -> Observed:
         unreadable_reason=unreadable_reason,
         highest_revision=seen,
         pending=None if manual else kept.pending,
+        cached_replaces=kept.replaces,
         ownership=ownership,
         trust_roots=trust_roots,
     )

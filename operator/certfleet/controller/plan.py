@@ -79,6 +79,9 @@ class Observed:
     highest_revision: int = 0
     # An ACME order placed before (by a process that died) whose certificate is not cached.
     pending: PendingOrder | None = None
+    # The revision published when the cached certificate was cached, if it was not that one
+    # (``unpublished``): while it is still published, the cached one is its replacement.
+    cached_replaces: int | None = None
 
 
 @dataclass(frozen=True)

@@ -48,10 +48,13 @@ class PendingOrder:
 @dataclass(frozen=True)
 class Kept:
     """What the cache keeps of one certificate, read at once: the certificate (None when
-    there is none, or only an order is kept) and the ACME order under way."""
+    there is none, or only an order is kept) and the ACME order under way. `replaces`: for a
+    certificate cached while another was published, that one's revision (0: none was); None
+    for a copy of the published one (``unpublished``)."""
 
     pair: PemPair | None
     pending: PendingOrder | None
+    replaces: int | None = None
 
 
 class Cache(Protocol):
@@ -66,8 +69,11 @@ class Cache(Protocol):
     def read_kept(self, namespace: str, spec: CertificateSpec) -> Kept:
         """The certificate and the order under way, in one read (in a cluster: one GET)."""
 
-    def write(self, namespace: str, spec: CertificateSpec, pair: PemPair) -> None:
-        """Also forgets the pending order: from here on, this certificate is the one kept."""
+    def write(
+        self, namespace: str, spec: CertificateSpec, pair: PemPair, replaces: int | None = None
+    ) -> None:
+        """Also forgets the pending order: from here on, this certificate is the one kept.
+        `replaces`: kept with it as ``Kept.replaces``."""
 
     # -- the order under way --------------------------------------------------------------
 

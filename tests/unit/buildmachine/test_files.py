@@ -146,3 +146,19 @@ def test_a_damaged_pending_order_is_no_order(tmp_path: Path) -> None:
     (folder / "pending-order.json").write_bytes(b"x" * 100_000)
     with pytest.raises(FilesError, match="larger than"):
         cache.read_pending("any", SPEC)
+
+
+def test_the_cache_keeps_the_marker_of_a_certificate_not_published_yet(tmp_path: Path) -> None:
+    cache = FileCache(tmp_path)
+    cache.write("any", SPEC, PAIR, replaces=3)
+    marker = cache.folder(SPEC) / "replaces-revision"
+    assert marker.read_bytes() == b"3" and mode(marker) == 0o600
+    assert cache.read_kept("any", SPEC).replaces == 3
+    cache.write("any", SPEC, PAIR)  # a copy of the published one: no marker
+    assert not marker.exists() and cache.read_kept("any", SPEC).replaces is None
+    for edited in (b"-1", b"3.0", b" 3", b""):
+        marker.write_bytes(edited)
+        assert cache.read_kept("any", SPEC).replaces is None, edited
+    marker.write_bytes(b"9" * 21)
+    with pytest.raises(FilesError, match="larger than 20 bytes"):
+        cache.read_kept("any", SPEC)

@@ -102,6 +102,7 @@ def observed(
     forced: bool = False,
     failures: int = 0,
     pending: PendingOrder | None = None,
+    cached_replaces: int | None = None,
     ownership: Ownership | None = None,
     claimant: LocationOwner | None = None,
     take_over_from: str | None = None,
@@ -130,6 +131,7 @@ def observed(
         supplied=supplied,
         supplied_name="the kubernetes.io/tls Secret shop/supplied",
         pending=pending,
+        cached_replaces=cached_replaces,
         ownership=ownership or Ownership(True, LocationClaim(OWNER, '"c1"'), None),
         trust_roots=ROOTS,
     )
@@ -551,6 +553,25 @@ def test_a_plain_reconciliation_before_a_renew_nows_keeps_what_the_renewal_obtai
     for older_or_unfit in (OTHER, DUE, BROKEN, None):
         plan = decide(observed(published=VALID, cached=older_or_unfit), NOW, SETTINGS)
         assert isinstance(plan, Reuse) and plan.cache_it, older_or_unfit
+
+
+def test_a_cached_certificate_the_cache_marks_as_the_published_ones_replacement_is_kept() -> None:
+    """OTHER has the published certificate's notBefore (a renewal in its second): only the
+    cache's marker tells it from an older copy. Revision 1 is the published one."""
+    for replaces, kept in ((1, True), (0, False), (None, False)):  # 0: none was published
+        plain = decide(
+            observed(published=VALID, cached=OTHER, cached_replaces=replaces), NOW, SETTINGS
+        )
+        assert isinstance(plain, Reuse) and plain.cache_it is not kept, replaces
+        forced = decide(
+            observed(published=VALID, cached=OTHER, cached_replaces=replaces, forced=True),
+            NOW,
+            SETTINGS,
+        )
+        if kept:
+            assert isinstance(forced, Publish) and forced.pair == OTHER, "ordered again"
+        else:
+            assert isinstance(forced, Issue), replaces
 
 
 def test_a_cached_certificate_is_published_before_a_pending_order_is_looked_at() -> None:

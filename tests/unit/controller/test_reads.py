@@ -99,6 +99,15 @@ def test_a_new_certificates_cache_secret_costs_one_read_and_two_writes() -> None
     assert cache.read_kept(NAMESPACE, spec) == Kept(PemPair(b"chain", b"key"), order)
 
 
+def test_the_cache_secret_keeps_the_marker_of_a_certificate_not_published_yet() -> None:
+    cache = SecretCache(TlsSecrets(gateway_over(FakeCore())))
+    spec = parse_certificate_spec(SPEC)
+    cache.write(NAMESPACE, spec, PemPair(b"renewal", b"key"), replaces=4)
+    assert cache.read_kept(NAMESPACE, spec) == Kept(PemPair(b"renewal", b"key"), None, 4)
+    cache.write(NAMESPACE, spec, PemPair(b"published", b"key"))  # a copy: the marker goes
+    assert cache.read_kept(NAMESPACE, spec) == Kept(PemPair(b"published", b"key"), None, None)
+
+
 def test_the_operator_reads_a_cloudhost_and_its_secrets_once_for_many_reconciliations() -> None:
     gateway = CountingGateway()
     reads = CachedReads(gateway)

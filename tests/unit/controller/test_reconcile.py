@@ -142,7 +142,7 @@ class FlakyDatastore(InMemoryDatastore):
         super().__init__(lambda: self.clock_now)
 
     publish_down = False
-    publish_error: Exception | None = None
+    publish_error: BaseException | None = None  # test_resume's kills too
 
     def publish(self, *args: Any, **kwargs: Any) -> Any:
         if self.publish_down:

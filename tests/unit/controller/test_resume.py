@@ -27,6 +27,7 @@ from unit.controller.resources import NAMESPACE, SPEC
 from unit.controller.test_reconcile import (
     FakeIssuer,
     FakeWorld,
+    cached,
     certificate,
     published,
     reconcile,
@@ -166,6 +167,27 @@ def test_a_plain_reconciliation_after_a_killed_renew_now_keeps_its_order_and_cer
     outcome = reconcile(world, force_renewal=True)
     assert outcome.ready and published(world) == renewed
     assert (world.ca.orders, ca(world).issued) == (2, 2), "the renewal was ordered twice"
+
+
+def test_a_renewal_in_its_predecessors_second_killed_before_its_publish_is_never_lost(
+    world: FakeWorld,
+) -> None:
+    """The same notBefore as the published certificate: the cache's marker, not the dates,
+    says which one is the renewal (controller/unpublished.py)."""
+    reconcile(world)
+    renewed = certificate(key=6)  # certificate()'s notBefore, as the published one's
+    world.ca.next_certificate = renewed
+    world.store.publish_error = Killed("between the cache write and the publish")
+    with pytest.raises(Killed):
+        reconcile(world, force_renewal=True)
+    world.store.publish_error = None
+    plain = reconcile(world)  # kopf's plain handler first
+    assert plain.reason == "Reused" and cached(world) == renewed, "the renewal overwritten"
+    outcome = reconcile(world, force_renewal=True)
+    assert (outcome.ready, outcome.reason) == (True, "RestoredFromCache")
+    assert published(world) == renewed
+    assert (world.ca.orders, ca(world).issued) == (2, 2), "the renewal was ordered twice"
+    assert reconcile(world).reason == "Reused" and cached(world) == renewed
 
 
 def test_an_order_that_turned_invalid_is_replaced_by_a_new_one(world: FakeWorld) -> None:
