@@ -70,7 +70,7 @@ class Runtime:
     def _reconcile_read(self, raw: Mapping[str, Any]) -> Outcome:
         """The renewal timer's reconciliation, of the resource as just read."""
         body = kopf.Body(cast(kopf.RawBody, dict(raw)))
-        return reconcile_resource(self, body, log)
+        return reconcile_resource(self, body)
 
     def lock(self, namespace: str, name: str) -> threading.Lock:
         """One reconciliation at a time per resource (handlers and the renewal daemon)."""
@@ -78,9 +78,7 @@ class Runtime:
             return self._locks.setdefault((namespace, name), threading.Lock())
 
 
-def reconcile_resource(
-    runtime: Runtime, body: kopf.Body, logger: Any, force_renewal: bool = False
-) -> Outcome:
+def reconcile_resource(runtime: Runtime, body: kopf.Body, force_renewal: bool = False) -> Outcome:
     namespace, name = body.metadata.namespace or "", body.metadata.name or ""
     with runtime.lock(namespace, name):
         reporter = KubeReporter(
@@ -104,36 +102,30 @@ def reconcile_resource(
         except CertfleetError as error:  # the status itself could not be written
             raise kopf.TemporaryError(str(error), delay=REPORT_RETRY_SECONDS) from None
     reporter.post_events(outcome)
-    logger.info("%s: %s", outcome.reason, outcome.message)
+    log.info("%s/%s: %s: %s", namespace, name, outcome.reason, outcome.message)
     return outcome
 
 
-def reconcile_and_time(
-    runtime: Runtime, body: kopf.Body, logger: Any, force_renewal: bool = False
-) -> Outcome:
+def reconcile_and_time(runtime: Runtime, body: kopf.Body, force_renewal: bool = False) -> Outcome:
     """A handler's reconciliation; then the resource's renewal timer starts or looks again."""
     outcome: Outcome | None = None
     try:
-        outcome = reconcile_resource(runtime, body, logger, force_renewal)
+        outcome = reconcile_resource(runtime, body, force_renewal)
         return outcome
     finally:
         due = outcome.renew_at if outcome is not None else None
         runtime.timers.track(body.metadata.namespace or "", body.metadata.name or "", due)
 
 
-async def reconcile_in_its_pool(
-    runtime: Runtime, body: kopf.Body, reason: str, logger: Any
-) -> None:
+async def reconcile_in_its_pool(runtime: Runtime, body: kopf.Body, reason: str) -> None:
     """A handler's reconciliation, in the backlog's pool or kopf's (backlog.py)."""
     created = parse_rfc3339(body.metadata.creation_timestamp)
-    outcome = await runtime.pools.run(
-        reason, created, lambda: reconcile_and_time(runtime, body, logger)
-    )
+    outcome = await runtime.pools.run(reason, created, lambda: reconcile_and_time(runtime, body))
     if outcome.retry_after is not None and not outcome.ready:
         raise kopf.TemporaryError(outcome.message, delay=outcome.retry_after)
 
 
-def resume_from_status(runtime: Runtime, body: kopf.Body, logger: Any) -> bool:
+def resume_from_status(runtime: Runtime, body: kopf.Body) -> bool:
     """A resumed resource whose status says its job is done (restart.py): its metrics from
     the status and its renewal timer started; True if so, and nothing is to be reconciled."""
     meta = body.metadata
@@ -145,34 +137,34 @@ def resume_from_status(runtime: Runtime, body: kopf.Body, logger: Any) -> bool:
     namespace, name = meta.namespace or "", meta.name or ""
     runtime.metrics.record_status(namespace, name, body.spec.get("domain"), status)
     runtime.timers.track(namespace, name, status.renewal_time)
-    logger.info("resumed as its status says; verified at its next recheck")
+    log.info("%s/%s: resumed as its status says; verified at its next recheck", namespace, name)
     return True
 
 
 def register(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
     @kopf.on.resume(*RESOURCE, registry=registry)
-    async def resume(body: kopf.Body, reason: str, logger: kopf.Logger, **_: Any) -> None:
-        if not resume_from_status(runtime, body, logger):
-            await reconcile_in_its_pool(runtime, body, reason, logger)
+    async def resume(body: kopf.Body, reason: str, **_: Any) -> None:
+        if not resume_from_status(runtime, body):
+            await reconcile_in_its_pool(runtime, body, reason)
 
     @kopf.on.create(*RESOURCE, registry=registry)
     @kopf.on.update(*RESOURCE, field="spec", registry=registry)
-    async def reconcile(body: kopf.Body, reason: str, logger: kopf.Logger, **_: Any) -> None:
-        await reconcile_in_its_pool(runtime, body, reason, logger)
+    async def reconcile(body: kopf.Body, reason: str, **_: Any) -> None:
+        await reconcile_in_its_pool(runtime, body, reason)
 
     # "Renew now": a person sets the annotation (kubectl annotate, or `certfleet renew`).
     @kopf.on.resume(*RESOURCE, annotations={RENEW_NOW_ANNOTATION: kopf.PRESENT}, registry=registry)
     @kopf.on.update(*RESOURCE, annotations={RENEW_NOW_ANNOTATION: kopf.PRESENT}, registry=registry)
-    def renew_now(body: kopf.Body, patch: kopf.Patch, logger: kopf.Logger, **_: Any) -> None:
-        outcome = reconcile_and_time(runtime, body, logger, force_renewal=True)
+    def renew_now(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
+        outcome = reconcile_and_time(runtime, body, force_renewal=True)
         if outcome.issuance_failed or not outcome.ready:
             raise kopf.TemporaryError(outcome.message, delay=outcome.retry_after or 30)
         patch.metadata.annotations[RENEW_NOW_ANNOTATION] = None  # done: a request, not a state
 
     # A person hands a location over (core.ownership): look at once, not at the next retry.
     @kopf.on.update(*RESOURCE, annotations={TAKE_OVER_ANNOTATION: kopf.PRESENT}, registry=registry)
-    def take_over(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
-        reconcile_and_time(runtime, body, logger)
+    def take_over(body: kopf.Body, **_: Any) -> None:
+        reconcile_and_time(runtime, body)
 
     # The renewal timers are certfleet's own tasks on kopf's loop, not kopf daemons: a daemon
     # would put kopf's finalizer on every resource, and deleting one (or its namespace) would

@@ -5,7 +5,6 @@ once; a body older than the operator's own last write is not taken for the statu
 from __future__ import annotations
 
 import copy
-import logging
 from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -21,8 +20,6 @@ from certfleet.kube.gateway import KubernetesGateway, KubernetesUnavailableError
 from unit.controller.resources import NAMESPACE, SPEC
 from unit.controller.test_reconcile import FakeWorld
 from unit.core.certificates import DAY, NOW
-
-log = logging.getLogger(__name__)
 
 
 def rfc7386(target: Any, patch: Any) -> Any:
@@ -92,14 +89,14 @@ def runtime(world: FakeWorld, server: ApiServer, clock: Clock) -> Runtime:
 def test_a_recheck_that_finds_what_the_last_one_found_writes_nothing(events: list[str]) -> None:
     world, server, clock = FakeWorld(), ApiServer(), Clock()
     operator = runtime(world, server, clock)
-    first = reconcile_resource(operator, server.body(), log)
+    first = reconcile_resource(operator, server.body())
     assert (first.ready, first.reason) == (True, "Issued")
     assert len(server.patches) == 2  # "issuing", then the outcome
     assert "Issued" in events
 
     # The next look reuses what it published: that is said once ...
     clock.now = NOW + timedelta(hours=1)
-    assert reconcile_resource(operator, server.body(), log).reason == "Reused"
+    assert reconcile_resource(operator, server.body()).reason == "Reused"
     assert len(server.patches) == 3
     ready = server.resource["status"]["conditions"][0]
     assert ready["lastTransitionTime"] == "2030-06-01T12:00:00Z", "still Ready since then"
@@ -109,13 +106,13 @@ def test_a_recheck_that_finds_what_the_last_one_found_writes_nothing(events: lis
     posted = len(events)
     for hours, process in ((2, operator), (3, operator), (4, runtime(world, server, clock))):
         clock.now = NOW + timedelta(hours=hours)
-        assert reconcile_resource(process, server.body(), log).reason == "Reused"
+        assert reconcile_resource(process, server.body()).reason == "Reused"
     assert len(server.patches) == 3
     assert len(events) == posted
 
     # A real change is written at the next look: the CA's renewal window moved.
     world.ari_window = (NOW + 10 * DAY, NOW + 12 * DAY)
-    reconcile_resource(operator, server.body(), log)
+    reconcile_resource(operator, server.body())
     assert len(server.patches) == 4
     assert server.resource["status"]["renewalTime"] == "2030-06-12T12:00:00Z"
     assert server.patches[-1]["conditions"][0]["lastTransitionTime"] == "2030-06-01T12:00:00Z"
@@ -126,20 +123,20 @@ def test_a_body_older_than_the_operators_last_write_is_not_taken_for_the_status(
 ) -> None:
     world, server, clock = FakeWorld(), ApiServer(), Clock()
     operator = runtime(world, server, clock)
-    reconcile_resource(operator, server.body(), log)
-    reconcile_resource(operator, server.body(), log)  # Reused
+    reconcile_resource(operator, server.body())
+    reconcile_resource(operator, server.body())  # Reused
     before = server.body()  # what a queued watch event still carries
     patches = len(server.patches)
 
     # The renewal timer's look writes a change (the CA's window) ...
     world.ari_window = (NOW + 10 * DAY, NOW + 12 * DAY)
-    reconcile_resource(operator, server.body(), log)
+    reconcile_resource(operator, server.body())
     assert len(server.patches) == patches + 1
 
     # ... then a handler runs on the older body while the window is back to none: its
     # outcome equals that body's status but not the resource's, so it is written.
     world.ari_window = None
-    reconcile_resource(operator, before, log)
+    reconcile_resource(operator, before)
     assert len(server.patches) == patches + 2
     assert server.resource["status"]["renewalTime"] == before.status["renewalTime"]
 
@@ -149,7 +146,7 @@ def test_a_failed_status_write_is_tried_again_at_the_next_reconciliation(
 ) -> None:
     world, server, clock = FakeWorld(), ApiServer(), Clock()
     operator = runtime(world, server, clock)
-    reconcile_resource(operator, server.body(), log)
+    reconcile_resource(operator, server.body())
     body = server.body()
     written = server.patch_certificate_status
 
@@ -158,10 +155,10 @@ def test_a_failed_status_write_is_tried_again_at_the_next_reconciliation(
 
     server.patch_certificate_status = unreachable  # type: ignore[method-assign]
     with pytest.raises(kopf.TemporaryError):
-        reconcile_resource(operator, body, log)
+        reconcile_resource(operator, body)
     server.patch_certificate_status = written  # type: ignore[method-assign]
     patches = len(server.patches)
-    reconcile_resource(operator, body, log)
+    reconcile_resource(operator, body)
     assert len(server.patches) == patches + 1
 
 
@@ -172,14 +169,14 @@ def test_a_new_resource_gets_its_fleet_summary_in_its_own_status_patches(
     # The first event of a new resource: summarise_fleet has nothing to write (before, it
     # patched "no node has reported yet" ahead of the reconciliation, every new resource).
     assert agents_summary_patch(server.resource["status"]) is None
-    reconcile_resource(runtime(world, server, clock), server.body(), log)
+    reconcile_resource(runtime(world, server, clock), server.body())
     assert len(server.patches) == 2  # "issuing" and the outcome: no write of the summary's own
     assert server.patches[0]["fleet"]["summary"] == "no node has reported yet"
     assert agents_summary_patch(server.resource["status"]) is None, "up to date"
 
     operator = runtime(world, server, clock)
     clock.now = NOW + timedelta(hours=1)
-    reconcile_resource(operator, server.body(), log)  # Reused: said once
+    reconcile_resource(operator, server.body())  # Reused: said once
 
     # Agents report; summarise_fleet writes the summary (as it does, from its event) ...
     serial = server.resource["status"]["serialNumber"]
@@ -191,7 +188,7 @@ def test_a_new_resource_gets_its_fleet_summary_in_its_own_status_patches(
     # ... and the operator's next look, finding the same, writes nothing (the summary it
     # last wrote itself is out of date, but the status says what it would write now).
     clock.now = NOW + timedelta(hours=2)
-    reconcile_resource(operator, server.body(), log)
+    reconcile_resource(operator, server.body())
     assert len(server.patches) == patches
     assert server.resource["status"]["fleet"]["summary"] == f"1/1 nodes serve serial {serial}"
     assert server.resource["status"]["fleet"]["nodes"] == {"n1": {"servedSerial": serial}}

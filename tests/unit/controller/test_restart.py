@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import logging
 from datetime import timedelta
 from typing import Any, cast
 
@@ -23,15 +22,13 @@ from unit.controller.test_reconcile import FakeWorld
 from unit.controller.test_reporter import ApiServer, Clock, runtime
 from unit.core.certificates import DAY, NOW
 
-log = logging.getLogger(__name__)
-
 
 def written_status() -> tuple[ApiServer, CertificateStatus]:
     """A resource an operator issued a certificate for, and the status it wrote."""
     world, server, clock = FakeWorld(), ApiServer(), Clock()
     operator = runtime(world, server, clock)
     body = server.body()
-    assert reconcile_resource(operator, body, log).reason == "Issued"
+    assert reconcile_resource(operator, body).reason == "Issued"
     return server, CertificateStatus.from_dict(server.resource["status"])
 
 
@@ -69,7 +66,7 @@ def test_an_order_under_way_a_failure_or_a_reason_to_look_again_is_not_settled()
 
 def test_the_metrics_from_a_status_are_what_the_reconciliation_exported() -> None:
     world, server, clock = FakeWorld(), ApiServer(), Clock()
-    outcome = reconcile_resource(runtime(world, server, clock), server.body(), log)
+    outcome = reconcile_resource(runtime(world, server, clock), server.body())
     status = CertificateStatus.from_dict(server.resource["status"])
     series = series_from_status("www.example.com", status)
     # All but the attempt, which counts that reconciliation's ACME order.
@@ -96,7 +93,7 @@ def resumed(server: ApiServer, now_offset: timedelta, **metadata: Any) -> tuple[
     resource["metadata"].update(metadata)
     body = kopf.Body(cast(kopf.RawBody, resource))
     patches = len(server.patches)
-    taken = resume_from_status(operator, body, log)
+    taken = resume_from_status(operator, body)
     scrape = generate_latest(operator.metrics.registry).decode()
     return taken, len(server.patches) - patches, scrape
 
