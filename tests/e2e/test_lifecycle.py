@@ -85,10 +85,18 @@ def test_a_manual_replacement_issued_earlier_is_published_at_the_next_recheck(
         return bool(status.get("serialNumber") == stored.pointer.serial)
 
     wait_for("the status to name the replacement's serial", reported)
-    told = [e["message"] for e in fleet.events("shop") if e["reason"] == "Published"]
-    assert any(f"published serial {stored.pointer.serial} to " in m for m in told), told
+
+    def told() -> bool:  # events are posted after the status, from kopf's queue
+        said = [e["message"] for e in fleet.events("shop") if e["reason"] == "Published"]
+        return any(f"published serial {stored.pointer.serial} to " in m for m in said)
+
+    wait_for("the replacement's Published event", told)
     # What the condition said until the next recheck, as the operator logged it.
-    logged = "".join(process.log_path.read_text() for process in fleet.install.operators)
     secret = f"the kubernetes.io/tls Secret {fleet.namespace}/shop-tls"
     accepted = f"accepted the certificate of {secret}, replacing serial {published.pointer.serial}"
-    assert f"ManualCertificateAccepted: {accepted}" in logged
+
+    def logged() -> bool:
+        text = "".join(process.log_path.read_text() for process in fleet.install.operators)
+        return f"{fleet.namespace}/shop: ManualCertificateAccepted: {accepted}" in text
+
+    wait_for("the operator to log the acceptance", logged)
