@@ -185,12 +185,19 @@ class CertificateInstaller:
     # -- reading ------------------------------------------------------------------------
 
     def read_installed(self) -> InstalledFiles | None:
-        """The installed pair, following the symlink; None when neither file is there."""
-        fullchain = _read_optional(self.link / FULLCHAIN_NAME)
-        privkey = _read_optional(self.link / PRIVKEY_NAME)
+        """The installed pair, both files from the folder the symlink names at one moment:
+        read through the link twice, a switch in between paired one version's certificate
+        with the next one's key. None when neither file is there."""
+        try:
+            target: str | None = os.readlink(self.link)
+        except OSError:  # nothing there, or a plain folder (from before certfleet)
+            target = None
+        folder = self.link.parent / target if target is not None else self.link
+        fullchain = _read_optional(folder / FULLCHAIN_NAME)
+        privkey = _read_optional(folder / PRIVKEY_NAME)
         if not fullchain and not privkey:
             return None
-        version = self.current_version()
+        version = self._managed_version(target) if target is not None else None
         origin = None
         if version is not None:
             try:
