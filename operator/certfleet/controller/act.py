@@ -89,8 +89,7 @@ def _cache(observed: Observed, ports: Ports, pair: PemPair, wanted: bool) -> tup
         return ()
     # Another certificate than the published one says which one that is (``unpublished``).
     stored = observed.stored
-    published = PemPair(stored.fullchain, stored.privkey) if stored is not None else None
-    replaces = None if pair == published else (stored.pointer.revision if stored else 0)
+    replaces = None if pair == observed.stored_pair else (stored.pointer.revision if stored else 0)
     try:
         ports.cache.write(observed.request.namespace, observed.spec, pair, replaces)
     except CertfleetError as error:

@@ -75,7 +75,7 @@ def decide(observed: Observed | Unobservable, now: datetime, settings: DecisionS
     if standing is not None:
         return standing
     spec, stored = observed.spec, observed.stored
-    stored_pair = PemPair(stored.fullchain, stored.privkey) if stored else None
+    stored_pair = observed.stored_pair
     roots = observed.trust_roots
     stored_verdict = judge(stored_pair, spec, now, observed.stored_window, roots)
     forced = observed.request.force_renewal

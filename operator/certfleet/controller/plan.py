@@ -83,6 +83,12 @@ class Observed:
     # (``unpublished``): while it is still published, the cached one is its replacement.
     cached_replaces: int | None = None
 
+    @property
+    def stored_pair(self) -> PemPair | None:
+        """The published certificate and its key, as the cache and a supplied one hold them."""
+        stored = self.stored
+        return PemPair(stored.fullchain, stored.privkey) if stored is not None else None
+
 
 @dataclass(frozen=True)
 class Unobservable:
